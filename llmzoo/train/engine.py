@@ -20,7 +20,7 @@ from llmzoo.train.distributed import (
     DistEnv, all_reduce_sum, clip_grad_norm, data_parallel_size, make_zero1_optimizer, no_grad_sync, parallelize,
     unwrap,
 )
-from llmzoo.train.kernels import bf16_gemm_via_fp32, use_bf16_emulation
+from llmzoo.nn.bf16 import bf16_gemm_via_fp32, use_bf16_emulation
 from llmzoo.train.model import compile_blocks, enable_activation_checkpointing, set_fused_projections
 from llmzoo.train.optim import adamw_kwargs, param_groups
 from llmzoo.train.recipe import Recipe
