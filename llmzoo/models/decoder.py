@@ -11,6 +11,7 @@ from llmzoo.models.context import build_context, default_position_ids
 from llmzoo.models.outputs import ModelOutput
 from llmzoo.nn.block import Block
 from llmzoo.nn.embedding import Embeddings
+from llmzoo.nn.linear_cross_entropy import linear_cross_entropy
 from llmzoo.nn.moe import load_balancing_loss
 from llmzoo.nn.norm import make_norm
 from llmzoo.nn.position import RotaryEmbedding, alibi_slopes
@@ -64,9 +65,13 @@ class DecoderLM(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
         logits_to_keep: int = 0,
         output_hidden_states: bool = False,
+        targets: torch.Tensor | None = None,
     ) -> ModelOutput:
         """input_ids (B, T) -> logits (B, T, V). attention_mask (B, past + T): 1 = real token.
-        With a cache, only the new tokens are passed; `logits_to_keep=n` computes the last n."""
+        With a cache, only the new tokens are passed; `logits_to_keep=n` computes the last n.
+        targets (B, T): the token each position should predict (already shifted; -100 = skip);
+        with them `loss` is the mean cross-entropy, computed without materialising the logits
+        (llmzoo.nn.linear_cross_entropy), and `logits` is not returned."""
         config = self.config
         ref = input_ids if input_ids is not None else inputs_embeds
         B, T = ref.shape[:2]
@@ -104,7 +109,12 @@ class DecoderLM(nn.Module):
             out.hidden_states = tuple(hidden_states)
         if router_logits:
             out.aux_loss = load_balancing_loss(router_logits, config.n_experts, config.n_experts_per_token)
-        if self.lm_head is not None:
+        if targets is not None:
+            if self.lm_head is None:
+                raise LlmzooError("targets need a language-model head; this model has none")
+            out.loss = linear_cross_entropy(h, self.lm_head.weight, targets, bias=self.lm_head.bias,
+                                            scale=config.logit_scale)
+        elif self.lm_head is not None:
             hk = h[:, -logits_to_keep:] if logits_to_keep else h
             logits = self.lm_head(hk)
             if config.logit_scale is not None:

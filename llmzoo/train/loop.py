@@ -134,7 +134,8 @@ class Trainer:
         np.random.seed(recipe.seed % 2**32)
         plain = build_model(self.config)
         self.task = make_task(recipe.objective, recipe.objective_options, seq_len=recipe.seq_len, config=self.config,
-                              tokenizer=self.tokenizer, accepted=forward_kwargs(plain), eos_id=self.train_data.eos_id)
+                              tokenizer=self.tokenizer, accepted=forward_kwargs(plain), eos_id=self.train_data.eos_id,
+                              fused_loss=recipe.fused_loss and recipe.parallel != "pp")
         torch.manual_seed(recipe.seed)  # the objective's model starts from the same seed as the plain one
         model = self.task.build_model(self.config)
         self.sampler = WindowSampler(self.train_data, recipe.seq_len, recipe.seed, window=self.task.row_len)

@@ -62,7 +62,8 @@ class Recipe:
     activation_checkpointing: bool = False
     compile: bool = False
     fuse_projections: bool = True  # q/k/v and gate/up as one GEMM each at run time (llmzoo.nn.fused)
-    bf16_gemm: str = "auto"  # auto: bf16 GEMMs through the fp32 kernel on CPUs without bf16 units (kernels.py)
+    fused_loss: bool = True  # clm: LM head + cross-entropy by chunks, no logits tensor (llmzoo.nn.linear_cross_entropy)
+    bf16_gemm: str = "auto"  # auto: bf16 GEMMs through the fp32 kernel on CPUs without bf16 units (llmzoo.nn.bf16)
     threads: int | None = None  # torch intra-op threads; None: torch's default
     deterministic: bool = False  # torch.use_deterministic_algorithms (bit-exact resume tests)
     peak_flops: float | None = None  # matmul peak FLOP/s per process for MFU; None: measured at start (~1 s)

@@ -23,9 +23,12 @@ class Task:
 
     name = "clm"
 
-    def __init__(self, seq_len: int, config: ModelConfig) -> None:
+    def __init__(self, seq_len: int, config: ModelConfig, fused_loss: bool = False) -> None:
         self.seq_len = seq_len
         self.config = config
+        # The model computes the loss itself from its hidden states (DecoderLM's `targets`), chunk by
+        # chunk, without the (tokens x vocab) logits tensor: same loss, less time and memory.
+        self.fused_loss = fused_loss
 
     @property
     def row_len(self) -> int:
@@ -35,9 +38,13 @@ class Task:
         return {"input_ids": rows[:, :-1], "labels": rows[:, 1:]}
 
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        if self.fused_loss:
+            return {"input_ids": batch["input_ids"], "targets": batch["labels"]}
         return {"input_ids": batch["input_ids"]}
 
     def loss(self, outputs, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.fused_loss:
+            return outputs.loss + self._aux(outputs)
         logits = outputs.logits
         # Cross-entropy in fp32 even under bf16 autocast: log-softmax over a large vocabulary
         # loses too much precision in bf16.
@@ -117,7 +124,7 @@ class ObjectiveTask(Task):
 
 
 def make_task(name: str, options: dict, *, seq_len: int, config: ModelConfig, tokenizer, accepted: set[str],
-              eos_id: int | None = None) -> Task:
+              eos_id: int | None = None, fused_loss: bool = False) -> Task:
     """The task for objective `name`; one-line LlmzooError when it does not fit the architecture."""
     from llmzoo.objectives import ALIASES, OBJECTIVES, get_objective
     from llmzoo.objectives.special_tokens import special_tokens_from_tokenizer
@@ -127,7 +134,7 @@ def make_task(name: str, options: dict, *, seq_len: int, config: ModelConfig, to
         if config.arch != "decoder" or config.head != "lm":
             raise LlmzooError(f"objective 'clm' trains decoder models with an LM head; model {config.name!r} is "
                               f"arch={config.arch!r} head={config.head!r}")
-        return Task(seq_len, config)
+        return Task(seq_len, config, fused_loss=fused_loss and "targets" in accepted)
     cls = OBJECTIVES.get(ALIASES.get(key, key))
     if cls is not None and config.arch not in cls.fits:  # before building: its own errors would mislead
         raise LlmzooError(f"objective {cls.name!r} trains {' / '.join(cls.fits)} models, but model "

@@ -61,6 +61,17 @@ def test_activation_checkpointing_changes_memory_not_results(data, tmp_path):
     assert ckpt.losses == plain.losses  # the recomputed forward is the same computation
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fused_loss_trains_like_the_logits_loss(data, tmp_path, precision):
+    """The chunked head + cross-entropy (the default) against the plain logits -> F.cross_entropy:
+    the same steps up to summation order (bf16: up to bf16 rounding of the gradients)."""
+    runs = [train(recipe_from_dict(tiny_recipe(data, tmp_path / str(fused), max_steps=5, checkpoint_every=0,
+                                               precision=precision, fused_loss=fused)))
+            for fused in (True, False)]
+    np.testing.assert_allclose(list(runs[0].losses.values()), list(runs[1].losses.values()),
+                               rtol=1e-5 if precision == "fp32" else 2e-3)
+
+
 def test_bf16_autocast_keeps_fp32_master_weights(data, tmp_path):
     from safetensors.torch import load_file
 
