@@ -1,34 +1,43 @@
 """Training speed: llmzoo vs transformers' LlamaForCausalLM, same ~30M-parameter LLaMA config,
 same weights, same batch, same AdamW, measured interleaved in one run.
 
-    .venv/bin/python benchmarks/train.py [--precision bf16|fp32] [--batch 2] [--seq 256] [--rounds 5]
-                                         [--threads 2] [--variants default plain compiled]
+    .venv/bin/python benchmarks/train.py [--precision bf16|fp32] [--batch 2] [--seq 256] [--rounds 4]
+                                         [--steps 3] [--reference-rounds 2] [--threads 1]
+                                         [--variants default plain compiled]
 
 Each implementation runs in its own worker process (so peak resident memory is its own) that
-loads the weights once, warms up, then runs one optimizer step per request. The parent asks
-the workers for steps in turns (A, B, A, B, ...; the order alternates every round), so a machine
-shared with other jobs slows both alike; per-round ratios are paired. Weights: the llmzoo model
-is saved with `llmzoo.save` and transformers loads that directory with `from_pretrained`; the
-first step's losses are printed side by side as a check that both compute the same thing.
+loads the weights once, warms up, then runs optimizer steps on request. The parent gives the
+workers turns (A, B, A, B, ...; the order alternates every round), so a machine shared with
+other jobs slows both alike; per-round ratios are paired. An llmzoo turn is `--steps` steps back
+to back (as in training; the first finds caches cold after the other worker's turn); a
+transformers turn is one step, and only the first `--reference-rounds` rounds have one (in bf16
+on a CPU without bf16 units a transformers step takes over half a minute). Weights: the llmzoo
+model is saved with `llmzoo.save` and transformers loads that directory with `from_pretrained`;
+the first step's losses are printed side by side as a check that both compute the same thing.
 
 Variants of llmzoo (the reference is always transformers, eager SDPA attention, fused AdamW):
-  default   the training loop's settings: fused q/k/v and gate/up GEMMs, bf16 GEMMs through the
-            fp32 kernel on CPUs without bf16 units (llmzoo.train.kernels)
+  default   the training loop's settings: fused q/k/v and gate/up GEMMs, the LM head and
+            cross-entropy by chunks without a logits tensor (llmzoo.nn.linear_cross_entropy),
+            bf16 GEMMs and attention through the fp32 kernels on CPUs without bf16 units
+            (llmzoo.nn.bf16)
   plain     none of those: the same module code transformers runs, for a like-for-like baseline
   compiled  default + torch.compile of every block (compile time excluded)
 
-On a machine shared with other jobs use --threads 1: a multi-threaded GEMM waits for its slowest
-thread, so one busy core makes 2-thread timings swing 3x, while single-thread steps stay steady.
+The default is one thread: a multi-threaded GEMM waits for its slowest thread, so on a machine
+shared with other jobs one busy core makes 2-thread timings swing 3x, while one thread stays
+steady (and MFU is against the one-thread peak).
 
-Measured on this project's 2-core AVX2 machine (shared, so ranges are wide), batch 2 x 256, 1 thread:
-  fp32:  transformers 234 tok/s, llmzoo default 239 (paired median 0.97x, 0.85-1.20), compiled 240
-         (1.09x, 0.84-1.22); MFU ~48% for all. A quiet single-thread profile of the llmzoo step
-         shows 77% of the time in GEMMs and 62 GFLOP/s (~70% MFU): with the GEMMs shared, fusing
-         the rest cannot buy much, and eager llmzoo runs at transformers' speed.
-  bf16:  transformers 15 tok/s (torch's generic bf16 GEMM), llmzoo default 191 (12.6x best, paired
-         12.2x, 10.6-13.4) with bf16 GEMMs through the fp32 kernel; llmzoo with torch's bf16 kernels
-         ("plain") 14 tok/s (0.96x). Peak RSS ~1.0-1.2 GB each (the emulation keeps fp32 copies of
-         the rounded operands for backward: +~120 MB here).
+Measured on this project's 2-core AVX2 machine (shared; bf16 autocast, batch 2 x 256, 1 thread,
+defaults): transformers 14 tok/s, llmzoo default 302 (21.1x; paired 20.9x, 20.4-21.5), compiled
+305 (21.3x); MFU 59% (best step against the best fp32 matmul of the run, 94 GFLOP/s); peak RSS
+1.05 GB transformers, 1.14 GB llmzoo. Where a step's time goes (profile, 1 thread): GEMMs ~70%
+at ~90% of the matmul peak, CPU flash attention ~11% (fp32; at ~20 GFLOP/s its 256 x 64 blocks
+are far from peak), the bf16 roundings of operands and gradients ~8%, the rest element-wise
+work and AdamW. Back-to-back steps at batch 8 x 256 with the blocks compiled reached 62-64
+GFLOP/s (70-72% of an 89 GFLOP/s peak) in a separate run, but the benchmark's turns did not show
+70%. Before this version (logits materialised, bf16 attention on torch's bf16 kernel, 2 threads)
+the same benchmark gave MFU 37%: the bf16 flash-attention backward alone took 39% of the step.
+fp32 (--precision fp32, batch 2, 1 thread, earlier version): 0.97x transformers, MFU ~48%.
 
 MFU = achieved model FLOP/s (6N + attention, llmzoo.flops) / the matmul peak measured at the
 start of this run in the dtype the GEMMs run in (bf16, or fp32 when emulated/fp32). On a shared
@@ -81,7 +90,7 @@ def _worker(args: argparse.Namespace) -> None:
             return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
     else:
         import llmzoo
-        from llmzoo.train.kernels import bf16_gemm_via_fp32, use_bf16_emulation
+        from llmzoo.nn.bf16 import bf16_gemm_via_fp32, use_bf16_emulation
         from llmzoo.train.model import compile_blocks, set_fused_projections
 
         model = llmzoo.load(args.weights, dtype=torch.float32)
@@ -94,6 +103,8 @@ def _worker(args: argparse.Namespace) -> None:
 
         def forward_loss():
             with autocast(), bf16_gemm_via_fp32(emulate):
+                if fast:  # the training loop's loss: head + cross-entropy by chunks (llmzoo.nn.linear_cross_entropy)
+                    return model(inputs, targets=targets).loss
                 logits = model(inputs).logits
             return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
 
@@ -110,11 +121,15 @@ def _worker(args: argparse.Namespace) -> None:
     step()
     print(json.dumps({"ready": True, "first_loss": first}), flush=True)
     for line in sys.stdin:
-        if line.strip() != "step":
+        words = line.split()
+        if not words or words[0] != "step":
             break
-        start = time.perf_counter()
-        loss = step()
-        print(json.dumps({"seconds": time.perf_counter() - start, "loss": loss}), flush=True)
+        times = []
+        for _ in range(int(words[1])):  # back to back, as in training (the first one finds cold caches)
+            start = time.perf_counter()
+            loss = step()
+            times.append(time.perf_counter() - start)
+        print(json.dumps({"seconds": times, "loss": loss}), flush=True)
     # Linux reports ru_maxrss in KiB
     print(json.dumps({"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
 
@@ -143,12 +158,10 @@ class Worker:
     def ready(self) -> dict:
         return self._read()
 
-    def step(self) -> float:
-        self.proc.stdin.write("step\n")
+    def step(self, count: int) -> None:
+        self.proc.stdin.write(f"step {count}\n")
         self.proc.stdin.flush()
-        seconds = self._read()["seconds"]
-        self.times.append(seconds)
-        return seconds
+        self.times.extend(self._read()["seconds"])
 
     def finish(self) -> float:
         self.proc.stdin.write("quit\n")
@@ -163,8 +176,11 @@ def main() -> None:
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seq", type=int, default=256)
-    parser.add_argument("--rounds", type=int, default=5, help="timed steps per implementation")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of turns between the implementations")
+    parser.add_argument("--steps", type=int, default=3, help="back-to-back llmzoo steps per turn")
+    parser.add_argument("--reference-rounds", type=int, default=2,
+                        help="timed transformers steps (in bf16 on CPUs without bf16 units one takes a minute)")
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--variants", nargs="+", default=["default", "compiled"], choices=("default", "plain", "compiled"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
@@ -178,7 +194,7 @@ def main() -> None:
     from llmzoo.config import ModelConfig
     from llmzoo.flops import flops_per_token
     from llmzoo.models.build import build_model
-    from llmzoo.train.kernels import native_bf16_gemm
+    from llmzoo.nn.bf16 import native_bf16_gemm
     from llmzoo.train.progress import measure_matmul_peak
 
     torch.set_num_threads(args.threads)
@@ -203,7 +219,10 @@ def main() -> None:
     for r in range(args.rounds):
         order = workers if r % 2 == 0 else workers[::-1]
         for w in order:
-            w.step()
+            if w.name != "transformers":
+                w.step(args.steps)
+            elif r < args.reference_rounds:
+                w.step(1)
         for dtype in peaks:  # keep measuring the peak between rounds: its best is comparable to the best step
             peaks[dtype] = max(peaks[dtype], measure_matmul_peak(getattr(torch, PEAK_DTYPES[dtype]), seconds=0.5))
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{w.name} {w.times[-1]:.2f}s" for w in workers), flush=True)
@@ -222,7 +241,8 @@ def main() -> None:
           f"{'paired median (range)':>23} {'MFU best':>9} {'peak RSS':>9}")
     for w in workers:
         rates = sorted(tokens / t for t in w.times)
-        ratios = sorted(a / b for a, b in zip(reference.times, w.times))
+        turns = [min(w.times[i:i + args.steps]) for i in range(0, len(w.times), args.steps)]
+        ratios = sorted(a / b for a, b in zip(reference.times, turns))  # per round, the turns both ran
         best_ratio = min(reference.times) / min(w.times)
         mfu = rates[-1] * fpt / gemm_peak(w.name)
         paired = "" if w is reference else f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
