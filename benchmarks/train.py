@@ -255,13 +255,14 @@ def main() -> None:
           f"{'paired median (range)':>23} {'MFU best':>9} {'median':>7} {'peak RSS':>9}")
     for w in workers:
         rates = sorted(tokens / t for t in w.times)
+        median_rate = statistics.median(rates)
         turns = [min(w.times[i:i + args.steps]) for i in range(0, len(w.times), args.steps)]
         ratios = sorted(a / b for a, b in zip(reference.times, turns))  # per round, the turns both ran
         best_ratio = min(reference.times) / min(w.times)
         mfu = rates[-1] * fpt / gemm_peak(w.name)
-        mfu_median = statistics.median(rates) * fpt / gemm_peak(w.name)
+        mfu_median = median_rate * fpt / gemm_peak(w.name)
         paired = "" if w is reference else f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f})"
-        print(f"{w.name:<14} {rates[-1]:>14.0f} {statistics.median(rates):>8.0f} {best_ratio:>15.2f}x "
+        print(f"{w.name:<14} {rates[-1]:>14.0f} {median_rate:>8.0f} {best_ratio:>15.2f}x "
               f"{paired:>23} {100 * mfu:>8.1f}% {100 * mfu_median:>6.1f}% {rss[w.name]:>6.0f} MB")
     print("best = fastest step (least disturbed by other jobs on a shared machine); MFU = the best (or median) "
           "step against the best matmul measured in this run")
