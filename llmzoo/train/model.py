@@ -65,12 +65,21 @@ def set_fused_projections(model: nn.Module, enabled: bool) -> None:
             module.fuse_projections = enabled
 
 
+# By default inductor drops a round trip to bf16 inside a fused kernel (x.to(bf16).float() becomes x),
+# so a compiled bf16-autocast step trains on less-rounded values than the same step run eagerly
+# (measured on a small LLaMA: loss off by 1e-5, weight gradients by ~1% and no longer bf16 values).
+# Keeping the casts makes `compile: true` a speed switch only: same loss, gradients equal up to
+# summation order.
+COMPILE_OPTIONS = {"emulate_precision_casts": True}
+
+
 def compile_blocks(model: nn.Module) -> None:
-    """torch.compile each block in place (names unchanged; one compiled graph reused by all layers)."""
+    """torch.compile each block in place (names unchanged; one compiled graph reused by all layers),
+    keeping the precision casts autocast asks for (COMPILE_OPTIONS)."""
     layers = getattr(model, "layers", None)
     targets = list(layers) if layers is not None else [model]
     for block in targets:
-        block.compile()
+        block.compile(options=COMPILE_OPTIONS)
 
 
 def forward_kwargs(model: nn.Module) -> set[str]:

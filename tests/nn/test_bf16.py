@@ -99,3 +99,32 @@ def test_compiled_emulated_linear_matches_eager():
     compiled = torch.compile(lambda t: F.silu(layer(t)), backend="aot_eager")
     for eager, comp in zip(run(lambda t: F.silu(layer(t))), run(compiled)):
         assert torch.equal(eager, comp)
+
+
+def test_compiled_blocks_train_like_eager_ones_under_bf16():
+    """compile_blocks with inductor keeps autocast's bf16 roundings (inductor would drop them inside
+    fused kernels): the same loss, and weight gradients that are bf16 values equal to eager's up to
+    summation order."""
+    from llmzoo.train.model import compile_blocks
+
+    config = ModelConfig(vocab_size=256, d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, d_ff=160, max_seq_len=64)
+    ids = torch.randint(0, 256, (2, 33), generator=torch.Generator().manual_seed(1))
+
+    def loss_and_grads(compiled: bool):
+        torch.manual_seed(0)
+        model = build_model(config).train()
+        set_fused_projections(model, True)
+        if compiled:
+            compile_blocks(model)
+        with torch.autocast("cpu", dtype=torch.bfloat16), bf16_gemm_via_fp32():
+            loss = model(ids[:, :-1], targets=ids[:, 1:]).loss
+        loss.backward()
+        return loss.detach(), {name: p.grad for name, p in model.named_parameters()}
+
+    eager_loss, eager_grads = loss_and_grads(False)
+    compiled_loss, compiled_grads = loss_and_grads(True)
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-6, atol=0)
+    for name, grad in compiled_grads.items():
+        torch.testing.assert_close(grad, eager_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+        if name.startswith("layers.") and "norm" not in name:  # a bf16 GEMM's gradient is a bf16 value
+            assert torch.equal(grad, grad.bfloat16().float()), name
