@@ -32,23 +32,27 @@ shakespeare recipe trains on (16 x 128); at batch 2 x 256 the fixed costs of a s
 bf16 rounding of the weights) weigh more and MFU is ~59%.
 
 Measured on this project's 2-core AVX2 machine (shared VM; bf16 autocast, batch 8 x 256, 1 thread,
-defaults), two runs: transformers 14 tok/s (a step takes 150 s); llmzoo default 311-329 tok/s
-best, 294 median (21-24x); compiled 335-359 best, 326-329 median (23-26x). MFU of the compiled
-variant 67.7% and 70.2% (best step), 64-66% (median step), against the best fp32 matmul of the
-run (91-94 GFLOP/s); default 63-64% best, 58-59% median. A third run (previous version of this
-script) gave compiled 73.9% best. Peak RSS ~1.7 GB transformers, 1.5-1.9 GB llmzoo.
+defaults), four runs: transformers 14 tok/s (a step takes 145-150 s); llmzoo default 311-355 tok/s
+best, 294-316 median (21-25x); compiled 335-392 best, 312-339 median (23-28x). MFU of the
+compiled variant 67.7, 70.2, 67.8 and 74.4% (best step), 61-66% (median step), against the best
+fp32 matmul of the run (91-96 GFLOP/s); default 63-68% best, 58-60% median. Peak RSS ~1.7 GB
+transformers, 1.5-1.9 GB llmzoo.
 
-Why not more (profile of a compiled step, 1 thread): GEMMs are ~71% of the time and run at
-~75-85 GFLOP/s in the model's shapes (the 91-94 GFLOP/s peak is the best 1024^3 product of a
-burst: sustained for seconds the same product gives a median of ~74 on this VM, whose speed
-drifts +-10% from minute to minute); CPU flash attention ~8% (its 64 x 256 blocks run far from
-peak; a bmm-based backward would do the same work in about the same time); the bf16 roundings
-of operands and gradients ~6%; the LM head's elementwise softmax work and the fused element-wise
-kernels ~8%. Faults on freshly allocated memory are real here (~4-75k a step) but keeping freed
-memory in the heap (glibc M_MMAP_THRESHOLD/M_TRIM_THRESHOLD) or huge pages (THP_MEM_ALLOC_ENABLE)
-measured no faster in paired runs. Before the bf16 kernels of llmzoo.nn.bf16 and the chunked
-head (logits materialised, torch's bf16 attention, batch 2, 2 threads) MFU was 37%: the bf16
-flash-attention backward alone took 39% of the step. fp32 (--precision fp32, batch 2, 1 thread,
+Why not more: the last lines time the step's GEMMs alone (every linear's forward, d_input and
+d_weight products at the model's shapes, fp32): ~79 GFLOP/s, 82% of the burst peak, so even a step
+that did nothing else would stop at MFU ~85%. The fastest compiled step took 5.22 s against 4.58 s
+for its GEMMs alone; the rest is torch's CPU flash attention (forward + backward 66 ms a layer,
+~24 GFLOP/s: its 64-row blocks run far from peak, and a bmm-based version measured slower), the
+LM head's softmax passes, the fused element-wise kernels, the bf16 roundings (~1.5% of a step,
+timed alone) and AdamW (~0.5%). Median steps are slower than the best by 10-15% on this VM with no
+code change (its speed drifts from minute to minute, most for memory-bound kernels). Measured
+and not faster in paired runs: keeping freed memory in the heap (glibc M_MMAP_THRESHOLD /
+M_TRIM_THRESHOLD; page faults cost little here), huge pages (THP_MEM_ALLOC_ENABLE), 2 threads.
+torch.profiler is a poor guide inside a full step here: it put the chunked head at 2.3 s of a step
+that spends 0.96 s there unprofiled (one 256 x 8192 cast: 18 ms profiled, 0.6 ms alone).
+Before the bf16 kernels of llmzoo.nn.bf16 and the chunked head (logits materialised, torch's bf16
+attention, batch 2, 2 threads) MFU was 37%: the bf16 flash-attention backward alone took 39% of
+the step. fp32 (--precision fp32, batch 2, 1 thread,
 earlier version): 0.97x transformers, MFU ~48%.
 
 MFU = achieved model FLOP/s (6N + attention, llmzoo.flops) / the best matmul measured during this
@@ -74,6 +78,35 @@ from pathlib import Path
 PEAK_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 CONFIG = dict(name="bench-llama-30m", family="llama", vocab_size=8192, d_model=512, n_layers=8, n_heads=8, n_kv_heads=8,
               d_ff=1376, max_seq_len=512, norm_eps=1e-5, tie_embeddings=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# the GEMM ceiling
+
+
+def step_gemms(config, tokens: int, dtype):
+    """The matrix products of one llmzoo training step on `tokens` tokens, as closures: for every linear
+    layer (q/k/v and gate/up fused, as the training loop runs them) and the LM head (as one product
+    over all tokens; the loop runs it by chunks), the forward product, d_input and d_weight. Timing
+    them alone says how fast a step could be if nothing but its GEMMs took time."""
+    import torch
+
+    d, ff, vocab = config.d_model, config.d_ff, config.vocab_size
+    qkv = (config.n_heads + 2 * config.kv_heads) * config.hd
+    shapes = [(d, qkv), (d, d), (d, 2 * ff), (ff, d)] * config.n_layers + [(d, vocab)]
+    products = []
+    for n_in, n_out in dict.fromkeys(shapes):  # one set of operands per distinct shape
+        x, w, g = (torch.randn(*shape).to(dtype) for shape in ((tokens, n_in), (n_out, n_in), (tokens, n_out)))
+        count = shapes.count((n_in, n_out))
+        products += [lambda x=x, w=w: x @ w.t(), lambda g=g, w=w: g @ w, lambda g=g, x=x: g.t() @ x] * count
+    return products
+
+
+def time_gemms(products) -> float:
+    start = time.perf_counter()
+    for product in products:
+        product()
+    return time.perf_counter() - start
 
 
 # ------------------------------------------------------------------------------------------------
@@ -206,7 +239,7 @@ def main() -> None:
 
     import llmzoo
     from llmzoo.config import ModelConfig
-    from llmzoo.flops import flops_per_token
+    from llmzoo.flops import flops_per_token, matmul_params
     from llmzoo.models.build import build_model
     from llmzoo.nn.bf16 import native_bf16_gemm
     from llmzoo.train.progress import measure_matmul_peak
@@ -226,6 +259,10 @@ def main() -> None:
           f"{' autocast' if args.precision == 'bf16' else ''}, AdamW (fused), {args.threads} threads, "
           f"{fpt / 1e6:.0f} MFLOP/token")
 
+    gemm_dtype = torch.float32 if args.precision == "fp32" or not native_bf16_gemm() else torch.bfloat16
+    gemms = step_gemms(config, tokens, gemm_dtype)
+    gemm_seconds = time_gemms(gemms)
+
     names = ["transformers", *args.variants]
     workers = [Worker(name, args, weights) for name in names]
     first = {w.name: w.ready()["first_loss"] for w in workers}
@@ -239,6 +276,7 @@ def main() -> None:
                 w.step(1)
         for dtype in peaks:  # keep measuring the peak between rounds: its best is comparable to the best step
             peaks[dtype] = max(peaks[dtype], measure_matmul_peak(getattr(torch, PEAK_DTYPES[dtype]), seconds=0.5))
+        gemm_seconds = min(gemm_seconds, time_gemms(gemms))
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{w.name} {w.times[-1]:.2f}s" for w in workers), flush=True)
     rss = {w.name: w.finish() for w in workers}
     print(f"matmul peak (best in this run): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} "
@@ -266,6 +304,11 @@ def main() -> None:
               f"{paired:>23} {100 * mfu:>8.1f}% {100 * mfu_median:>6.1f}% {rss[w.name]:>6.0f} MB")
     print("best = fastest step (least disturbed by other jobs on a shared machine); MFU = the best (or median) "
           "step against the best matmul measured in this run")
+    peak = peaks["fp32" if gemm_dtype == torch.float32 else "bf16"]
+    print(f"\nthe GEMMs of an llmzoo step alone ({len(gemms)} products, {gemm_dtype}): best {gemm_seconds:.2f} s, "
+          f"{6 * matmul_params(config) * tokens / gemm_seconds / 1e9:.1f} GFLOP/s = "
+          f"{100 * 6 * matmul_params(config) * tokens / gemm_seconds / peak:.0f}% of the peak; a step that spent time "
+          f"on nothing else would reach MFU {100 * tokens * fpt / gemm_seconds / peak:.0f}%")
 
 if __name__ == "__main__":
     main()
