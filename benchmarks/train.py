@@ -52,8 +52,7 @@ torch.profiler is a poor guide inside a full step here: it put the chunked head 
 that spends 0.96 s there unprofiled (one 256 x 8192 cast: 18 ms profiled, 0.6 ms alone).
 Before the bf16 kernels of llmzoo.nn.bf16 and the chunked head (logits materialised, torch's bf16
 attention, batch 2, 2 threads) MFU was 37%: the bf16 flash-attention backward alone took 39% of
-the step. fp32 (--precision fp32, batch 2, 1 thread,
-earlier version): 0.97x transformers, MFU ~48%.
+the step. fp32 (--precision fp32, batch 2, 1 thread, earlier version): 0.97x transformers, MFU ~48%.
 
 MFU = achieved model FLOP/s (6N + attention, llmzoo.flops) / the best matmul measured during this
 run (at the start and between rounds) in the dtype the GEMMs run in (bf16, or fp32 when
@@ -73,7 +72,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: the script imports torch inside main() and the worker
+    import torch
+
+    from llmzoo.config import ModelConfig
 
 PEAK_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
 CONFIG = dict(name="bench-llama-30m", family="llama", vocab_size=8192, d_model=512, n_layers=8, n_heads=8, n_kv_heads=8,
@@ -84,7 +90,7 @@ CONFIG = dict(name="bench-llama-30m", family="llama", vocab_size=8192, d_model=5
 # the GEMM ceiling
 
 
-def step_gemms(config, tokens: int, dtype):
+def step_gemms(config: ModelConfig, tokens: int, dtype: torch.dtype) -> list[Callable[[], torch.Tensor]]:
     """The matrix products of one llmzoo training step on `tokens` tokens, as closures: for every linear
     layer (q/k/v and gate/up fused, as the training loop runs them) and the LM head (as one product
     over all tokens; the loop runs it by chunks), the forward product, d_input and d_weight. Timing
@@ -102,7 +108,7 @@ def step_gemms(config, tokens: int, dtype):
     return products
 
 
-def time_gemms(products) -> float:
+def time_gemms(products: list[Callable[[], torch.Tensor]]) -> float:
     start = time.perf_counter()
     for product in products:
         product()
@@ -305,10 +311,10 @@ def main() -> None:
     print("best = fastest step (least disturbed by other jobs on a shared machine); MFU = the best (or median) "
           "step against the best matmul measured in this run")
     peak = peaks["fp32" if gemm_dtype == torch.float32 else "bf16"]
+    gemm_rate = 6 * matmul_params(config) * tokens / gemm_seconds
     print(f"\nthe GEMMs of an llmzoo step alone ({len(gemms)} products, {gemm_dtype}): best {gemm_seconds:.2f} s, "
-          f"{6 * matmul_params(config) * tokens / gemm_seconds / 1e9:.1f} GFLOP/s = "
-          f"{100 * 6 * matmul_params(config) * tokens / gemm_seconds / peak:.0f}% of the peak; a step that spent time "
-          f"on nothing else would reach MFU {100 * tokens * fpt / gemm_seconds / peak:.0f}%")
+          f"{gemm_rate / 1e9:.1f} GFLOP/s = {100 * gemm_rate / peak:.0f}% of the peak; a step that spent time on "
+          f"nothing else would reach MFU {100 * tokens * fpt / gemm_seconds / peak:.0f}%")
 
 if __name__ == "__main__":
     main()
