@@ -310,7 +310,7 @@ def main() -> None:
               f"{paired:>23} {100 * mfu:>8.1f}% {100 * mfu_median:>6.1f}% {rss[w.name]:>6.0f} MB")
     print("best = fastest step (least disturbed by other jobs on a shared machine); MFU = the best (or median) "
           "step against the best matmul measured in this run")
-    peak = peaks["fp32" if gemm_dtype == torch.float32 else "bf16"]
+    peak = gemm_peak("default")  # the peak of the dtype llmzoo's GEMMs run in, as for its MFU
     gemm_rate = 6 * matmul_params(config) * tokens / gemm_seconds
     print(f"\nthe GEMMs of an llmzoo step alone ({len(gemms)} products, {gemm_dtype}): best {gemm_seconds:.2f} s, "
           f"{gemm_rate / 1e9:.1f} GFLOP/s = {100 * gemm_rate / peak:.0f}% of the peak; a step that spent time on "
