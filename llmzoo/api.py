@@ -57,13 +57,22 @@ def _resolve_or_zoo_config(source: str | Path) -> Path:
     except LlmzooError as not_found:
         # A catalog name whose weights are not available offline: say so, rather than
         # silently building a randomly initialised model of possibly 100B+ parameters.
-        from llmzoo.models.zoo import catalog_names
+        from llmzoo.models.zoo import get_card
 
-        if str(source).lower() not in catalog_names():
-            raise not_found
+        try:
+            card = get_card(str(source))  # aliases too: "gpt2" is gpt-2-117m
+        except LlmzooError:
+            raise not_found from None
+        name = card.name
+        if card.config is None:
+            raise LlmzooError(f"{name!r} is in the zoo as a model card only: it has no published architecture, "
+                              f"so there is nothing to build or load; see `llmzoo show {name}`") from None
+        # The snippet must run as printed after a bare `import llmzoo` (llmzoo.models is not an attribute
+        # until imported), so it imports get_config itself; tests/test_suggestions.py executes it.
         raise LlmzooError(
-            f"{source!r} is in the zoo but its weights are not available offline; see `llmzoo show {source}`, "
-            f"or build it with random weights: llmzoo.build_model(llmzoo.models.zoo.get_config({str(source)!r}))"
+            f"{name!r} is in the zoo but its weights are not available offline; see `llmzoo show {name}`, "
+            f"or build it with random weights: from llmzoo.models.zoo import get_config; "
+            f"model = llmzoo.build_model(get_config({name!r}))"
         ) from None
 
 

@@ -31,13 +31,48 @@ def known_names() -> list[str]:
     return names
 
 
-def suggest(name: str, candidates: list[str] | None = None) -> str:
-    """' (did you mean: a, b?)' for close matches, or a pointer to the list."""
+def suggest(name: str, candidates: list[str] | None = None, n: int = 3) -> str:
+    """'did you mean: a, b?' for close matches, or a pointer to the list.
+
+    Candidates are ranked by how well the name matches the whole candidate, one of its dash-separated
+    prefixes ("smolm2" -> "smollm2" of "smollm2-135m-instruct") or its family, with names whose weights
+    ship offline first among equals: plain difflib on whole names ranks "palm-2" above the one
+    packaged decoder for a one-letter typo."""
     candidates = candidates if candidates is not None else known_names()
-    close = difflib.get_close_matches(name.lower(), candidates, n=3, cutoff=0.5)
+    query = name.strip().lower().replace("_", "-").replace(" ", "-")
+    families, aliases = _zoo_families()
+    scored: dict[str, tuple[float, int]] = {}
+    listed = set(candidates)
+    for index, candidate in enumerate(candidates):
+        canonical = aliases.get(candidate, candidate)
+        key = canonical if canonical in listed else candidate  # an alias and its card are one suggestion
+        score = _match_score(query, candidate.lower(), families.get(canonical))
+        if canonical in PACKAGED_WEIGHTS:
+            score += 0.05  # real weights: the name a new user most likely meant
+        if score >= 0.6 and (key not in scored or scored[key][0] < score):
+            scored[key] = (score, min(index, scored.get(key, (0, index))[1]))
+    close = sorted(scored, key=lambda c: (-scored[c][0], scored[c][1]))[:n]
     if close:
         return f"did you mean: {', '.join(close)}?"
     return "run `llmzoo models` for the list"
+
+
+def _match_score(query: str, candidate: str, family: str | None) -> float:
+    parts = candidate.split("-")
+    prefixes = ["-".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    score = max(difflib.SequenceMatcher(None, query, p).ratio() for p in prefixes)
+    if family:  # "llama" or "bert" names a family, not one model: slightly below a name match
+        score = max(score, 0.9 * difflib.SequenceMatcher(None, query, family.lower()).ratio())
+    return score
+
+
+def _zoo_families() -> tuple[dict[str, str], dict[str, str]]:
+    """Catalog name -> family, and alias -> catalog name (empty without the catalog)."""
+    try:
+        from llmzoo.models.zoo import catalog, catalog_aliases
+    except ImportError:
+        return {}, {}
+    return {card.name: card.family for card in catalog()}, catalog_aliases()
 
 
 def resolve_source(source: str | Path) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
+from collections import Counter
 from typing import Any
 
 from llmzoo.errors import LlmzooError
@@ -57,7 +58,8 @@ def _models(args: argparse.Namespace) -> int:
     if args.kind:
         cards = [c for c in cards if c.kind == args.kind]
     if args.family:
-        families = sorted({c.family for c in catalog()})
+        counts = Counter(c.family for c in catalog())
+        families = sorted(counts, key=lambda f: (-counts[f], f))  # the big families first among equal matches
         if args.family not in families:
             raise LlmzooError(f"unknown family {args.family!r}; {suggest(args.family, families)}")
         cards = [c for c in cards if c.family == args.family]

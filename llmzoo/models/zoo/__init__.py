@@ -17,7 +17,7 @@ from llmzoo.config import ModelConfig
 from llmzoo.errors import ConfigError, LlmzooError
 from llmzoo.models.zoo.card import ModelCard
 
-__all__ = ["ModelCard", "catalog", "catalog_names", "get_card", "get_config"]
+__all__ = ["ModelCard", "catalog", "catalog_aliases", "catalog_names", "get_card", "get_config"]
 
 # One module per family group; each defines CARDS. Order is the order of `llmzoo models`.
 _MODULES = (
@@ -53,6 +53,11 @@ def catalog() -> list[ModelCard]:
 def catalog_names() -> list[str]:
     """Canonical lower-case names ("llama-2-7b", "gpt-3-175b", "bert-base", ...)."""
     return list(_registry()[0])
+
+
+def catalog_aliases() -> dict[str, str]:
+    """Other spellings users type ("gpt2", "llama2-7b") -> canonical catalog name."""
+    return dict(_registry()[1])
 
 
 def _normalise(name: str) -> str:
