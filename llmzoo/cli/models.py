@@ -159,8 +159,14 @@ def show_data(card: ModelCard, seq_len: int | None = None) -> dict[str, Any]:
     return data
 
 
-def _wrap(label: str, text: str, indent: int = 18) -> str:
-    return textwrap.fill(text, width=100, initial_indent=f"  {label:<{indent - 2}}", subsequent_indent=" " * indent)
+# Values start in one column, two spaces past the longest label ("active per token").
+_VALUE_COLUMN = 20
+
+
+def _wrap(label: str, text: str, indent: int = _VALUE_COLUMN) -> str:
+    # A label longer than the column still gets two spaces rather than running into its value.
+    head = f"  {label}".ljust(indent) if len(label) + 4 <= indent else f"  {label}  "
+    return textwrap.fill(text, width=100, initial_indent=head, subsequent_indent=" " * indent)
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+
+import pytest
 
 from llmzoo.cli import main
 from llmzoo.flops import count_params
@@ -87,3 +90,17 @@ def test_models_json_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stderr.strip().splitlines()[-1] == "False False 0"
     assert len(json.loads(out.stdout)) == len(catalog_names())
+
+
+@pytest.mark.parametrize("name", ["mixtral-8x7b", "llama-2-70b", "gpt-4", "t5-base", "falcon-180b"])
+def test_show_separates_every_label_from_its_value(capsys, name):
+    # "active per token" and "attention heads" are longer than the old label column and ran into their
+    # values ("active per token12.9B"); every label line must leave two spaces before its value.
+    assert main(["show", name]) == 0
+    labelled = [line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("  ") and not line.startswith(("   ", "  ("))]
+    assert labelled
+    for line in labelled:
+        assert re.match(r"^  \S(?:\S| (?! ))*  +\S", line), f"label runs into its value: {line!r}"
+    starts = {len(line) - len(line[2:].split("  ", 1)[1].lstrip()) for line in labelled}
+    assert len(starts) == 1, f"values start in several columns: {sorted(starts)}"
