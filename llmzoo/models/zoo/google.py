@@ -20,20 +20,20 @@ LAMDA_APPROX = ("T5-style relative attention biases are expressed as position='r
 CARDS = (
     ModelCard(
         name="lamda-137b", family="lamda", kind="decoder", params_published=137e9, year=2022, organisation="Google",
-        open_weights=False, training_tokens=168e9, context_length=2048, source="000, 001", aliases=("lamda",),
+        open_weights=False, training_tokens=168e9, context_length=2048, source="minaee2024, zoo-lecture", aliases=("lamda",),
         config=LAMDA, approximation=LAMDA_APPROX,
         architecture="Dialogue decoder: 64 layers, gated-GELU, T5-style relative attention; fine-tuned for "
                      "quality, safety and groundedness, and to consult an external IR system.",
-        notes="Seed 000's table: 168B tokens; its text and seed 001: 1.56T words of public dialogue and web text "
+        notes="The table of Minaee et al. 2024: 168B tokens; its text and the LLM Zoo lecture notes: 1.56T words of public dialogue and web text "
               "(50% dialogue). Shape from Thoppilan et al. 2022; whether input/output embeddings are shared is "
               "not published (tied here).",
     ),
     ModelCard(
         name="flan-137b", family="lamda", kind="decoder", params_published=137e9, year=2021, organisation="Google",
-        open_weights=False, base_model="lamda-137b", context_length=2048, source="000, 001", aliases=("flan",),
+        open_weights=False, base_model="lamda-137b", context_length=2048, source="minaee2024, zoo-lecture", aliases=("flan",),
         config=sized(LAMDA, "flan-137b"), approximation=LAMDA_APPROX,
         architecture="LaMDA-PT instruction-tuned on 60+ NLP datasets phrased as natural-language instruction "
-                     "templates; better zero-shot than LaMDA, GPT-3 and GLaM (seed 001).",
-        notes="Seed 000: base LaMDA-PT; seed 001: 62 datasets.",
+                     "templates; better zero-shot than LaMDA, GPT-3 and GLaM (the LLM Zoo lecture notes).",
+        notes="Minaee et al. 2024: base LaMDA-PT; the LLM Zoo lecture notes: 62 datasets.",
     ),
 )

@@ -1,8 +1,8 @@
 """Meta's LLaMA family: LLaMA 1, LLaMA 2, Code Llama, Llama 3 / 3.1 / 3.2.
 
 LLaMA (Touvron et al. 2023) = GPT-3's pre-norm decoder with RMSNorm, SwiGLU and rotary
-embeddings (seeds 000, 001: "best practices" from GPT-3, PaLM and GPT-Neo). LLaMA 2 adds 40%
-more data, a 4k context and grouped-query attention in the largest sizes (seed 002).
+embeddings (Minaee et al. 2024 and the LLM Zoo lecture notes: "best practices" from GPT-3, PaLM and GPT-Neo). LLaMA 2 adds 40%
+more data, a 4k context and grouped-query attention in the largest sizes (Naveed et al. 2023).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ LLAMA2_CONFIGS = {
     for n, (_, L, d, h, kv, f) in LLAMA2.items()
 }
 
-# Code Llama (Roziere et al. 2023; seed 001): LLaMA 2 trained on 500B code tokens, rope base 1e6 for
+# Code Llama (Roziere et al. 2023; the LLM Zoo lecture notes): LLaMA 2 trained on 500B code tokens, rope base 1e6 for
 # 16k-100k contexts; 7B/13B add 16 infilling tokens to the vocabulary.
 CODE_LLAMA = {
     "code-llama-7b": (6.7e9, "llama-2-7b", 32016),  # LLaMA-2-7B's shape: 6.7B (see LLAMA2)
@@ -66,17 +66,17 @@ def _meta(name: str, params: float, year: int, config: ModelConfig | None, **kw)
 
 
 LLAMA1_ARCH = ("GPT-3-style pre-norm decoder with RMSNorm, SwiGLU and rotary embeddings; efficient causal "
-               "attention and reduced activation recomputation (seed 002).")
+               "attention and reduced activation recomputation (Naveed et al. 2023).")
 
 CARDS = (
     *(
         _meta(
             name, params, 2023, LLAMA1_CONFIGS[name], context_length=2048,
             training_tokens=1.0e12 if name in ("llama-7b", "llama-13b") else 1.4e12,
-            source="000, 001, 002, 004",
+            source="minaee2024, zoo-lecture, naveed2023, fm-notes",
             aliases=(name.replace("llama-", "llama-1-"),) + (("llama", "llama-1", "llama1") if name == "llama-65b" else ()),
             architecture=LLAMA1_ARCH,
-            notes="Seed 000: 7B-65B on 1T and 1.4T tokens (1T for 7B/13B, 1.4T for 33B/65B per the paper); "
+            notes="Minaee et al. 2024: 7B-65B on 1T and 1.4T tokens (1T for 7B/13B, 1.4T for 33B/65B per the paper); "
                   "counts from Touvron et al. 2023a Table 2. LLaMA-13B beats GPT-3 175B on most benchmarks.",
         )
         for name, (params, *_) in LLAMA1.items()
@@ -84,7 +84,7 @@ CARDS = (
     *(
         _meta(
             name, params, 2023, LLAMA2_CONFIGS[name], context_length=4096, training_tokens=2e12,
-            source="000, 001, 002",
+            source="minaee2024, zoo-lecture, naveed2023",
             aliases=(name.replace("-2-", "2-"),) + (("llama-2", "llama2") if name == "llama-2-7b" else ()),
             architecture="LLaMA with 40% more pretraining data, 4k context and grouped-query attention "
                          "(34B/70B); LLaMA-2-Chat adds SFT + RLHF (rejection sampling, PPO).",
@@ -96,11 +96,11 @@ CARDS = (
         _meta(
             name, params, 2023,
             sized(LLAMA2_CONFIGS[base], name, vocab_size=vocab, rope_base=1e6, max_seq_len=16384),
-            base_model=base, training_tokens=500e9, context_length=16384, source="000, 001",
+            base_model=base, training_tokens=500e9, context_length=16384, source="minaee2024, zoo-lecture",
             aliases=("code-llama", "codellama") if name == "code-llama-34b" else (),
             architecture="LLaMA 2 trained on 500B tokens (85% code, 8% code-related NL, 7% NL); infilling "
                          "(7B/13B), long-context fine-tuning from 4k to 100k tokens; Python and Instruct variants.",
-            notes="Seed 000 lists Code Llama with '34' parameters (34B) on 500B tokens.",
+            notes="Minaee et al. 2024 lists Code Llama with '34' parameters (34B) on 500B tokens.",
         )
         for name, (params, base, vocab) in CODE_LLAMA.items()
     ),
@@ -109,11 +109,11 @@ CARDS = (
             name, params, 2024,
             sized(LLAMA3, name, n_layers=L, d_model=d, n_heads=h, d_ff=f, max_seq_len=ctx, rope_scaling=rs,
                   tie_embeddings=tied),
-            context_length=ctx, training_tokens=9e12 if name.startswith("llama-3.2") else 15e12, source="001",
+            context_length=ctx, training_tokens=9e12 if name.startswith("llama-3.2") else 15e12, source="zoo-lecture",
             aliases=("llama-3",) if name == "llama-3-8b" else (),
             architecture="LLaMA with GQA in every size, a 128K-token vocabulary and rope base 500,000; "
                          "3.1/3.2 stretch RoPE to 128K tokens (llama3 scaling).",
-            notes="Seed 001: 'Llama 3.x from 1B to 405B'; sizes and shapes from Meta's model cards (not in the seeds).",
+            notes="The LLM Zoo lecture notes: 'Llama 3.x from 1B to 405B'; sizes and shapes from Meta's model cards (not in the surveys).",
         )
         for name, (params, L, d, h, f, ctx, rs, tied) in LLAMA3_SIZES.items()
     ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from llmzoo.config import ModelConfig
 from llmzoo.models.zoo.card import ModelCard, sized
 
-# Mistral 7B (Jiang et al. 2023; seed 000): LLaMA-style with grouped-query attention (8 KV heads) and
+# Mistral 7B (Jiang et al. 2023; Minaee et al. 2024): LLaMA-style with grouped-query attention (8 KV heads) and
 # sliding-window attention (window 4096 in every layer) for long sequences at bounded cost.
 MISTRAL = ModelConfig(
     name="mistral-7b", family="mistral", arch="decoder", vocab_size=32000, d_model=4096, n_layers=32, n_heads=32,
@@ -13,30 +13,30 @@ MISTRAL = ModelConfig(
     activation="silu", mlp_gated=True, norm="rmsnorm", norm_eps=1e-5, tie_embeddings=False,
     bos_token_id=1, eos_token_id=2,
 )
-# v0.3 (seed 001 mentions "Mistral (version 0.3)"): 32,768-token vocabulary, rope base 1e6, no window.
+# v0.3 (the LLM Zoo lecture notes mention "Mistral (version 0.3)"): 32,768-token vocabulary, rope base 1e6, no window.
 MISTRAL_V03 = sized(MISTRAL, "mistral-7b-v0.3", vocab_size=32768, rope_base=1e6, sliding_window=None)
 
 CARDS = (
     ModelCard(
         name="mistral-7b", family="mistral", kind="decoder", params_published=7.3e9, year=2023,
-        organisation="Mistral AI", open_weights=True, context_length=8192, source="000, 001",
+        organisation="Mistral AI", open_weights=True, context_length=8192, source="minaee2024, zoo-lecture",
         aliases=("mistral",), config=MISTRAL,
         architecture="LLaMA-style decoder with grouped-query attention (faster inference) and sliding-window "
                      "attention (window 4096) for long sequences at lower cost.",
-        notes="Seed 000: 7.3B; beats LLaMA-2-13B on all benchmarks. The released checkpoint counts 7.24B.",
+        notes="Minaee et al. 2024: 7.3B; beats LLaMA-2-13B on all benchmarks. The released checkpoint counts 7.24B.",
     ),
     ModelCard(
         name="mistral-7b-v0.3", family="mistral", kind="decoder", params_published=7.25e9, year=2024,
-        organisation="Mistral AI", open_weights=True, context_length=32768, source="001", config=MISTRAL_V03,
+        organisation="Mistral AI", open_weights=True, context_length=32768, source="zoo-lecture", config=MISTRAL_V03,
         architecture="Mistral 7B with a 32,768-token vocabulary, rope base 1e6 and full (not windowed) attention.",
-        notes="Seed 001 names version 0.3; the count is the checkpoint's (7.25B), not in the seeds.",
+        notes="The LLM Zoo lecture notes name version 0.3; the count is the checkpoint's (7.25B), not in the surveys.",
     ),
     ModelCard(
         name="zephyr-7b", family="mistral", kind="decoder", params_published=7.24e9, year=2023,
         organisation="Hugging Face", open_weights=True, base_model="mistral-7b", training_tokens=800e9,
-        context_length=8192, source="000", aliases=("zephyr", "zephyr-7b-beta"), config=sized(MISTRAL, "zephyr-7b"),
+        context_length=8192, source="minaee2024", aliases=("zephyr", "zephyr-7b-beta"), config=sized(MISTRAL, "zephyr-7b"),
         architecture="Mistral-7B distilled into a chat model: distilled SFT on UltraChat, then distilled DPO on "
                      "UltraFeedback preferences.",
-        notes="Seed 000 lists 7.24B parameters and '800B' tokens (the latter is not in the Zephyr paper).",
+        notes="Minaee et al. 2024 lists 7.24B parameters and '800B' tokens (the latter is not in the Zephyr paper).",
     ),
 )

@@ -1,4 +1,4 @@
-"""Image-text models the seeds discuss (seed 001 "multimodal", seed 000 KOSMOS). Cards only: their
+"""Image-text models the surveys discuss (the LLM Zoo lecture notes "multimodal", Minaee et al. 2024 KOSMOS). Cards only: their
 vision towers are not part of ModelConfig."""
 
 from __future__ import annotations
@@ -8,20 +8,20 @@ from llmzoo.models.zoo.card import ModelCard
 CARDS = (
     ModelCard(
         name="clip", family="clip", kind="other", params_published=None, year=2021, organisation="OpenAI",
-        open_weights=True, source="001",
+        open_weights=True, source="zoo-lecture",
         architecture="Image and text encoders trained with a contrastive objective into one embedding space; "
                      "zero-shot classification by cosine similarity between an image and encoded class labels.",
-        notes="Several sizes (ResNet and ViT image towers); none singled out by the seed. Card only.",
+        notes="Several sizes (ResNet and ViT image towers); none singled out by the surveys. Card only.",
     ),
     ModelCard(
         name="openclip", family="clip", kind="other", params_published=None, year=2022, organisation="LAION",
-        open_weights=True, base_model="clip", source="001", aliases=("open-clip",),
+        open_weights=True, base_model="clip", source="zoo-lecture", aliases=("open-clip",),
         architecture="Open-source reimplementation of CLIP trained on LAION-5B (~6B image-text pairs).",
-        notes="Seed 001 lists it among LAION's fully open projects. Card only.",
+        notes="The LLM Zoo lecture notes list it among LAION's fully open projects. Card only.",
     ),
     ModelCard(
         name="flamingo-80b", family="flamingo", kind="other", params_published=80e9, year=2022,
-        organisation="DeepMind", open_weights=False, base_model="chinchilla-70b", source="001",
+        organisation="DeepMind", open_weights=False, base_model="chinchilla-70b", source="zoo-lecture",
         aliases=("flamingo",),
         architecture="Visual language model: frozen vision encoder and frozen Chinchilla LM joined by trained "
                      "Perceiver resampler and gated cross-attention layers; generates text from interleaved "
@@ -30,7 +30,7 @@ CARDS = (
     ),
     ModelCard(
         name="kosmos-1", family="kosmos", kind="other", params_published=1.6e9, year=2023, organisation="Microsoft",
-        open_weights=False, source="000", aliases=("kosmos",),
+        open_weights=False, source="minaee2024", aliases=("kosmos",),
         architecture="Multimodal LLM trained from scratch on interleaved image-text, image-caption pairs and text; "
                      "in-context learning, instruction following, OCR-free NLP on document images.",
         notes="Size from Huang et al. 2023. Card only.",

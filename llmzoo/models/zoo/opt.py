@@ -5,7 +5,7 @@ from __future__ import annotations
 from llmzoo.config import ModelConfig
 from llmzoo.models.zoo.card import ModelCard, sized
 
-# OPT (Zhang et al. 2022; seed 002): GPT-3's shapes, ReLU MLPs, learned positions stored with an offset
+# OPT (Zhang et al. 2022; Naveed et al. 2023): GPT-3's shapes, ReLU MLPs, learned positions stored with an offset
 # of 2 (fairseq's padding convention), tied embeddings.
 OPT = ModelConfig(
     name="opt-175b", family="opt", arch="decoder", vocab_size=50272, d_model=12288, n_layers=96, n_heads=96,
@@ -13,7 +13,7 @@ OPT = ModelConfig(
     mlp_bias=True, qkv_bias=True, attn_out_bias=True, norm="layernorm", norm_eps=1e-5, tie_embeddings=True,
     pad_token_id=1, bos_token_id=2, eos_token_id=2,
 )
-# Zhang et al. 2022, Table 1 (seed 004 shows it). 350M is left out: it projects 512-dim embeddings to
+# Zhang et al. 2022, Table 1 (the Foundation Model notes show it). 350M is left out: it projects 512-dim embeddings to
 # d_model=1024 and back and is post-norm, which the shared-embedding LM head cannot express.
 OPT_SIZES = {
     "opt-125m": (125e6, 12, 768, 12),
@@ -43,10 +43,10 @@ CARDS = (
     *(
         _meta(
             name, params, 2022, OPT_CONFIGS[name], training_tokens=180e9, context_length=2048,
-            source="000, 002, 004", aliases=("opt",) if name == "opt-175b" else (),
+            source="minaee2024, naveed2023, fm-notes", aliases=("opt",) if name == "opt-175b" else (),
             architecture="GPT-3 replica (ReLU MLP, learned positions) released from 125M to 175B; dynamic loss "
-                         "scaling and restarts from earlier checkpoints at lower LR on divergence (seed 002).",
-            notes="Seed 004: OPT-175B matches GPT-3 at 1/7 the carbon footprint. 175B weights on request; "
+                         "scaling and restarts from earlier checkpoints at lower LR on divergence (Naveed et al. 2023).",
+            notes="The Foundation Model notes: OPT-175B matches GPT-3 at 1/7 the carbon footprint. 175B weights on request; "
                   "180B tokens per Zhang et al. 2022.",
         )
         for name, (params, *_) in OPT_SIZES.items()
@@ -54,18 +54,18 @@ CARDS = (
     *(
         _meta(
             f"opt-iml-{size}", params, 2022, sized(OPT_CONFIGS[f"opt-{size}"], f"opt-iml-{size}"),
-            base_model=f"opt-{size}", context_length=2048, source="000",
+            base_model=f"opt-{size}", context_length=2048, source="minaee2024",
             aliases=("opt-iml",) if size == "175b" else (),
             architecture="OPT instruction-tuned on OPT-IML Bench (~2000 NLP tasks).",
         )
         for size, params in (("30b", 30e9), ("175b", 175e9))
     ),
     _meta(
-        "galactica-120b", 120e9, 2022, GALACTICA, training_tokens=450e9, context_length=2048, source="000",
+        "galactica-120b", 120e9, 2022, GALACTICA, training_tokens=450e9, context_length=2048, source="minaee2024",
         aliases=("galactica",),
         architecture="OPT-style decoder without biases, GeLU, trained on a curated scientific corpus (papers, "
                      "references, knowledge bases) with task tokens for citations and step-by-step reasoning.",
-        notes="Seed 000: 120B, 450B tokens; beats Chinchilla and PaLM-540B on some reasoning benchmarks. "
+        notes="Minaee et al. 2024: 120B, 450B tokens; beats Chinchilla and PaLM-540B on some reasoning benchmarks. "
               "Shape (96 layers, d_model 10240, 80 heads) from Taylor et al. 2022.",
     ),
 )

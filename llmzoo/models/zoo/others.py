@@ -1,5 +1,5 @@
 """Other milestone decoders: Falcon, MPT, Qwen, Megatron(-Turing NLG), Jurassic-1, GLM-130B, and the
-models the seeds name without a public architecture (HyperCLOVA, Yuan 1.0, PanGu-alpha, ERNIE 3.0, ...),
+models the surveys name without a public architecture (HyperCLOVA, Yuan 1.0, PanGu-alpha, ERNIE 3.0, ...),
 plus Mamba (a state-space model, not a transformer)."""
 
 from __future__ import annotations
@@ -72,122 +72,122 @@ CARDS = (
     *(
         _card(
             name, params, 2023, "Technology Innovation Institute (TII)", open_weights=True, training_tokens=tokens,
-            context_length=2048, source="000",
+            context_length=2048, source="minaee2024",
             config=sized(FALCON, name, n_layers=L, d_model=d, n_heads=h, n_kv_heads=kv, parallel_norms=norms,
                          d_ff=4 * d),
             aliases=("falcon",) if name == "falcon-180b" else (),
             architecture="Parallel attention/MLP decoder with multi-query or grouped-query attention, rotary "
                          "positions, no biases; trained mostly on the filtered web corpus RefinedWeb.",
-            notes="Seed 000: Falcon 180B on 3.5T tokens. 7B/40B shapes and tokens from TII's model cards; the "
+            notes="Minaee et al. 2024: Falcon 180B on 3.5T tokens. 7B/40B shapes and tokens from TII's model cards; the "
                   "40B architecture counts 41.8B parameters (40B is the rounded name).",
         )
         for name, (params, L, d, h, kv, norms, tokens) in FALCON_SIZES.items()
     ),
     _card("mpt-7b", 6.7e9, 2023, "MosaicML", open_weights=True, training_tokens=1e12, context_length=2048,
-          source="000", aliases=("mpt",), config=MPT,
+          source="minaee2024", aliases=("mpt",), config=MPT,
           architecture="Decoder with ALiBi, no biases, FlashAttention; trained on 1T tokens of text and code.",
-          notes="Seed 000: 7B on 1T tokens; MosaicML's model card gives 6.7B parameters."),
+          notes="Minaee et al. 2024: 7B on 1T tokens; MosaicML's model card gives 6.7B parameters."),
     _card("mpt-30b", 30e9, 2023, "MosaicML", open_weights=True, training_tokens=1e12, context_length=8192,
-          source="000", config=sized(MPT, "mpt-30b", d_model=7168, n_layers=48, n_heads=64, d_ff=4 * 7168,
+          source="minaee2024", config=sized(MPT, "mpt-30b", d_model=7168, n_layers=48, n_heads=64, d_ff=4 * 7168,
                                      max_seq_len=8192),
           architecture="MPT-7B's design at 30B with an 8k context."),
     _card("qwen-7b", 7e9, 2023, "Alibaba Cloud", open_weights=True, training_tokens=2.4e12, context_length=8192,
-          source="000, 001", aliases=("qwen",), config=QWEN_7B,
+          source="minaee2024, zoo-lecture", aliases=("qwen",), config=QWEN_7B,
           architecture="LLaMA-like decoder (RMSNorm, SwiGLU, RoPE) with q/k/v biases and untied embeddings; "
                        "152K-token vocabulary for Chinese, English and code.",
           notes="Qwen's own checkpoint layout (family 'qwen') differs from Qwen2's; the architecture counts "
                 "7.7B parameters (7B is the rounded name). Tokens from Bai et al. 2023."),
     _card("qwen2.5-7b", 7.61e9, 2024, "Alibaba Cloud", open_weights=True, training_tokens=18e12, context_length=32768,
-          source="001", aliases=("qwen2.5",), config=QWEN25_7B,
+          source="zoo-lecture", aliases=("qwen2.5",), config=QWEN25_7B,
           architecture="Qwen2 architecture: GQA (4 KV heads), q/k/v biases, rope base 1e6; 18T tokens.",
-          notes="Seed 001 names Qwen 2.5; count (7.61B) and tokens from Qwen's model card."),
-    _card("megatron-lm-8.3b", 8.3e9, 2019, "NVIDIA", open_weights=False, context_length=1024, source="001",
+          notes="The LLM Zoo lecture notes name Qwen 2.5; count (7.61B) and tokens from Qwen's model card."),
+    _card("megatron-lm-8.3b", 8.3e9, 2019, "NVIDIA", open_weights=False, context_length=1024, source="zoo-lecture",
           aliases=("megatron", "megatron-gpt-8.3b"), config=MEGATRON_GPT,
           architecture="GPT-2 scaled to 8.3B with intra-layer tensor (model) parallelism across GPUs; trained on "
-                       "174GB of text (seed 001).",
+                       "174GB of text (the LLM Zoo lecture notes).",
           notes="Shape from Shoeybi et al. 2019 (72 layers, d_model 3072, 32 heads)."),
     _card("mt-nlg-530b", 530e9, 2022, "Microsoft / NVIDIA", open_weights=False, training_tokens=270e9,
-          context_length=2048, source="000, 002", aliases=("megatron-turing-nlg", "mt-nlg"), config=MT_NLG,
+          context_length=2048, source="minaee2024, naveed2023", aliases=("megatron-turing-nlg", "mt-nlg"), config=MT_NLG,
           architecture="GPT-2-architecture causal decoder of 530B (3x GPT-3) trained with 3D parallelism "
                        "(DeepSpeed + Megatron) on filtered, mixed-in-batch datasets.",
           notes="Shape (105 layers, d_model 20480, 128 heads) and tokens from Smith et al. 2022."),
     _card("j1-jumbo-178b", 178e9, 2021, "AI21 Labs", open_weights=False, training_tokens=300e9, context_length=2048,
-          source="002", aliases=("jurassic-1", "j1-jumbo", "jurassic-1-jumbo"), config=JURASSIC,
+          source="naveed2023", aliases=("jurassic-1", "j1-jumbo", "jurassic-1-jumbo"), config=JURASSIC,
           approximation="The white paper publishes depth, width, heads and vocabulary; positions, activation "
                         "and biases follow GPT-3 here.",
           architecture="GPT-3-like decoder, shallower and wider (depth-width balance), 256K vocabulary of word "
                        "pieces, whole words and multi-word expressions.",
-          notes="Seed 002: J1-Large 7B and J1-Jumbo 178B. Shape from Lieber et al. 2021."),
+          notes="Naveed et al. 2023: J1-Large 7B and J1-Jumbo 178B. Shape from Lieber et al. 2021."),
     _card("j1-large-7.5b", 7.5e9, 2021, "AI21 Labs", open_weights=False, training_tokens=300e9, context_length=2048,
-          source="002", aliases=("j1-large",),
+          source="naveed2023", aliases=("j1-large",),
           config=sized(JURASSIC, "j1-large-7.5b", d_model=4096, n_layers=32, n_heads=32, d_ff=4 * 4096),
           approximation="As J1-Jumbo: only shapes and vocabulary are published.",
           architecture="The smaller Jurassic-1 model.",
-          notes="Seed 002 calls it 7B; the paper's count is 7.5B."),
+          notes="Naveed et al. 2023 calls it 7B; the paper's count is 7.5B."),
     _card("glm-130b", 130e9, 2022, "Tsinghua University / Zhipu AI", open_weights=True, training_tokens=400e9,
-          context_length=2048, source="002, 004", aliases=("glm",), config=GLM_130B,
+          context_length=2048, source="naveed2023, fm-notes", aliases=("glm",), config=GLM_130B,
           approximation="DeepNorm (post-LN with the residual scaled by (2N)^0.5 and scaled init) is a post-norm "
                         "block here without the residual scale; the blank-infilling attention (bidirectional over "
                         "the context) is a prefix mask passed at run time (prefix_lengths).",
           architecture="Bilingual (English/Chinese) GLM: autoregressive blank infilling with bidirectional context, "
                        "DeepNorm post-LN, GeGLU, RoPE; 5% multitask instruction data; embedding gradient shrink.",
-          notes="Seed 004: better than GPT-3 on MMLU (+0.9%) and LAMBADA (+4.0%)."),
-    _card("hyperclova-82b", 82e9, 2021, "Naver", open_weights=False, source="002", family="hyperclova",
+          notes="The Foundation Model notes: better than GPT-3 on MMLU (+0.9%) and LAMBADA (+4.0%)."),
+    _card("hyperclova-82b", 82e9, 2021, "Naver", open_weights=False, source="naveed2023", family="hyperclova",
           aliases=("hyperclova",),
           architecture="Korean language model with GPT-3's architecture.",
-          notes="Card only: vocabulary and exact shape are not in the seeds."),
-    _card("yuan-1.0-245b", 245e9, 2021, "Inspur", open_weights=False, source="002", family="yuan",
+          notes="Card only: vocabulary and exact shape are not in the surveys."),
+    _card("yuan-1.0-245b", 245e9, 2021, "Inspur", open_weights=False, source="naveed2023", family="yuan",
           aliases=("yuan-1.0", "yuan"),
           architecture="Chinese decoder trained on 5TB of filtered text (MDFS on Spark); hidden size, micro-batch "
                        "and global batch chosen for pipeline/tensor/data-parallel efficiency.",
           notes="Card only."),
-    _card("pangu-alpha-200b", 200e9, 2021, "Huawei", open_weights=False, source="002", family="pangu",
+    _card("pangu-alpha-200b", 200e9, 2021, "Huawei", open_weights=False, source="naveed2023", family="pangu",
           aliases=("pangu-alpha", "pangu-α"),
           architecture="Autoregressive decoder with an extra query layer on top of the transformer stack whose "
                        "attention query is a learned embedding of the next position.",
           notes="Card only: the query layer is not a ModelConfig feature. Sizes 2.6B, 13B, 200B (Zeng et al. 2021)."),
-    _card("ernie-3.0-10b", 10e9, 2021, "Baidu", open_weights=False, source="000, 002", family="ernie",
+    _card("ernie-3.0-10b", 10e9, 2021, "Baidu", open_weights=False, source="minaee2024, naveed2023", family="ernie",
           aliases=("ernie-3.0",),
           architecture="Transformer-XL backbone: a shared universal representation module feeding task-specific "
                        "NLU (auto-encoding) and NLG (auto-regressive) modules; trained on 4TB of text plus a "
                        "large knowledge graph.",
           notes="Card only: the multi-branch design is not a single ModelConfig. SOTA on 54 Chinese NLP tasks."),
-    _card("ernie-3.0-titan-260b", 260e9, 2021, "Baidu", open_weights=False, source="002", family="ernie",
+    _card("ernie-3.0-titan-260b", 260e9, 2021, "Baidu", open_weights=False, source="naveed2023", family="ernie",
           aliases=("ernie-3.0-titan",),
           architecture="ERNIE 3.0 scaled 26x with a credible and controllable generation task (self-supervised "
                        "adversarial and controllable LM losses).",
           notes="Card only."),
-    _card("yalm-100b", 100e9, 2022, "Yandex", open_weights=True, source="000", family="yalm", aliases=("yalm",),
+    _card("yalm-100b", 100e9, 2022, "Yandex", open_weights=True, source="minaee2024", family="yalm", aliases=("yalm",),
           architecture="GPT-like decoder for Russian and English.",
-          notes="Named in seed 000's list only; card only."),
-    _card("palmyra", None, 2023, "Writer", open_weights=True, source="000",
+          notes="Named in the list of Minaee et al. 2024 only; card only."),
+    _card("palmyra", None, 2023, "Writer", open_weights=True, source="minaee2024",
           architecture="Writer's family of business-focused decoders.",
-          notes="Named in seed 000's list only; sizes vary by release. Card only."),
-    _card("camel", None, 2023, "unspecified", kind="other", open_weights=True, source="000",
-          architecture="Named in seed 000's list of representative work without details.",
+          notes="Named in the list of Minaee et al. 2024 only; sizes vary by release. Card only."),
+    _card("camel", None, 2023, "unspecified", kind="other", open_weights=True, source="minaee2024",
+          architecture="Named in Minaee et al. 2024's list of representative work, without details.",
           notes="Most likely CAMEL (Li et al. 2023), communicative role-playing agents built on chat LLMs rather "
                 "than a new pretrained model. Card only."),
-    _card("metalm", None, 2022, "Microsoft", kind="other", open_weights=False, source="000",
+    _card("metalm", None, 2022, "Microsoft", kind="other", open_weights=False, source="minaee2024",
           architecture="'Language models are general-purpose interfaces': a semi-causal LM docking bidirectional "
                        "encoders (text, vision) into a causal decoder.",
-          notes="Named in seed 000's list only. Card only."),
-    _card("pal", None, 2022, "Carnegie Mellon University", kind="other", open_weights=False, source="000",
+          notes="Named in the list of Minaee et al. 2024 only. Card only."),
+    _card("pal", None, 2022, "Carnegie Mellon University", kind="other", open_weights=False, source="minaee2024",
           architecture="Program-Aided Language models: an LLM writes a program as its reasoning steps and an "
                        "interpreter computes the answer.",
           notes="A prompting method over existing LLMs, not a model with weights. Card only."),
-    _card("docllm-7b", 7e9, 2024, "JPMorgan AI Research", open_weights=False, training_tokens=2e12, source="000",
+    _card("docllm-7b", 7e9, 2024, "JPMorgan AI Research", open_weights=False, training_tokens=2e12, source="minaee2024",
           family="docllm", aliases=("docllm",), base_model="llama-2-7b",
           architecture="Layout-aware decoder: text tokens plus bounding boxes with disentangled spatial attention; "
                        "1B (Falcon-1B based) and 7B (LLaMA-2-7B based) sizes.",
           notes="Card only: the spatial attention projections are not ModelConfig features."),
-    _card("openassistant", None, 2023, "LAION", open_weights=True, source="001", family="oasst",
+    _card("openassistant", None, 2023, "LAION", open_weights=True, source="zoo-lecture", family="oasst",
           aliases=("open-assistant", "oasst"),
           architecture="Open conversational assistant: crowd-sourced conversations and rankings used to "
                        "fine-tune open base models (Pythia, LLaMA).",
-          notes="Seed 001: in development, anyone can add or label conversations. Several released sizes; card only."),
+          notes="The LLM Zoo lecture notes: in development, anyone can add or label conversations. Several released sizes; card only."),
     _card("mamba-2.8b", 2.8e9, 2023, "CMU / Princeton", kind="other", family="mamba", open_weights=True,
-          training_tokens=300e9, source="000", aliases=("mamba",),
+          training_tokens=300e9, source="minaee2024", aliases=("mamba",),
           architecture="Selective state-space model (no attention): input-dependent SSM parameters, linear-time "
                        "recurrent inference; 130M to 2.8B trained on the Pile.",
-          notes="Named in seed 000's list. Card only: not a transformer, so not a ModelConfig."),
+          notes="Named in the list of Minaee et al. 2024. Card only: not a transformer, so not a ModelConfig."),
 )

@@ -29,7 +29,7 @@ CARDS = (
         context_length=8192, source="assets", aliases=("smollm2",), config=SMOLLM2_135M,
         architecture="LLaMA architecture, 30 layers x 576 with grouped-query attention (9 heads, 3 KV heads), "
                      "SwiGLU 1536, RoPE base 1e5, tied embeddings; instruction-tuned with a ChatML template.",
-        notes="Not in the seeds: the facts are from the SmolLM2 model card (2T training tokens, Apache-2.0). "
+        notes="Not in the surveys: the facts are from the SmolLM2 model card (2T training tokens, Apache-2.0). "
               "Runs from the packaged Q4_1 GGUF; 134,515,008 parameters in fp32.",
     ),
     ModelCard(
@@ -38,6 +38,6 @@ CARDS = (
         source="assets", aliases=("minilm",), config=MINILM_L6,
         architecture="6-layer, 384-wide post-norm BERT encoder (MiniLM distillation) trained for sentence "
                      "embeddings: mean pooling over tokens, then L2 normalisation.",
-        notes="Not in the seeds: the facts are from its model card. Loaded from the packaged HF directory.",
+        notes="Not in the surveys: the facts are from its model card. Loaded from the packaged HF directory.",
     ),
 )

@@ -1,6 +1,6 @@
 """Google's PaLM family: PaLM, U-PaLM, Flan-PaLM, Minerva, Med-PaLM (configs), PaLM 2 / Med-PaLM 2 (cards).
 
-PaLM (Chowdhery et al. 2022; seed 002): parallel attention + feed-forward, SwiGLU, RoPE, multi-query
+PaLM (Chowdhery et al. 2022; Naveed et al. 2023): parallel attention + feed-forward, SwiGLU, RoPE, multi-query
 attention, no biases in dense kernels or layer norms, shared input/output embeddings, 256k vocabulary.
 """
 
@@ -36,30 +36,30 @@ CARDS = (
     *(
         _google(
             f"palm-{size}", params, 2022, _palm_config(f"palm-{size}", size), training_tokens=780e9,
-            context_length=2048, source="000, 001, 002, 004", aliases=("palm",) if size == "540b" else (),
+            context_length=2048, source="minaee2024, zoo-lecture, naveed2023, fm-notes", aliases=("palm",) if size == "540b" else (),
             architecture=PALM_ARCH,
-            notes="Seed 000: 8B/62B/540B on 780B tokens; loss spikes handled by restarting 100 steps earlier and "
-                  "skipping 200-500 batches (seed 002). Exact counts from Table 1 of the paper.",
+            notes="Minaee et al. 2024: 8B/62B/540B on 780B tokens; loss spikes handled by restarting 100 steps earlier and "
+                  "skipping 200-500 batches (Naveed et al. 2023). Exact counts from Table 1 of the paper.",
         )
         for size, (params, *_) in PALM_SIZES.items()
     ),
     *(
         _google(
             f"u-palm-{size}", params, 2022, _palm_config(f"u-palm-{size}", size), base_model=f"palm-{size}",
-            training_tokens=1.3e9, context_length=2048, source="000, 002", aliases=("u-palm",) if size == "540b" else (),
+            training_tokens=1.3e9, context_length=2048, source="minaee2024, naveed2023", aliases=("u-palm",) if size == "540b" else (),
             architecture="PaLM continued for a few steps with UL2R: the UL2 mixture of denoisers, the causal decoder "
-                         "turned into a non-causal (prefix) one; ~2x compute savings (seeds 000, 002).",
-            notes="Seed 000's '1.3B' tokens are the extra UL2R training, ~0.1% of PaLM's compute (seed 002).",
+                         "turned into a non-causal (prefix) one; ~2x compute savings (Minaee et al. 2024 and Naveed et al. 2023).",
+            notes="Minaee et al. 2024's '1.3B' tokens are the extra UL2R training, ~0.1% of PaLM's compute (Naveed et al. 2023).",
         )
         for size, (params, *_) in PALM_SIZES.items()
     ),
     *(
         _google(
             f"flan-palm-{size}", params, 2022, _palm_config(f"flan-palm-{size}", size), base_model=f"palm-{size}",
-            context_length=2048, source="000", aliases=("flan-palm",) if size == "540b" else (),
+            context_length=2048, source="minaee2024", aliases=("flan-palm",) if size == "540b" else (),
             architecture="PaLM instruction-tuned on 1,836 tasks (473 datasets, 146 task categories) including "
                          "chain-of-thought data; +9.4% over PaLM-540B on average.",
-            notes="Seed 000 calls Flan-PaLM an instruction-tuned U-PaLM; in Chung et al. 2022 that model is "
+            notes="Minaee et al. 2024 calls Flan-PaLM an instruction-tuned U-PaLM; in Chung et al. 2022 that model is "
                   "Flan-U-PaLM and Flan-PaLM starts from PaLM.",
         )
         for size, (params, *_) in PALM_SIZES.items()
@@ -67,27 +67,27 @@ CARDS = (
     *(
         _google(
             f"minerva-{size}", params, 2022, _palm_config(f"minerva-{size}", size), base_model=f"palm-{size}",
-            context_length=2048, source="000", aliases=("minerva",) if size == "540b" else (),
+            context_length=2048, source="minaee2024", aliases=("minerva",) if size == "540b" else (),
             architecture="PaLM further trained on technical content (arXiv, math web pages) for quantitative reasoning.",
-            notes="Sizes 8B/62B/540B from Lewkowycz et al. 2022 (the seed gives none).",
+            notes="Sizes 8B/62B/540B from Lewkowycz et al. 2022 (the surveys give none).",
         )
         for size, (params, *_) in PALM_SIZES.items()
     ),
     _google(
         "med-palm-540b", 540e9, 2022, _palm_config("med-palm-540b", "540b"), base_model="flan-palm-540b",
-        training_tokens=780e9, context_length=2048, source="000", aliases=("med-palm",),
+        training_tokens=780e9, context_length=2048, source="minaee2024", aliases=("med-palm",),
         architecture="Flan-PaLM adapted to medical question answering with instruction prompt tuning (a few "
                      "exemplars, parameter-efficient).",
-        notes="Seed 000 lists base PaLM, 540B, 780B tokens (PaLM's pretraining tokens).",
+        notes="Minaee et al. 2024 lists base PaLM, 540B, 780B tokens (PaLM's pretraining tokens).",
     ),
     _google(
-        "palm-2", 340e9, 2023, None, training_tokens=3.6e12, source="000, 002", aliases=("palm2",),
+        "palm-2", 340e9, 2023, None, training_tokens=3.6e12, source="minaee2024, naveed2023", aliases=("palm2",),
         architecture="Smaller, multilingual, more compute-efficient successor of PaLM trained on a mixture of "
-                     "objectives; special control tokens against toxicity and memorisation (seed 002).",
-        notes="Seed 000's 340B / 3.6T come from press reports; Google's technical report gives no count.",
+                     "objectives; special control tokens against toxicity and memorisation (Naveed et al. 2023).",
+        notes="Minaee et al. 2024's 340B / 3.6T come from press reports; Google's technical report gives no count.",
     ),
     _google(
-        "med-palm-2", None, 2023, None, base_model="palm-2", source="000",
+        "med-palm-2", None, 2023, None, base_model="palm-2", source="minaee2024",
         architecture="PaLM 2 with medical-domain fine-tuning and ensemble refinement prompting; 86.5% on MedQA.",
     ),
 )
