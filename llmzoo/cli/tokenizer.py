@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from llmzoo.errors import LlmzooError
@@ -16,8 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train a tokenizer on text / .jsonl files (.gz too)",
                        description="Train a byte-level BPE (default), BERT WordPiece or SentencePiece-style Unigram "
-                                   "tokenizer and write tokenizer.json + tokenizer_config.json to --out.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="plain text or .jsonl (\"text\" field) files, or their .gz")
+                                   "tokenizer and write tokenizer.json + tokenizer_config.json to --out. "
+                                   "Input must be UTF-8 text; a directory stands for the .txt/.text/.md/.jsonl/"
+                                   ".ndjson files (and .gz) inside it, as for `llmzoo data prepare`.")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="plain text or .jsonl (\"text\" field) files, their .gz, or directories of them")
     p.add_argument("--kind", choices=("bpe", "wordpiece", "unigram"), default="bpe", help="tokenizer model (default bpe)")
     p.add_argument("--vocab-size", type=int, required=True, help="number of token ids, special tokens included")
     p.add_argument("--out", type=Path, required=True, help="output directory")
@@ -49,8 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from llmzoo.tokenizer.train import train_tokenizer
 
-    tok = train_tokenizer(args.files, kind=args.kind, vocab_size=args.vocab_size, special_tokens=args.special_tokens,
-                          out_dir=args.out, min_frequency=args.min_frequency, progress=not args.quiet)
+    with warnings.catch_warnings(record=True) as caught:  # a short corpus: one "warning:" line, not a source dump
+        warnings.simplefilter("always", UserWarning)
+        tok = train_tokenizer(args.files, kind=args.kind, vocab_size=args.vocab_size,
+                              special_tokens=args.special_tokens, out_dir=args.out,
+                              min_frequency=args.min_frequency, progress=not args.quiet)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
     print(f"trained a {args.kind} tokenizer with {tok.vocab_size} tokens -> {args.out}")
     return 0
 

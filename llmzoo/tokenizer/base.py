@@ -253,12 +253,19 @@ class Tokenizer:
         directory = Path(directory)
         if directory.exists() and not directory.is_dir():
             raise LlmzooError(f"cannot save a tokenizer to {directory}: it is a file, not a directory")
-        directory.mkdir(parents=True, exist_ok=True)
-        self.backend.save(str(directory / "tokenizer.json"))
-        (directory / "tokenizer_config.json").write_text(
-            json.dumps(self.tokenizer_config(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (directory / "special_tokens_map.json").write_text(
-            json.dumps(self.special_tokens_map, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "tokenizer_config.json").write_text(
+                json.dumps(self.tokenizer_config(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            (directory / "special_tokens_map.json").write_text(
+                json.dumps(self.special_tokens_map, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        except OSError as e:
+            raise LlmzooError(f"cannot save a tokenizer to {directory}: {e.strerror or e}; "
+                              "choose a writable directory") from None
+        try:
+            self.backend.save(str(directory / "tokenizer.json"))
+        except Exception as e:  # the Rust side raises a plain Exception when it cannot write the file
+            raise LlmzooError(f"cannot save a tokenizer to {directory}: {str(e).splitlines()[0]}") from None
         return directory
 
     def __repr__(self) -> str:

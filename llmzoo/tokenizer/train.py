@@ -10,15 +10,19 @@
   runs of spaces and newlines are kept (SentencePiece collapses them), so text round-trips.
 
 Files are streamed, never loaded whole: plain text line by line, .jsonl by its "text" field, and
-the .gz form of either. The result is written as tokenizer.json + tokenizer_config.json, which
-`load_tokenizer` and transformers' AutoTokenizer / PreTrainedTokenizerFast both read.
+the .gz form of either. A directory stands for its .txt/.text/.md/.jsonl/.ndjson files (and their .gz),
+found recursively as `llmzoo data prepare` finds them. Input must be UTF-8 text: a NUL byte or invalid
+UTF-8 stops training with the file and byte offset, rather than learning merges of binary garbage.
+The result is written as tokenizer.json + tokenizer_config.json, which `load_tokenizer` and
+transformers' AutoTokenizer / PreTrainedTokenizerFast both read.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import json
+import shutil
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,20 +77,31 @@ class _Progress:
             self.bar.close()
 
 
-def _open_text(path: Path) -> tuple[IO[str], IO[bytes]]:
-    """(text stream, raw file) for plain or gzip-compressed UTF-8 files; raw.tell() tracks progress."""
-    raw = open(path, "rb")
-    stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if path.name.endswith(".gz") else raw
-    return io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=""), raw
+def _decoded(raw_line: bytes, path: Path, offset: int, where: str) -> str:
+    """One line of a training file as text; binary or non-UTF-8 data is an error naming the byte."""
+    nul = raw_line.find(b"\x00")
+    if nul >= 0:
+        raise LlmzooError(f"{path} holds binary data (NUL byte at {where} {offset + nul}); "
+                          "train on UTF-8 text files")
+    try:
+        return raw_line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LlmzooError(f"{path} is not UTF-8 text (invalid byte at {where} {offset + e.start}); "
+                          "convert it to UTF-8 or leave it out") from None
 
 
 def _texts_of(path: Path, progress: _Progress) -> Iterator[str]:
     """The text of one file, piece by piece: lines of a text file, "text" fields of a .jsonl file."""
-    is_jsonl = path.name.removesuffix(".gz").endswith(".jsonl")
-    text, raw = _open_text(path)
-    last = 0
+    is_jsonl = path.name.removesuffix(".gz").endswith((".jsonl", ".ndjson"))
+    compressed = path.name.endswith(".gz")
+    where = "uncompressed byte offset" if compressed else "byte offset"
+    raw = open(path, "rb")  # raw.tell() tracks progress through the file on disk
+    stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if compressed else raw
+    last = offset = 0
     try:
-        for lineno, line in enumerate(text, 1):
+        for lineno, raw_line in enumerate(stream, 1):
+            line = _decoded(raw_line, path, offset, where)
+            offset += len(raw_line)
             if is_jsonl:
                 if not line.strip():
                     continue
@@ -104,10 +119,11 @@ def _texts_of(path: Path, progress: _Progress) -> Iterator[str]:
             yield line
     except gzip.BadGzipFile:
         raise LlmzooError(f"{path} ends in .gz but is not a gzip file") from None
-    except EOFError:
-        raise LlmzooError(f"{path} is a truncated gzip file") from None
+    except (EOFError, zlib.error):
+        raise LlmzooError(f"{path} is a truncated or corrupt gzip file") from None
     finally:
-        text.close()
+        stream.close()
+        raw.close()
 
 
 def iter_corpus(files: list[Path], progress: _Progress) -> Iterator[list[str]]:
@@ -124,15 +140,35 @@ def iter_corpus(files: list[Path], progress: _Progress) -> Iterator[list[str]]:
 
 
 def _check_files(files: list[str | Path]) -> list[Path]:
+    """The files to read: as given, with each directory replaced by the text files inside it."""
+    from llmzoo.data.readers import expand_inputs  # the same rule as `llmzoo data prepare` inputs
+
     if isinstance(files, (str, Path)):
         files = [files]
     paths = [Path(f).expanduser() for f in files]
     if not paths:
         raise LlmzooError("no training files given; pass one or more text, .jsonl or .gz files")
     for p in paths:
-        if not p.is_file():
+        if not p.exists():
             raise LlmzooError(f"training file not found: {p}")
-    return paths
+        if not (p.is_file() or p.is_dir()):
+            raise LlmzooError(f"{p} is not a regular file or a directory; pass text, .jsonl or .gz files")
+    return expand_inputs(paths)
+
+
+def _create_out_dir(out_dir: Path) -> bool:
+    """Create `out_dir` before training, so an unwritable --out fails in a second, not after an hour
+    of training; True when it was created here (and should be removed again if training fails)."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise LlmzooError(f"cannot save a tokenizer to {out_dir}: it is a file, not a directory")
+        return False
+    try:
+        out_dir.mkdir(parents=True)
+    except OSError as e:
+        raise LlmzooError(f"cannot create output directory {out_dir}: {e.strerror or e}; "
+                          "choose a writable --out") from None
+    return True
 
 
 def _bpe(vocab_size: int, min_frequency: int, specials: list[str], progress: bool):
@@ -195,15 +231,22 @@ def train_tokenizer(
     if min_frequency < 0:
         raise LlmzooError(f"min_frequency must be >= 0, got {min_frequency}")
 
-    backend, trainer = _BUILDERS[kind](vocab_size, min_frequency, specials, progress)
-    reading = _Progress(sum(p.stat().st_size for p in paths), progress)
+    out_path = Path(out_dir).expanduser() if out_dir is not None else None
+    created = _create_out_dir(out_path) if out_path is not None else False
     try:
-        backend.train_from_iterator(iter_corpus(paths, reading), trainer=trainer)
-    finally:
-        reading.close()
-    if reading.chars == 0:
-        raise LlmzooError(f"no text to train on: {', '.join(str(p) for p in paths)} "
-                          f"{'is' if len(paths) == 1 else 'are'} empty")
+        backend, trainer = _BUILDERS[kind](vocab_size, min_frequency, specials, progress)
+        reading = _Progress(sum(p.stat().st_size for p in paths), progress)
+        try:
+            backend.train_from_iterator(iter_corpus(paths, reading), trainer=trainer)
+        finally:
+            reading.close()
+        if reading.chars == 0:
+            raise LlmzooError(f"no text to train on: {', '.join(str(p) for p in paths)} "
+                              f"{'is' if len(paths) == 1 else 'are'} empty")
+    except BaseException:
+        if created:  # leave no empty --out behind that looks like a result
+            shutil.rmtree(out_path, ignore_errors=True)
+        raise
 
     if kind == "wordpiece":
         # Rebuild through the loader's WordPiece pipeline so [CLS] ... [SEP] and the decoder match BERT's.
