@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from llmzoo.errors import LlmzooError
+
+
+def token_count(text: str) -> int:
+    """A whole number of tokens as people write it: 100000000, 1e8, 100_000_000 or 100M."""
+    t = text.strip().replace("_", "").replace(",", "")
+    scale = {"K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}.get(t[-1:].upper(), 1)
+    digits = t[:-1] if scale != 1 else t
+    try:
+        value = int(digits) * scale if digits.lstrip("+-").isdigit() else float(digits) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (examples: 100000000, 1e8, 100M)") from None
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"expected a whole number of tokens, got {text!r}")
+    return int(value)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +68,8 @@ def _register_prepare(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-pii", action="store_true", help="do not redact emails, phones, IPs, card numbers")
     g = p.add_argument_group("output")
     g.add_argument("--val-fraction", type=float, default=0.01, help="share of documents for validation (by content hash)")
-    g.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard file (default 1e8)")
+    g.add_argument("--shard-tokens", type=token_count, default=100_000_000,
+                   help="tokens per shard file, e.g. 1e8 or 100M (default 1e8)")
     g.add_argument("--dtype", choices=DTYPES, default="auto", help="token dtype (auto: uint16 if the vocabulary fits)")
     g.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no report table")
@@ -74,9 +90,9 @@ def _register_mix(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--temperature", type=float, help="temperature T: p_i proportional to tokens_i^(1/T)")
     p.add_argument("--out", required=True, type=Path, help="output directory for the mixture manifest")
     p.add_argument("--seed", type=int, default=0, help="seed of the window draw (default 0)")
-    p.add_argument("--window", type=int, default=DEFAULT_WINDOW,
+    p.add_argument("--window", type=token_count, default=DEFAULT_WINDOW,
                    help=f"tokens per sampled window (default {DEFAULT_WINDOW})")
-    p.add_argument("--num-tokens", type=int, default=None,
+    p.add_argument("--num-tokens", type=token_count, default=None,
                    help="length of the mixed train stream (default: the sources' total; more up-samples)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory made by llmzoo")
     p.set_defaults(func=_mix)

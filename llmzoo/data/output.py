@@ -9,8 +9,8 @@ typo in --out cannot delete someone's home directory.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
 from llmzoo.errors import LlmzooError
@@ -36,9 +36,22 @@ def prepare_output(out: Path, overwrite: bool) -> Path:
     _check_target(out, overwrite)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+        return _fresh_directory(out.parent, f"{out.name}.tmp-")
     except OSError as e:
         raise LlmzooError(f"cannot create the output directory next to {str(out)!r}: {e.strerror or e}") from None
+
+
+def _fresh_directory(parent: Path, prefix: str) -> Path:
+    """A new, uniquely named directory under `parent`, with the permissions the user's umask gives
+    (tempfile.mkdtemp would make it 0700, and the renamed OUT would stay unreadable to others)."""
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free temporary name under {parent}")
 
 
 def publish_directory(tmp: Path, out: Path, overwrite: bool) -> None:

@@ -66,16 +66,31 @@ def _load_tokenizer_json(source: str) -> TokenizersAdapter:
         raise LlmzooError(f"cannot load tokenizer {source!r}: {str(e).splitlines()[0]}") from None
 
 
+def document_separator(tokenizer: Any) -> int | None:
+    """The id appended after every document: the EOS token, else a well-known end-of-text name, else
+    (for BERT-style WordPiece vocabularies, which have no EOS) the [SEP] token, as BERT's own
+    pretraining data puts [SEP] between segments. None when the tokenizer has none of these."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    token_to_id = getattr(tokenizer, "token_to_id", None)
+    if eos is None and callable(token_to_id):
+        # a bare tokenizer.json names no roles; its end-of-text token usually has a well-known name
+        eos = next((i for i in map(token_to_id, _EOS_NAMES) if i is not None), None)
+    if eos is None:
+        eos = getattr(tokenizer, "sep_token_id", None)
+    if eos is None and callable(token_to_id):
+        eos = token_to_id("[SEP]")
+    return eos
+
+
 def check_tokenizer(tokenizer: Any, source: str) -> tuple[int, int]:
     """(vocab_size, eos_id) of a tokenizer usable for packing, or a clear error."""
     if not callable(getattr(tokenizer, "encode_batch", None)):
         raise LlmzooError(f"tokenizer {source!r} has no encode_batch(); it cannot be used to prepare data")
-    eos = getattr(tokenizer, "eos_token_id", None)
-    if eos is None and callable(getattr(tokenizer, "token_to_id", None)):
-        # a bare tokenizer.json names no roles; its end-of-text token usually has a well-known name
-        eos = next((i for i in map(tokenizer.token_to_id, _EOS_NAMES) if i is not None), None)
+    eos = document_separator(tokenizer)
     if eos is None:
-        raise LlmzooError(f"tokenizer {source!r} has no end-of-text (EOS) token to separate documents; use one that does")
+        raise LlmzooError(f"tokenizer {source!r} has no end-of-text token (EOS, or [SEP]) to separate documents; "
+                          "retrain it with `llmzoo tokenizer train ... --special-tokens '<|endoftext|>'` "
+                          "or use one that has")
     vocab_size = int(tokenizer.vocab_size)
     if not 0 <= eos < vocab_size:
         raise LlmzooError(f"tokenizer {source!r} has EOS id {eos} outside its vocabulary of {vocab_size}")
