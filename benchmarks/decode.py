@@ -26,6 +26,9 @@ def main() -> None:
                         help="compute dtype, the same for both (fp32 is the like-for-like default)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    from _machine import describe_machine  # benchmarks/ is on sys.path when this script runs
+
+    print(describe_machine(), flush=True)  # speeds depend on the CPU's vector and bf16 units
 
     import transformers
 

@@ -31,8 +31,13 @@ The default batch, 8 x 256 = 2048 tokens a step, is the number of tokens a step 
 shakespeare recipe trains on (16 x 128); at batch 2 x 256 the fixed costs of a step (AdamW, the
 bf16 rounding of the weights) weigh more and MFU is ~59%.
 
-Measured on this project's 2-core AVX2 machine (shared VM; bf16 autocast, batch 8 x 256, 1 thread,
-defaults), four runs: transformers 14 tok/s (a step takes 145-150 s); llmzoo default 311-355 tok/s
+The script prints the CPU first (benchmarks/_machine.py): the ratios below hold only on CPUs without
+bf16 instructions, where transformers' bf16 GEMMs are emulated. On a CPU with AVX-512 BF16 the same
+benchmark measured llmzoo eager 1461 tok/s vs transformers eager 1486 (~1.0x) and compiled 2192 vs
+1191 (~1.8x), as reported in issue 17.
+
+Measured on this project's 2-core VM while its CPU was AVX2-only (shared; bf16 autocast, batch 8 x 256,
+1 thread, defaults), four runs: transformers 14 tok/s (a step takes 145-150 s); llmzoo default 311-355 tok/s
 best, 294-316 median (21-25x); compiled 335-392 best, 312-339 median (23-28x). MFU of the
 compiled variant 67.7, 70.2, 67.8 and 74.4% (best step), 61-66% (median step), against the best
 fp32 matmul of the run (91-96 GFLOP/s); default 63-68% best, 58-60% median. Peak RSS ~1.7 GB
@@ -250,7 +255,10 @@ def main() -> None:
     from llmzoo.nn.bf16 import native_bf16_gemm
     from llmzoo.train.progress import measure_matmul_peak
 
+    from _machine import describe_machine  # benchmarks/ is on sys.path when this script runs
+
     torch.set_num_threads(args.threads)
+    print(describe_machine(), flush=True)  # the ratios depend on the CPU's bf16 support: say which it has
     config = ModelConfig(**CONFIG)
     torch.manual_seed(0)
     model = build_model(config)
