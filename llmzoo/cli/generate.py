@@ -27,10 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _sampling_args(c, default_max=256)
     c.set_defaults(func=cmd_chat)
 
-    v = sub.add_parser("convert", help="convert any loadable source to an HF/llmzoo (or GGUF) directory")
+    # Until the GGUF writer carries the vocabulary, say so here rather than promise a llama.cpp file.
+    gguf_caveat = ("gguf: weights, hyper-parameters and special-token ids only, no tokenizer metadata "
+                   "(tokenizer.ggml.model/tokens), so llama.cpp refuses the file for now; llmzoo.load reads its "
+                   "weights back")
+    v = sub.add_parser("convert", help="convert any loadable source to an HF/llmzoo (or GGUF) directory",
+                       description=f"Convert any loadable source to an HF checkpoint directory (default) or a GGUF "
+                                   f"file. The GGUF output is incomplete: {gguf_caveat.removeprefix('gguf: ')}.")
     v.add_argument("source")
     v.add_argument("outdir")
-    v.add_argument("--format", choices=("hf", "gguf"), default="hf")
+    v.add_argument("--format", choices=("hf", "gguf"), default="hf",
+                   help=f"hf (default): config.json + model.safetensors that transformers loads; {gguf_caveat}")
     v.add_argument("--dtype", choices=DTYPES, default=None)
     v.set_defaults(func=cmd_convert)
 
