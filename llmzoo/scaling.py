@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from llmzoo.config import ModelConfig
 from llmzoo.errors import LlmzooError
@@ -90,9 +91,29 @@ def isoflop_curve(compute: float, n_params: list[float], fit: LossFit = CHINCHIL
     return [fit.loss(n, compute / (6.0 * n)) for n in n_params]
 
 
-def plot_isoflops(path: str, compute: float, fit: LossFit = CHINCHILLA_FIT) -> None:
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+def plot_path(path: str | Path) -> Path:
+    """The file a plot named `path` goes to: a .png/.pdf/.svg file as given, `isoflops.png` inside an
+    existing directory, `path.png` when there is no suffix (as matplotlib would); other suffixes fail."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        return target / "isoflops.png"
+    if not target.suffix:
+        return target.with_name(target.name + ".png")
+    if target.suffix.lower() not in PLOT_FORMATS:
+        raise LlmzooError(f"cannot write a plot as {str(path)!r}: name a {', '.join(PLOT_FORMATS)} file "
+                          "or an existing directory")
+    return target
+
+
+def plot_isoflops(path: str | Path, compute: float, fit: LossFit = CHINCHILLA_FIT) -> Path:
     """Save isoFLOP curves (loss vs model size at fixed compute, as Hoffmann et al. Figure 3) with the
-    budget's optimum marked, on a grid of decades from 1e18 (or lower) to 10x the budget."""
+    budget's optimum marked, on a grid of decades from 1e18 (or lower) to 10x the budget.
+    Returns the file written (see plot_path)."""
+    target = plot_path(path)
+    _check_compute(compute)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,11 +138,12 @@ def plot_isoflops(path: str, compute: float, fit: LossFit = CHINCHILLA_FIT) -> N
     ax.legend()
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=120)
+        fig.savefig(target, dpi=120)
     except OSError as e:
-        raise LlmzooError(f"cannot write plot {path}: {e.strerror}") from None
+        raise LlmzooError(f"cannot write plot {target}: {e.strerror or e}") from None
     finally:
         plt.close(fig)
+    return target
 
 
 # ------------------------------------------------------------------------------------------------

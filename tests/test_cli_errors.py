@@ -175,3 +175,28 @@ def test_prepare_output_directory_follows_the_umask(capsys, tmp_path, corpus, wo
         os.umask(old)
     assert code == 0, err
     assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o755
+
+
+# --- scaling chinchilla --plot ---------------------------------------------------------------------
+
+
+def test_plot_with_an_unknown_suffix_is_one_line(capsys, tmp_path) -> None:
+    code, _, err = run_cli(capsys, "scaling", "chinchilla", "--compute", "5e23", "--plot", str(tmp_path / "iso.txt"))
+    assert_one_line_error(code, err, "iso.txt", ".png")
+    assert not (tmp_path / "iso.txt").exists()
+
+
+def test_plot_reports_the_file_it_really_wrote(capsys, tmp_path) -> None:
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    code, out, err = run_cli(capsys, "scaling", "chinchilla", "--compute", "5e23", "--plot", str(folder))
+    assert code == 0, err
+    written = folder / "isoflops.png"
+    assert written.read_bytes().startswith(b"\x89PNG") and f"written to {written}" in out
+    code, out, err = run_cli(capsys, "scaling", "chinchilla", "--compute", "5e23", "--plot", str(tmp_path / "iso"))
+    assert code == 0, err
+    assert (tmp_path / "iso.png").is_file() and f"written to {tmp_path / 'iso.png'}\n" in out
+    code, out, err = run_cli(capsys, "scaling", "chinchilla", "--compute", "5e23", "--json",
+                             "--plot", str(tmp_path / "iso.svg"))
+    assert code == 0, err
+    assert b"<svg" in (tmp_path / "iso.svg").read_bytes() and str(tmp_path / "iso.svg") in out

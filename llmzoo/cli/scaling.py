@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "per-parameter rule.")
     c.add_argument("--compute", required=True, help="training budget in FLOPs, e.g. 5.76e23 (Gopher/Chinchilla)")
     c.add_argument("--ratio", type=float, default=20.0, help="tokens per parameter for the rule of thumb (default 20)")
-    c.add_argument("--plot", metavar="FILE", help="save isoFLOP loss curves as a PNG")
+    c.add_argument("--plot", metavar="FILE", help="save isoFLOP loss curves to FILE (.png, .pdf or .svg; no "
+                   "suffix adds .png) or into an existing directory as isoflops.png")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=_chinchilla)
 
@@ -117,12 +118,11 @@ def _chinchilla(args: argparse.Namespace) -> int:
     if args.ratio <= 0:
         raise LlmzooError(f"--ratio must be > 0, got {args.ratio}")
     plans = [chinchilla_optimal(compute), tokens_per_param_rule(compute, args.ratio)]
-    if args.plot:
-        plot_isoflops(args.plot, compute)
+    plot = str(plot_isoflops(args.plot, compute)) if args.plot else None  # the file really written
     if args.json:
         print(json.dumps({"compute": compute, "fit": asdict(CHINCHILLA_FIT),
                           "plans": [{**asdict(p), "tokens_per_param": p.tokens_per_param} for p in plans],
-                          "plot": args.plot}, indent=1))
+                          "plot": plot}, indent=1))
         return 0
     f = CHINCHILLA_FIT
     print(f"compute budget {compute:.3g} FLOPs  (C = 6 N D)")
@@ -135,8 +135,8 @@ def _chinchilla(args: argparse.Namespace) -> int:
     print("\nNote: the parametric fit (approach 3) favours smaller models and more tokens than the paper's "
           "approach 1 (67B, 1.5T tokens at Gopher's 5.76e23), more so with the rounded coefficients printed in "
           "the paper (Besiroglu et al. 2024); the 20:1 rule matches Chinchilla itself.")
-    if args.plot:
-        print(f"isoFLOP curves written to {args.plot}")
+    if plot:
+        print(f"isoFLOP curves written to {plot}")
     return 0
 
 
