@@ -64,6 +64,8 @@ def _resolve_or_zoo_config(source: str | Path) -> Path:
         except LlmzooError:
             raise not_found from None
         name = card.name
+        if name in PACKAGED_WEIGHTS:  # an alias ("minilm") of a model whose weights do ship
+            return resolve_source(name)
         if card.config is None:
             raise LlmzooError(f"{name!r} is in the zoo as a model card only: it has no published architecture, "
                               f"so there is nothing to build or load; see `llmzoo show {name}`") from None

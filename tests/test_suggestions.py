@@ -58,3 +58,10 @@ def test_the_suggested_random_weights_snippet_runs_after_import_llmzoo(capsys):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("torch.Size([1, 2,")
+
+
+def test_an_alias_of_a_packaged_model_loads_its_weights():
+    import llmzoo
+
+    model = llmzoo.load("minilm")  # the catalog alias of all-minilm-l6-v2, whose weights ship offline
+    assert model.config.arch == "encoder" and model.config.vocab_size == 30522
