@@ -200,3 +200,82 @@ def test_plot_reports_the_file_it_really_wrote(capsys, tmp_path) -> None:
                              "--plot", str(tmp_path / "iso.svg"))
     assert code == 0, err
     assert b"<svg" in (tmp_path / "iso.svg").read_bytes() and str(tmp_path / "iso.svg") in out
+
+
+# --- generate --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, corpus) -> Path:
+    """A random 2-layer decoder with a 16-token context and a trained byte-level BPE, saved as a user's
+    checkpoint directory: fast stand-in for a real model where only the CLI's behaviour matters."""
+    import torch
+
+    import llmzoo
+    from llmzoo.config import ModelConfig
+    from llmzoo.tokenizer.train import train_tokenizer
+
+    tokenizer = train_tokenizer([corpus], vocab_size=300, progress=False)
+    torch.manual_seed(0)
+    model = llmzoo.build_model(ModelConfig(vocab_size=300, d_model=32, n_layers=2, n_heads=4, d_ff=64,
+                                           max_seq_len=16, eos_token_id=0, bos_token_id=0)).eval()
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    llmzoo.save(model, out, tokenizer=tokenizer)
+    return out
+
+
+@pytest.mark.parametrize("flag,value,needle", [
+    ("--temperature", "nan", "temperature"), ("--temperature", "inf", "temperature"),
+    ("--top-p", "nan", "top_p"), ("--top-p", "1.5", "top_p"), ("--repetition-penalty", "nan", "repetition_penalty"),
+    ("--top-k", "0", "top_k"), ("--max-new-tokens", "0", "max_new_tokens"),
+])
+def test_bad_sampling_flags_are_one_line(capsys, tiny_model_dir, flag, value, needle) -> None:
+    code, out, err = run_cli(capsys, "generate", str(tiny_model_dir), "--prompt", "Hi", flag, value)
+    assert_one_line_error(code, err, needle, value)
+    assert out == ""
+
+
+def test_bad_sampling_values_are_refused_by_the_api_for_every_architecture() -> None:
+    import torch
+
+    import llmzoo
+    from llmzoo.config import ModelConfig
+    from llmzoo.errors import LlmzooError
+
+    decoder = llmzoo.build_model(ModelConfig(vocab_size=40, d_model=32, n_layers=1, n_heads=4, d_ff=48))
+    seq2seq = llmzoo.build_model(ModelConfig(
+        family="t5", arch="encoder_decoder", vocab_size=40, d_model=32, n_layers=1, n_heads=4, d_ff=48,
+        position="relative_bias", attn_scale=1.0, mlp_gated=False, activation="relu",
+        decoder_start_token_id=0, pad_token_id=0))
+    for model in (decoder, seq2seq):
+        for bad in (dict(temperature=float("nan")), dict(top_p=float("nan")), dict(top_k=0),
+                    dict(temperature=torch.inf), dict(max_new_tokens=2.5)):
+            with pytest.raises(LlmzooError):  # before the tokenizer is touched: None will do
+                llmzoo.generate(model, None, "Hi", **bad)
+
+
+def test_system_without_chat_names_the_fix(capsys, tiny_model_dir) -> None:
+    import llmzoo
+    from llmzoo.errors import LlmzooError
+
+    code, _, err = run_cli(capsys, "generate", str(tiny_model_dir), "--prompt", "Hi", "--system", "Be brief.")
+    assert_one_line_error(code, err, "--system", "--chat")
+    with pytest.raises(LlmzooError, match="chat=True"):
+        llmzoo.generate(llmzoo.load(tiny_model_dir), llmzoo.load_tokenizer(tiny_model_dir), "Hi", system="Be brief.")
+
+
+def test_generation_cut_by_the_context_length_says_so(capsys, tiny_model_dir) -> None:
+    import llmzoo
+    from llmzoo.infer.generate import ContextLengthWarning
+
+    code, out, err = run_cli(capsys, "generate", str(tiny_model_dir), "--prompt", "The garden", "--max-new-tokens",
+                             "50")
+    assert code == 0, err
+    assert err.splitlines() == [err] and err.startswith("note: ") and "context length of 16" in err
+    model, tokenizer = llmzoo.load(tiny_model_dir), llmzoo.load_tokenizer(tiny_model_dir)
+    prompt_len = len(tokenizer.encode("The garden"))
+    with pytest.warns(ContextLengthWarning, match="context length of 16"):
+        text = llmzoo.generate(model, tokenizer, "The garden", max_new_tokens=50)
+    assert len(tokenizer.encode(text, add_special_tokens=False)) <= 16 - prompt_len
+    code, _, err = run_cli(capsys, "generate", str(tiny_model_dir), "--prompt", "The garden", "--max-new-tokens", "3")
+    assert code == 0 and err == ""  # within the context: nothing to say

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
+from collections.abc import Iterator
 
 from llmzoo.errors import LlmzooError
 
@@ -82,18 +85,41 @@ def _write(text: str) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     import llmzoo
 
+    if args.system is not None and not args.chat:  # checked before loading the model
+        raise LlmzooError("--system goes into the chat template; add --chat (or leave --system out)")
+    _check_sampling(args)
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     model, tokenizer = _load(args.source, args.dtype)
     stream = None if args.no_stream else _write
-    text = llmzoo.generate(model, tokenizer, prompt, chat=args.chat, system=args.system, stop=args.stop,
-                           stream=stream, **_sampling_kwargs(args))
-    if stream is None:
-        _write(text)
-    _write("\n")
+    with _notes_on_stderr():
+        text = llmzoo.generate(model, tokenizer, prompt, chat=args.chat, system=args.system, stop=args.stop,
+                               stream=stream, **_sampling_kwargs(args))
+        if stream is None:
+            _write(text)
+        _write("\n")
     return 0
 
 
+def _check_sampling(args: argparse.Namespace) -> None:
+    """Refuse bad sampling flags (--temperature nan) before the model loads, not after."""
+    from llmzoo.infer.sampling import check_generation_args
+
+    check_generation_args(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.repetition_penalty)
+
+
+@contextlib.contextmanager
+def _notes_on_stderr() -> Iterator[None]:
+    """Warnings raised while generating (the context length cut the reply short) as one line each on
+    stderr, after the text, rather than Python's two-line warning with a source location."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
+    _check_sampling(args)
     model, tokenizer = _load(args.source, args.dtype)
     if not getattr(tokenizer, "chat_template", None):
         raise LlmzooError(f"{args.source} has no chat template; use `llmzoo generate` instead")
@@ -119,8 +145,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
         text = tokenizer.apply_chat_template(history, add_generation_prompt=True)
         if interactive:
             _write("model> ")
-        reply = _complete_rendered(model, tokenizer, text, _write, _sampling_kwargs(args))
-        _write("\n")
+        with _notes_on_stderr():
+            reply = _complete_rendered(model, tokenizer, text, _write, _sampling_kwargs(args))
+            _write("\n")
         history.append({"role": "assistant", "content": reply})
     return 0
 

@@ -8,6 +8,7 @@ as it would alone.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,7 +17,11 @@ from torch import nn
 
 from llmzoo.errors import LlmzooError
 from llmzoo.infer.cache import KVCache
-from llmzoo.infer.sampling import SamplingConfig, next_tokens
+from llmzoo.infer.sampling import SamplingConfig, check_generation_args, next_tokens
+
+
+class ContextLengthWarning(UserWarning):
+    """Generation was cut short because prompt + new tokens reached the model's context length."""
 
 
 @dataclass
@@ -54,6 +59,7 @@ def generate_ids(
     longest = max(len(p) for p in prompts)
     if longest >= limit:
         raise LlmzooError(f"prompt of {longest} tokens does not fit this model's context of {limit} tokens; shorten it")
+    clamped = max_new_tokens > limit - longest  # warned about below if a row runs into the limit
     max_new_tokens = min(max_new_tokens, limit - longest)
     device = next(model.parameters()).device
     B = len(prompts)
@@ -98,6 +104,11 @@ def generate_ids(
         if padded:
             mask = torch.cat((mask, torch.ones(B, 1, dtype=mask.dtype, device=device)), dim=1)
         out = model(token[:, None], attention_mask=mask if padded else None, cache=cache, logits_to_keep=1)
+    if clamped and any(r.finish_reason == "length" for r in results):
+        # As transformers does, say so rather than return a shorter text without a word.
+        warnings.warn(ContextLengthWarning(
+            f"generation stopped at the model's context length of {limit} tokens "
+            f"({longest} prompt + {max_new_tokens} new), before max_new_tokens"), stacklevel=3)
     return results
 
 
@@ -120,9 +131,14 @@ def generate(
 ) -> str | list[str]:
     """Complete `prompt` (a string, or a list of strings for a padded batch).
 
-    temperature=0 is greedy. chat=True wraps the prompt in the model's chat template.
-    stream(text) receives printable text as it is produced (batch of one only).
+    temperature=0 is greedy. chat=True wraps the prompt in the model's chat template (with `system`
+    as the system message). stream(text) receives printable text as it is produced (batch of one only).
+    A ContextLengthWarning says when the model's context length cut generation short.
     """
+    # Checked first, so the decoder and encoder-decoder paths both refuse bad values in one line.
+    sampling = check_generation_args(max_new_tokens, temperature, top_k, top_p, repetition_penalty)
+    if system is not None and not chat:
+        raise LlmzooError("a system message is used only in a chat template; pass chat=True with system=")
     if getattr(model.config, "arch", "decoder") == "encoder_decoder":
         from llmzoo.infer.seq2seq import generate_text  # encoder-decoder models decode differently
 
@@ -139,7 +155,6 @@ def generate(
     # A rendered chat template already holds its special tokens (BOS etc.): don't add them twice.
     templated = chat or _prompt_has_special_tokens
     prompts = [tokenizer.encode(t, add_special_tokens=not templated) for t in texts]
-    sampling = SamplingConfig(temperature, top_k, top_p, repetition_penalty)
     decoders = [tokenizer.stream_decoder() for _ in texts]
     produced = ["" for _ in texts]
     stops = [s for s in (stop or []) if s]

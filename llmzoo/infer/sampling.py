@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -17,18 +19,36 @@ class SamplingConfig:
     repetition_penalty: float = 1.0  # CTRL (Keskar et al. 2019): divide positive logits of seen tokens
 
     def __post_init__(self) -> None:
+        # NaN passes every `<` comparison, and a NaN or infinite temperature turns the probabilities
+        # into NaNs that torch.multinomial rejects with a RuntimeError: check finiteness first.
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                      or not math.isfinite(value)):
+                raise LlmzooError(f"{name} must be a finite number, got {value!r}")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, numbers.Integral)):
+            raise LlmzooError(f"top_k must be a whole number >= 1, got {self.top_k!r}")
         if self.temperature < 0:
-            raise LlmzooError(f"temperature must be >= 0, got {self.temperature}")
+            raise LlmzooError(f"temperature must be >= 0 (0 is greedy), got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
             raise LlmzooError(f"top_k must be >= 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise LlmzooError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.repetition_penalty <= 0:
-            raise LlmzooError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+            raise LlmzooError(f"repetition_penalty must be > 0 (1 is none), got {self.repetition_penalty}")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0
+
+
+def check_generation_args(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
+                          repetition_penalty: float) -> SamplingConfig:
+    """The SamplingConfig of a generate() call, after checking every argument a user passes (one
+    LlmzooError naming the argument, never a RuntimeError from torch.multinomial later)."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 1:
+        raise LlmzooError(f"max_new_tokens must be a whole number >= 1, got {max_new_tokens!r}")
+    return SamplingConfig(temperature, top_k, top_p, repetition_penalty)
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
