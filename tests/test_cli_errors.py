@@ -120,6 +120,13 @@ def wordpiece_dir(tmp_path_factory, corpus) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def bpe_dir(tmp_path_factory, corpus) -> Path:
+    out = tmp_path_factory.mktemp("bpe") / "tok"
+    assert main(["tokenizer", "train", str(corpus), "--vocab-size", "300", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
 def test_prepare_with_a_trained_wordpiece_tokenizer_separates_documents_by_sep(capsys, tmp_path, corpus,
                                                                                 wordpiece_dir) -> None:
     from llmzoo.data import open_token_dataset
@@ -149,11 +156,11 @@ def test_prepare_names_the_fix_for_a_tokenizer_without_eos(capsys, tmp_path, cor
     assert_one_line_error(code, err, "EOS", "--special-tokens")
 
 
-def test_prepare_accepts_shard_tokens_as_its_help_writes_them(capsys, tmp_path, corpus, wordpiece_dir) -> None:
+def test_prepare_accepts_shard_tokens_as_its_help_writes_them(capsys, tmp_path, corpus, bpe_dir) -> None:
     from llmzoo.data.dataset import read_manifest
 
     out = tmp_path / "data"
-    code, _, err = run_cli(capsys, "data", "prepare", str(corpus), "--tokenizer", str(wordpiece_dir),
+    code, _, err = run_cli(capsys, "data", "prepare", str(corpus), "--tokenizer", str(bpe_dir),
                            "--out", str(out), "--workers", "1", "--quiet", "--shard-tokens", "1e3")
     assert code == 0, err
     shards = read_manifest(out)["splits"]["train"]["shards"]
@@ -164,12 +171,12 @@ def test_prepare_accepts_shard_tokens_as_its_help_writes_them(capsys, tmp_path, 
     assert "whole number" in capsys.readouterr().err
 
 
-def test_prepare_output_directory_follows_the_umask(capsys, tmp_path, corpus, wordpiece_dir) -> None:
+def test_prepare_output_directory_follows_the_umask(capsys, tmp_path, corpus, bpe_dir) -> None:
     import os
 
     old = os.umask(0o022)
     try:
-        code, _, err = run_cli(capsys, "data", "prepare", str(corpus), "--tokenizer", str(wordpiece_dir),
+        code, _, err = run_cli(capsys, "data", "prepare", str(corpus), "--tokenizer", str(bpe_dir),
                                "--out", str(tmp_path / "data"), "--workers", "1", "--quiet")
     finally:
         os.umask(old)
