@@ -3,7 +3,8 @@
     model = llmzoo.load("smollm2-135m-instruct")      # zoo name with packaged weights
     model = llmzoo.load("path/to/hf_checkpoint_dir")  # config.json + safetensors
     model = llmzoo.load("model.gguf")                 # llama.cpp GGUF
-    llmzoo.save(model, "out_dir")                     # a directory transformers loads
+    model = llmzoo.load("runs/glm/model")             # llmzoo's own directory (no HF layout)
+    llmzoo.save(model, "out_dir")                     # a directory transformers loads (or llmzoo's own)
 """
 
 from __future__ import annotations
@@ -15,19 +16,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from llmzoo.checkpoint import read_safetensors_dir, write_safetensors
+from llmzoo.checkpoint import read_safetensors_dir
 from llmzoo.config import ModelConfig
-from llmzoo.convert.families import family_by_name, family_for_model_type
-from llmzoo.convert.hf import hf_to_zoo, zoo_to_hf
+from llmzoo.convert.families import family_for_model_type
+from llmzoo.convert.hf import hf_to_zoo
+from llmzoo.convert.native import is_native, read_native
+from llmzoo.convert.save import LLMZOO_CONFIG
 from llmzoo.errors import CheckpointError, LlmzooError
 from llmzoo.hub import PACKAGED_WEIGHTS, resolve_source
 from llmzoo.models.build import build_model
 
-LLMZOO_CONFIG = "llmzoo_config.json"
-
-
 def load(source: str | Path, dtype: torch.dtype | None = None) -> nn.Module:
-    """Load a model; `model.config` is its ModelConfig, `model(ids).logits` its (B, T, V) logits."""
+    """Load a model; `model.config` is its ModelConfig, `model(ids).logits` its (B, T, V) logits.
+    `model.tokenizer_source` names where its tokenizer is (None if the source has none), so
+    `llmzoo.save(model, dir)` writes the tokenizer beside the weights."""
+    if not str(source).strip():  # Path("") is the current directory: never load whatever lies there
+        raise LlmzooError("no model source given; pass a zoo name, an HF or llmzoo directory, or a .gguf file")
     path = _resolve_or_zoo_config(source)
     if str(source).lower() in PACKAGED_WEIGHTS:  # name the model as the user did, not by its file
         model = load(path, dtype)
@@ -37,18 +41,32 @@ def load(source: str | Path, dtype: torch.dtype | None = None) -> nn.Module:
         from llmzoo.convert.gguf import read_gguf
 
         ckpt = read_gguf(path)
-        return _from_hf_state(ckpt.hf_config, ckpt.state_dict, dtype, override=None)
+        model = _from_hf_state(ckpt.hf_config, ckpt.state_dict, dtype, override=None)
+        model.tokenizer_source = str(path)  # GGUF files carry their vocabulary
+        return model
     if path.is_dir():
         config_file = path / "config.json"
         if not config_file.exists():
             ggufs = sorted(path.glob("*.gguf"))
-            if ggufs:
+            if len(ggufs) == 1:
                 return load(ggufs[0], dtype)
+            if ggufs:
+                raise CheckpointError(f"{path} holds {len(ggufs)} .gguf files ({', '.join(g.name for g in ggufs[:3])}"
+                                      f"{', ...' if len(ggufs) > 3 else ''}); name the one to load")
             raise CheckpointError(f"{path} has no config.json; expected an HF checkpoint or llmzoo directory")
         hf = _read_json(config_file)
         override = ModelConfig.from_json(path / LLMZOO_CONFIG) if (path / LLMZOO_CONFIG).exists() else None
-        return _from_hf_state(hf, read_safetensors_dir(path), dtype, override)
+        if is_native(hf):
+            model = read_native(path, hf, override, dtype)
+        else:
+            model = _from_hf_state(hf, read_safetensors_dir(path), dtype, override)
+        model.tokenizer_source = str(path) if _has_tokenizer(path) else None
+        return model
     raise CheckpointError(f"cannot load {path}: expected a directory, a .gguf file or a zoo name")
+
+
+def _has_tokenizer(directory: Path) -> bool:
+    return any((directory / name).exists() for name in ("tokenizer.json", "tokenizer.model", "vocab.txt"))
 
 
 def _resolve_or_zoo_config(source: str | Path) -> Path:
@@ -125,28 +143,34 @@ def _materialise_buffers(model: nn.Module) -> None:
 
 
 def save(model: nn.Module, directory: str | Path, format: str = "hf", tokenizer=None) -> Path:
-    """Write `model` as an HF checkpoint directory (config.json + model.safetensors) that
-    `transformers` loads, plus llmzoo_config.json so llmzoo reloads the exact ModelConfig."""
-    if format not in ("hf", "llmzoo", "gguf"):
-        raise LlmzooError(f"unknown save format {format!r}; use 'hf', 'llmzoo' or 'gguf'")
-    config: ModelConfig = model.config
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    # A hand-made config ("custom") is written in the LLaMA layout when it is one; the family's
-    # config_to_hf refuses any field that layout cannot express.
-    family = family_by_name(config.family) if config.family != "custom" else family_by_name("llama")
-    hf_config = family.config_to_hf(config)
-    state = zoo_to_hf(family, config, model.state_dict())
-    if format == "gguf":
-        from llmzoo.convert.gguf import write_gguf
+    """Write `model` to `directory` and return the path written.
 
-        path = out / f"{config.name.replace('/', '_')}.gguf"
-        write_gguf(hf_config, state, path)
-        return path
-    hf_config["torch_dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
-    write_safetensors(state, out / "model.safetensors")
-    (out / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
-    config.to_json(out / LLMZOO_CONFIG)
-    if tokenizer is not None:
-        tokenizer.save(out)
-    return out
+    format="hf": an HF checkpoint directory (config.json + model.safetensors) that `transformers`
+    loads; refuses (naming the field) a model its family's layout cannot express. "llmzoo": llmzoo's
+    own directory, for any model llmzoo builds (llmzoo.load reads it, transformers does not). "auto":
+    "hf" where it can, else "llmzoo" with a warning saying why. "gguf": DIRECTORY/NAME.gguf. Both
+    directory layouts carry llmzoo_config.json, so llmzoo reloads the exact ModelConfig. The tokenizer
+    is written too: the one given, or the one of the source the model was loaded from."""
+    import warnings
+
+    from llmzoo.convert.save import save_model
+
+    if tokenizer is None and format != "gguf":
+        tokenizer = _source_tokenizer(model)
+    saved = save_model(model, directory, format=format, tokenizer=tokenizer)
+    if saved.note:
+        warnings.warn(saved.note, stacklevel=2)
+    return saved.path
+
+
+def _source_tokenizer(model: nn.Module):
+    """The tokenizer of the source `model` was loaded from, if it has one."""
+    source = getattr(model, "tokenizer_source", None)
+    if not source:
+        return None
+    from llmzoo.tokenizer import load_tokenizer
+
+    try:
+        return load_tokenizer(source)
+    except LlmzooError:
+        return None  # weights without a readable vocabulary: save the model alone

@@ -47,6 +47,8 @@ class Family:
     ignore: tuple[str, ...] = ()  # regexes of HF keys that carry no weights (buffers)
     base_prefix: str = ""  # prefix of the bare model inside the *ForCausalLM class ("model.")
     check: Callable[[dict[str, Any]], None] | None = None  # raise for unsupported config variants
+    # other zoo family names whose models are saved in this layout (UL2 is a T5 v1.1 checkpoint)
+    zoo_families: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 

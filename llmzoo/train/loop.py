@@ -327,12 +327,10 @@ class Trainer:
         model = self.task.build_model(self.config)
         model.load_state_dict(model_state, strict=True)
         model.eval()
-        try:
-            import llmzoo
+        from llmzoo.train.export import export_run_model
 
-            result.model_dir = llmzoo.save(model, self.run_dir / "model", tokenizer=self.tokenizer)
-        except (LlmzooError, KeyError, ValueError, NotImplementedError, AttributeError):
-            result.model_dir = None  # not every architecture has an HF export; the checkpoint is still there
+        # HF layout where one exists, llmzoo's own otherwise (with a note): never nothing, never silently
+        result.model_dir = export_run_model(model, self.run_dir / "model", self.tokenizer, self.train_data.eos_id)
         if recipe.sample_tokens and self.tokenizer is not None and self.config.arch == "decoder":
             import llmzoo
 

@@ -36,6 +36,6 @@ def family_for_model_type(model_type: str | None) -> Family:
 
 def family_by_name(name: str) -> Family:
     for family in all_families().values():
-        if family.name == name:
+        if family.name == name or name in family.zoo_families:
             return family
     raise CheckpointError(f"no converter family named {name!r}")

@@ -57,6 +57,9 @@ def t5_from_hf(hf: dict[str, Any], family: str = "t5") -> ModelConfig:
 def t5_to_hf(c: ModelConfig, model_type: str = "t5", architecture: str = "T5ForConditionalGeneration") -> dict[str, Any]:
     if model_type == "mt5" and c.logit_scale is not None:
         raise CheckpointError("mT5 checkpoints have no decoder-output rescaling; set logit_scale=None")
+    # T5's layout has no field for these: transformers would run its own values silently
+    H.expect(c, "T5", attn_scale=1.0, position="relative_bias", norm="rmsnorm", norm_placement="pre",
+             qkv_bias=False, mlp_bias=False, n_experts=0)
     if c.mlp_gated and c.activation == "gelu":
         raise CheckpointError("transformers reads T5's 'gated-gelu' as tanh-GELU; exact-GELU gating has no name")
     act = {"gelu_tanh": "gelu" if c.mlp_gated else "gelu_new"}.get(c.activation, c.activation)
@@ -69,7 +72,8 @@ def t5_to_hf(c: ModelConfig, model_type: str = "t5", architecture: str = "T5ForC
         "feed_forward_proj": f"gated-{act}" if c.mlp_gated else act, "is_encoder_decoder": True,
         "tie_word_embeddings": c.tie_embeddings, "scale_decoder_outputs": c.logit_scale is not None,
         "pad_token_id": c.pad_token_id, "eos_token_id": c.eos_token_id,
-        "decoder_start_token_id": c.decoder_start_token_id,
+        # T5 decodes from pad when no start id is set (as llmzoo does); transformers needs it written
+        "decoder_start_token_id": c.decoder_start_token_id if c.decoder_start_token_id is not None else c.pad_token_id,
     }
 
 
@@ -98,7 +102,8 @@ def t5_keys(c: ModelConfig) -> dict[str, str]:
 T5_IGNORE = (r"^(encoder|decoder)\.embed_tokens\.weight$", r"EncDecAttention\.relative_attention_bias")
 
 FAMILIES = (
-    Family("t5", ("t5",), "T5ForConditionalGeneration", t5_from_hf, t5_to_hf, t5_keys, ignore=T5_IGNORE),
+    Family("t5", ("t5",), "T5ForConditionalGeneration", t5_from_hf, t5_to_hf, t5_keys, ignore=T5_IGNORE,
+           zoo_families=("ul2",)),
     Family("mt5", ("mt5",), "MT5ForConditionalGeneration", lambda hf: t5_from_hf(hf, "mt5"),
            lambda c: t5_to_hf(c, "mt5", "MT5ForConditionalGeneration"), t5_keys, ignore=T5_IGNORE),
 )

@@ -23,6 +23,7 @@ T5 = ModelConfig(
     d_ff=3072, max_seq_len=512, position="relative_bias", relative_buckets=32, relative_max_distance=128,
     activation="relu", mlp_gated=False, norm="rmsnorm", norm_eps=1e-6, tie_embeddings=True,
     logit_scale=768**-0.5, pad_token_id=0, eos_token_id=1,
+    attn_scale=1.0,  # no 1/sqrt(d_head) on the scores: T5 folds it into the query initialisation
 )
 T5_SIZES = {  # Raffel et al. 2020 (sec. 3.7): params, layers per stack, d_model, heads, head dim, d_ff
     "t5-small": (60e6, 6, 512, 8, 64, 2048),
