@@ -43,6 +43,12 @@ def test_train_to_an_unwritable_out_is_one_line(capsys, corpus) -> None:
     code, _, err = run_cli(capsys, "tokenizer", "train", str(corpus), "--vocab-size", "300",
                            "--out", "/proc/llmzoo-x", "--quiet")
     assert_one_line_error(code, err, "/proc/llmzoo-x", "--out")
+    from llmzoo.errors import LlmzooError
+    from llmzoo.tokenizer.train import train_tokenizer
+
+    tok = train_tokenizer([corpus], vocab_size=300, progress=False)
+    with pytest.raises(LlmzooError, match="cannot save a tokenizer to /proc/llmzoo-x"):  # the API's save too
+        tok.save("/proc/llmzoo-x")
 
 
 def test_train_on_a_binary_file_is_refused(capsys, tmp_path) -> None:
