@@ -20,8 +20,10 @@ in `loss`, so the model side never shifts.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 import torch
@@ -158,6 +160,33 @@ class Objective:
 
 # ----- losses shared by objectives -----
 
+# Data-parallel training gives each process some rows of a batch, and their target counts differ
+# (MLM masks ~15% of each row). DDP/FSDP average the processes' gradients, so for the mean over the
+# whole batch's targets a process's token mean must count count / (the batch's mean count per
+# process); the trainer says how to get that mean (an all-reduce) for the duration of its loss.
+_MEAN_COUNT: ContextVar[Callable[[int], float] | None] = ContextVar("mean_count_per_process", default=None)
+
+
+@contextlib.contextmanager
+def data_parallel_means(mean_count: Callable[[int], float]) -> Iterator[None]:
+    """Within this block, token means are those of the batch split over processes: `mean_count(n)`
+    takes this process's count and returns the mean count per process (every process calls it)."""
+    token = _MEAN_COUNT.set(mean_count)
+    try:
+        yield
+    finally:
+        _MEAN_COUNT.reset(token)
+
+
+def token_mean_scale(count: int) -> float:
+    """The factor a mean over `count` local targets takes so that data-parallel processes average to
+    the whole batch's mean (1.0 outside data_parallel_means). Every loss term calls it once."""
+    mean_count = _MEAN_COUNT.get()
+    if mean_count is None:
+        return 1.0
+    mean = mean_count(count)
+    return count / mean if mean else 1.0
+
 
 def token_cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, int, float]:
     """Mean cross-entropy over positions whose label is not IGNORE_INDEX, in float32.
@@ -171,9 +200,12 @@ def token_cross_entropy(logits: Tensor, labels: Tensor) -> tuple[Tensor, int, fl
     flat_labels = labels.reshape(-1).to(flat_logits.device)
     valid = flat_labels != IGNORE_INDEX
     count = int(valid.sum())
+    scale = token_mean_scale(count)  # before the early return: every process takes part
     if count == 0:
         return flat_logits.sum() * 0.0, 0, 0.0
     loss = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX)
+    if scale != 1.0:
+        loss = loss * scale
     with torch.no_grad():
         accuracy = float((flat_logits.argmax(-1)[valid] == flat_labels[valid]).float().mean())
     return loss, count, accuracy

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from llmzoo.errors import LlmzooError
 from llmzoo.objectives import _random
-from llmzoo.objectives.base import IGNORE_INDEX, require_output, token_cross_entropy
+from llmzoo.objectives.base import IGNORE_INDEX, require_output, token_cross_entropy, token_mean_scale
 from llmzoo.objectives.mlm import MaskedLM
 
 
@@ -59,6 +59,9 @@ class ElectraRTD(MaskedLM):
     def make_batch(self, tokens: Tensor, generator: torch.Generator, **extra: Any) -> dict[str, Tensor]:
         batch = super().make_batch(tokens, generator, **extra)
         batch["original_ids"] = self._validate_tokens(tokens)
+        # One uniform per position for sample_replacements, drawn with the batch: a batch split over
+        # data-parallel processes then samples the same replacements row by row as one process does.
+        batch["replacement_draws"] = _random.uniform(tuple(tokens.shape), generator, tokens.device)
         return batch
 
     def sample_replacements(self, gen_logits: Tensor, batch: Mapping[str, Tensor], generator: torch.Generator
@@ -72,7 +75,12 @@ class ElectraRTD(MaskedLM):
             logits = gen_logits.detach()[masked.to(gen_logits.device)].float() / self.temperature  # (M, V)
             # inverse-CDF sampling: one uniform per masked position, not one per vocabulary entry
             cdf = torch.softmax(logits, dim=-1).cumsum(-1)
-            draw = _random.uniform((logits.size(0), 1), generator, logits.device) * cdf[:, -1:]
+            draws = batch.get("replacement_draws")
+            if draws is None:
+                draws = _random.uniform((logits.size(0), 1), generator, logits.device)
+            else:
+                draws = draws[masked].to(logits.device, torch.float32).unsqueeze(1)
+            draw = draws * cdf[:, -1:]
             sampled = torch.searchsorted(cdf, draw).squeeze(1).clamp_max(logits.size(-1) - 1)
         disc_input = original.clone()
         disc_input[masked] = sampled.to(original.device)
@@ -95,7 +103,7 @@ class ElectraRTD(MaskedLM):
         rtd_labels = batch["rtd_labels"].to(rtd_logits.device).float()
         weight = batch["attention_mask"].to(rtd_logits.device).float()
         per_token = F.binary_cross_entropy_with_logits(rtd_logits, rtd_labels, reduction="none")
-        disc = (per_token * weight).sum() / weight.sum().clamp_min(1.0)
+        disc = (per_token * weight).sum() / weight.sum().clamp_min(1.0) * token_mean_scale(int(weight.sum()))
         total = self.gen_weight * mlm + self.disc_weight * disc
         with torch.no_grad():
             disc_accuracy = float((((rtd_logits > 0).float() == rtd_labels).float() * weight).sum() / weight.sum().clamp_min(1.0))

@@ -109,13 +109,27 @@ def _mesh(env: DistEnv):
     return init_device_mesh("cpu", (env.world_size,))
 
 
+def blocks(model: nn.Module) -> list[nn.Module]:
+    """The transformer blocks of every stack in `model`: a decoder's or encoder's `layers`, an
+    encoder-decoder's two stacks, ELECTRA's generator and discriminator, the stack inside
+    SpanBERT's or XLM's wrapper. A block shared by several layers (ALBERT) is listed once."""
+    found: dict[int, nn.Module] = {}
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] == "layers" and isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+            for block in module.children():
+                found.setdefault(id(block), block)
+    return list(found.values())
+
+
 def shard_fully(model: nn.Module, env: DistEnv, reshard_after_forward: bool) -> nn.Module:
-    """FSDP2: one FSDP unit per block plus the root (embeddings, final norm, head), so only one
-    block's full parameters exist at a time (Zhao et al. 2023, PyTorch FSDP)."""
+    """FSDP2: one FSDP unit per block plus the root (embeddings, final norm, heads), so only one
+    block's full parameters exist at a time (Zhao et al. 2023, PyTorch FSDP). The root is the
+    module the task calls, so its forward (which gathers the root's parameters) covers the whole
+    of an objective's model side, e.g. both of ELECTRA's passes."""
     from torch.distributed.fsdp import fully_shard
 
     mesh = _mesh(env)
-    for block in model.layers:
+    for block in blocks(model):
         fully_shard(block, mesh=mesh, reshard_after_forward=reshard_after_forward)
     fully_shard(model, mesh=mesh, reshard_after_forward=reshard_after_forward)
     return model
@@ -152,14 +166,16 @@ def tensor_parallel(model: nn.Module, env: DistEnv) -> nn.Module:
     return model
 
 
-def parallelize(model: nn.Module, mode: str, env: DistEnv) -> nn.Module:
-    """The module the loop calls: `model` itself, a DDP wrapper, or `model` sharded in place."""
+def parallelize(model: nn.Module, mode: str, env: DistEnv, *, every_parameter_used: bool = True) -> nn.Module:
+    """The module the loop calls: `model` itself, a DDP wrapper, or `model` sharded in place.
+    `every_parameter_used=False`: some parameters may get no gradient in a step (a pooler or pair
+    head an objective does not train); DDP then looks for them after each forward."""
     if mode == "none":
         return model
     if mode in ("ddp", "zero1"):
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model)
+        return DistributedDataParallel(model, find_unused_parameters=not every_parameter_used)
     if mode in ("fsdp", "zero2"):
         return shard_fully(model, env, reshard_after_forward=(mode == "fsdp"))
     if mode == "tp":

@@ -58,7 +58,7 @@ class Engine:
             self.module = self.pipeline.module
             self.base = self.module
         else:
-            self.module = parallelize(model, self.mode, env)
+            self.module = parallelize(model, self.mode, env, every_parameter_used=task.uses_every_parameter)
             self.base = unwrap(self.module)
         if recipe.compile:
             compile_blocks(self.base if self.mode != "pp" else self.module)
@@ -95,6 +95,28 @@ class Engine:
     def _batch(self, sampler, first: int, count: int) -> dict[str, torch.Tensor]:
         return self.task.make_batch(sampler.rows(first, count), self._generator(first))
 
+    def _local_batch(self, sampler, first: int) -> dict[str, torch.Tensor]:
+        """This rank's rows of the micro-batch starting at sample `first`."""
+        if self.task.corrupts and self.dp_size > 1:
+            whole = self._batch(sampler, first, self.micro_global)  # the corruption one process would draw
+            return self.task.split(whole, self.dp_rank, self.dp_size)
+        return self._batch(sampler, first + self.dp_rank * self.micro_local, self.micro_local)
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task's loss of this rank's rows, its token means scaled so that the ranks' losses
+        (and gradients) average to those of the whole micro-batch."""
+        if not (self.task.corrupts and self.dp_size > 1):
+            return self.task(self.module, batch)
+        from llmzoo.objectives.base import data_parallel_means
+
+        with data_parallel_means(self._mean_count):
+            return self.task(self.module, batch)
+
+    def _mean_count(self, count: int) -> float:
+        total = torch.tensor(float(count))
+        all_reduce_sum(total, self.env)
+        return float(total) / self.dp_size
+
     def forward_backward(self, sampler, samples: int, factor: float) -> float:
         """Accumulate the gradients of one optimizer step; return the step's mean loss (all ranks agree).
         `factor` multiplies the loss (1.0; the spike tests inject NaN or 1000)."""
@@ -106,11 +128,10 @@ class Engine:
                 with self.autocast():
                     total += self.pipeline.forward_backward(batch, factor)
                 continue
-            first = samples + m * self.micro_global + self.dp_rank * self.micro_local
-            batch = self._batch(sampler, first, self.micro_local)
+            batch = self._local_batch(sampler, samples + m * self.micro_global)
             with no_grad_sync(self.module, self.mode, sync=(m == accum - 1)):
                 with self.autocast():
-                    loss = self.task(self.module, batch) * factor
+                    loss = self._loss(batch) * factor
                 (loss / accum).backward()
             total += loss.detach().float()
         if self.dp_size > 1:
@@ -145,9 +166,9 @@ class Engine:
                     with self.autocast():
                         total += self.pipeline.eval_loss(batch)
                     continue
-                batch = self._batch(sampler, b * per_batch + self.dp_rank * self.micro_local, self.micro_local)
+                batch = self._local_batch(sampler, b * per_batch)
                 with self.autocast():
-                    total += self.task(self.module, batch).float()
+                    total += self._loss(batch).float()
         finally:
             self.module.train(True)
         if self.dp_size > 1:

@@ -61,6 +61,16 @@ class Task:
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.loss(model(**self.model_inputs(batch)), batch)
 
+    # Next-token rows are independent and every row has seq_len targets: a data-parallel rank
+    # reads and batches its own rows only, and the mean of the ranks' losses is the batch's loss.
+    corrupts = False
+    # every parameter of a DecoderLM takes part in next-token prediction
+    uses_every_parameter = True
+
+    def split(self, batch: dict[str, torch.Tensor], rank: int, ranks: int) -> dict[str, torch.Tensor]:
+        """Rank `rank`'s rows of a batch built whole (see ObjectiveTask)."""
+        return batch
+
     def build_model(self, config: ModelConfig) -> nn.Module:
         from llmzoo.models.build import build_model
 
@@ -92,6 +102,23 @@ class ObjectiveTask(Task):
         loss, _ = self.objective.loss(outputs, batch)
         return loss + self._aux(outputs)
 
+    # The corruption is drawn for a whole batch at once (one generator, batched draws), so every
+    # data-parallel rank builds the whole micro-batch and keeps its rows: the same examples one
+    # process would train on, whatever the number of processes.
+    corrupts = True
+    # a model may carry heads its objective does not train (a pooler, a pair head, XLNet's extras)
+    uses_every_parameter = False
+
+    def split(self, batch: dict[str, torch.Tensor], rank: int, ranks: int) -> dict[str, torch.Tensor]:
+        """Rank `rank`'s rows of `batch` (every tensor of an objective's batch is one row per example).
+        Their target counts differ between ranks; the engine's loss context (objectives.base
+        data_parallel_means) makes the ranks' token means add up to the batch's."""
+        rows = batch["input_ids"].size(0)
+        if rows % ranks:
+            raise LlmzooError(f"internal: {rows} rows do not split over {ranks} data-parallel ranks")
+        lo, hi = rank * rows // ranks, (rank + 1) * rows // ranks
+        return {k: v[lo:hi] if torch.is_tensor(v) and v.dim() and v.size(0) == rows else v for k, v in batch.items()}
+
     def build_model(self, config: ModelConfig) -> nn.Module:
         """The model this objective trains at `config`'s sizes: the plain stack, or the objective's
         wrapper (ELECTRA's generator + discriminator, SpanBERT's boundary head, XLM's language embeddings)."""
@@ -116,11 +143,13 @@ class ObjectiveTask(Task):
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         from llmzoo.objectives.modeling.forward import forward_for_objective
+        from llmzoo.train.distributed import unwrap
 
-        if getattr(model, "config", None) is None:  # a distributed wrapper: plain keyword forward
-            return super().__call__(model, batch)
-        # The objective's own way of running its model (ELECTRA's two passes, GLM's 2D positions, ...).
-        return self.loss(forward_for_objective(model, self.objective, batch, self.generator), batch)
+        # The objective's own way of running its model (ELECTRA's two passes, GLM's 2D positions, ...),
+        # read off the llmzoo model inside any wrapper but called through the wrapper (DDP syncs
+        # gradients, FSDP gathers parameters, only in its forward).
+        outputs = forward_for_objective(unwrap(model), self.objective, batch, self.generator, through=model)
+        return self.loss(outputs, batch)
 
 
 def make_task(name: str, options: dict, *, seq_len: int, config: ModelConfig, tokenizer, accepted: set[str],

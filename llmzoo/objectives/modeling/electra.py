@@ -11,6 +11,7 @@ layer stays tied to the shared token table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -71,7 +72,15 @@ class ElectraPretrainingModel(nn.Module):
         out["rtd_logits"] = out.pop("logits")
         return out
 
-    def forward(self, input_ids: torch.Tensor, **inputs: torch.Tensor) -> ModelOutput:
-        """The discriminator (what fine-tuning keeps). Pretraining runs both models through
-        `forward_for_objective`, which samples the generator between the two passes."""
-        return self.discriminate(input_ids, **inputs)
+    def forward(self, input_ids: torch.Tensor, *,
+                replace: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None,
+                **inputs: torch.Tensor) -> ModelOutput:
+        """The discriminator (what fine-tuning keeps); with `replace`, one pretraining step's model side:
+        generator pass, `replace(gen_logits)` -> the discriminator's inputs (ids with samples in),
+        discriminator pass. Both passes run inside this one forward so that a DDP or FSDP wrapper,
+        which only hooks `forward`, syncs and unshards for both (forward_for_objective passes `replace`)."""
+        if replace is None:
+            return self.discriminate(input_ids, **inputs)
+        gen_logits = self.generate(input_ids, **inputs)["logits"]
+        rtd_logits = self.discriminate(**replace(gen_logits))["rtd_logits"]
+        return ModelOutput(logits=gen_logits, rtd_logits=rtd_logits)

@@ -66,27 +66,37 @@ def check_fits(model: nn.Module, objective: Any) -> None:
 
 
 def forward_for_objective(model: nn.Module, objective: Any, batch: dict[str, torch.Tensor],
-                          generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                          generator: torch.Generator | None = None, *,
+                          through: nn.Module | None = None) -> dict[str, torch.Tensor]:
     """The outputs `objective.loss(outputs, batch)` reads. ELECTRA samples its replacements with
-    `generator` and adds `disc_input_ids` / `rtd_labels` to `batch` in place (its loss needs them)."""
+    `generator` and adds `disc_input_ids` / `rtd_labels` to `batch` in place (its loss needs them).
+
+    `model` is the llmzoo model (its config and class decide the inputs); `through` is the module
+    actually called, when `model` runs inside a wrapper (DDP): the wrapper's forward has to be the
+    one that runs, or its gradient sync never happens. Every objective is exactly one call."""
     check_fits(model, objective)
+    call = model if through is None else through
     if objective.name == "electra":
-        return _electra(model, objective, batch, generator)
+        return _electra(call, objective, batch, generator)
     inputs = _inputs_for(model, objective, batch)
-    outputs = model(**inputs)
+    outputs = call(**inputs)
     if objective.name == "albert" and "nsp_logits" in outputs and "sop_logits" not in outputs:
         outputs["sop_logits"] = outputs.pop("nsp_logits")  # ALBERT's sentence-order head is BERT's pair head
     return outputs
 
 
-def _electra(model: ElectraPretrainingModel, objective: Any, batch: dict[str, torch.Tensor],
+def _electra(call: nn.Module, objective: Any, batch: dict[str, torch.Tensor],
              generator: torch.Generator | None) -> dict[str, torch.Tensor]:
-    if generator is None:
+    if generator is None and "replacement_draws" not in batch:
         raise LlmzooError("electra samples the generator's replacements: pass a torch.Generator to forward_for_objective")
-    gen_logits = model.generate(**objective.model_inputs(batch))["logits"]
-    batch.update(objective.sample_replacements(gen_logits, batch, generator))
-    rtd_logits = model.discriminate(**objective.discriminator_inputs(batch))["rtd_logits"]
-    return {"logits": gen_logits, "rtd_logits": rtd_logits}
+
+    def replace(gen_logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        batch.update(objective.sample_replacements(gen_logits, batch, generator))
+        return objective.discriminator_inputs(batch)
+
+    # ElectraPretrainingModel.forward runs generator, `replace` and discriminator in one call
+    outputs = call(**objective.model_inputs(batch), replace=replace)
+    return {"logits": outputs["logits"], "rtd_logits": outputs["rtd_logits"]}
 
 
 def _accepted(model: nn.Module) -> tuple[set[str], bool]:
