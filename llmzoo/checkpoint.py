@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -59,7 +60,15 @@ def write_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict
     owned = {k: v.detach().contiguous().clone() if v.data_ptr() in _shared_ptrs(state) else v.detach().contiguous()
              for k, v in state.items()}
     save_file(owned, str(tmp), metadata=metadata or {"format": "pt"})
+    # safetensors creates the file 0600 whatever the umask; give it the mode any other file gets
+    os.chmod(tmp, 0o666 & ~_umask())
     tmp.replace(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set straight back
+    os.umask(mask)
+    return mask
 
 
 def _shared_ptrs(state: dict[str, torch.Tensor]) -> set[int]:

@@ -39,8 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    f"file. The GGUF output is incomplete: {gguf_caveat.removeprefix('gguf: ')}.")
     v.add_argument("source")
     v.add_argument("outdir")
-    v.add_argument("--format", choices=("hf", "gguf"), default="hf",
-                   help=f"hf (default): config.json + model.safetensors that transformers loads; {gguf_caveat}")
+    v.add_argument("--format", choices=("hf", "llmzoo", "gguf"), default="hf",
+                   help=f"hf (default): config.json + model.safetensors that transformers loads; llmzoo: llmzoo's "
+                        f"own directory, for models with no transformers layout (llmzoo.load reads it); {gguf_caveat}")
     v.add_argument("--dtype", choices=DTYPES, default=None)
     v.set_defaults(func=cmd_convert)
 
@@ -168,6 +169,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
         tokenizer = llmzoo.load_tokenizer(args.source)
     except (LlmzooError, ImportError):
         print(f"note: no tokenizer found in {args.source}; writing weights and config only", file=sys.stderr)
-    out = llmzoo.save(model, args.outdir, format=args.format, tokenizer=tokenizer if args.format == "hf" else None)
+    out = llmzoo.save(model, args.outdir, format=args.format, tokenizer=tokenizer if args.format != "gguf" else None)
     print(f"wrote {out}")
     return 0

@@ -47,13 +47,14 @@ def save_model(model: nn.Module, directory: str | Path, format: str = "auto", to
     out = Path(directory).expanduser()
     if out.exists() and not out.is_dir():
         raise LlmzooError(f"cannot save to {out}: it is a file, not a directory")
-    note = None
+    note = hf_config = state = None
     if format in ("auto", "hf", "gguf"):
         try:
             hf_config, state = hf_export(model)
         except LlmzooError as refused:
             if format != "auto":
-                raise CheckpointError(f"{refused}; save with format='llmzoo' (llmzoo's own layout) instead") from None
+                raise CheckpointError(f"{refused}; save with format='llmzoo' (`--format llmzoo`), llmzoo's own "
+                                      f"layout, instead") from None
             hf_config = state = None
             note = (f"no transformers layout for this model ({refused}); saved in llmzoo's own format, "
                     f"which llmzoo.load reads and transformers does not")

@@ -38,4 +38,4 @@ def family_by_name(name: str) -> Family:
     for family in all_families().values():
         if family.name == name or name in family.zoo_families:
             return family
-    raise CheckpointError(f"no converter family named {name!r}")
+    raise CheckpointError(f"llmzoo has no transformers converter for the {name!r} family")
