@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LlmzooError as e:
-        print(f"error: {e}", file=sys.stderr)
+        from llmzoo.train.launch import report_worker_error
+
+        report_worker_error(f"error: {e}")  # once, not once per torchrun worker
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,7 +1,7 @@
 """`llmzoo pretrain --recipe FILE|NAME [key=value ...] [--resume RUN_DIR]`: train a model from scratch.
 
-Multi-process: `torchrun --nproc_per_node 2 -m llmzoo pretrain --recipe R parallel=ddp` (or zero1,
-zero2, fsdp, tp, pp).
+Multi-process: `llmzoo pretrain --nproc-per-node 2 --recipe R parallel=ddp` (or zero1, zero2, fsdp,
+tp, pp) starts the processes itself; `torchrun --nproc_per_node 2 -m llmzoo pretrain ...` works too.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a model described by a recipe: a YAML file or a built-in name (e.g. `shakespeare`, which "
                     "trains its own tokenizer and data on first use). Settings are overridden with key=value, "
                     "e.g. max_steps=200 model.n_layers=4 parallel=ddp.",
-        epilog="Several processes: torchrun --nproc_per_node 2 -m llmzoo pretrain --recipe R parallel=MODE, with MODE "
+        epilog="Several processes: llmzoo pretrain --nproc-per-node 2 --recipe R parallel=MODE (or, e.g. on a "
+               "cluster, torchrun --nproc_per_node 2 -m llmzoo pretrain --recipe R parallel=MODE), with MODE "
                "ddp, zero1 (DDP + sharded optimizer state), zero2 (FSDP, parameters kept gathered), fsdp (ZeRO-3), "
                "tp (tensor parallel) or pp (pipeline parallel). Outputs in run_dir: metrics.jsonl, loss_curve.png, "
                "checkpoints/step_XXXXXXX/, model/ (loadable with llmzoo.load / llmzoo generate).",
@@ -29,24 +30,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                        "t5_span); the same as objective=NAME")
     p.add_argument("--resume", metavar="DIR", help="continue from the latest complete checkpoint of this run dir "
                                                    "(or from this checkpoint directory)")
+    p.add_argument("--nproc-per-node", type=int, metavar="N",
+                   help="train in N local processes (with parallel=ddp, zero1, zero2, fsdp, tp or pp), started "
+                        "through torch.distributed's launcher, as torchrun would")
     p.set_defaults(func=_pretrain)
 
 
-def _pretrain(args: argparse.Namespace) -> int:
+def _recipe(args: argparse.Namespace):
     from llmzoo.errors import ConfigError
     from llmzoo.train import checkpoint as ckpt_io
-    from llmzoo.train.loop import train
     from llmzoo.train.recipe import apply_overrides, load_recipe, recipe_from_dict
+
+    if args.recipe:
+        return load_recipe(args.recipe, args.overrides)
+    if args.resume:
+        saved = ckpt_io.read_recipe(ckpt_io.find_checkpoint(args.resume))
+        return recipe_from_dict(apply_overrides(saved, args.overrides))
+    raise ConfigError("give --recipe FILE (or a built-in name such as `shakespeare`), or --resume RUN_DIR")
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from llmzoo.train.loop import train
 
     if args.objective:
         args.overrides = [*args.overrides, f"objective={args.objective}"]
-    if args.recipe:
-        recipe = load_recipe(args.recipe, args.overrides)
-    elif args.resume:
-        saved = ckpt_io.read_recipe(ckpt_io.find_checkpoint(args.resume))
-        recipe = recipe_from_dict(apply_overrides(saved, args.overrides))
-    else:
-        raise ConfigError("give --recipe FILE (or a built-in name such as `shakespeare`), or --resume RUN_DIR")
+    recipe = _recipe(args)
+    if args.nproc_per_node is not None:
+        return _launch(args, recipe)
     result = train(recipe, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return 0
@@ -66,3 +76,16 @@ def _pretrain(args: argparse.Namespace) -> int:
             print(f"{label}: {path}")
     sys.stdout.flush()
     return 0
+
+
+def _launch(args: argparse.Namespace, recipe) -> int:
+    """The same command in --nproc-per-node processes; the layout is checked before any starts."""
+    from llmzoo.errors import ConfigError
+    from llmzoo.train.launch import launch
+
+    if args.nproc_per_node > 1 and recipe.parallel == "none":
+        raise ConfigError(f"--nproc-per-node {args.nproc_per_node} needs a parallel layout: add parallel=ddp "
+                          "(or zero1, zero2, fsdp, tp, pp)")
+    argv = ["pretrain", *(["--recipe", args.recipe] if args.recipe else []),
+            *(["--resume", str(args.resume)] if args.resume else []), *args.overrides]
+    return launch(args.nproc_per_node, argv)

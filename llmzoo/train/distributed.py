@@ -144,16 +144,38 @@ def check_tensor_parallel(config, tp: int) -> None:
         raise ConfigError("parallel=tp does not split MoE experts; use ddp or fsdp for MoE models")
 
 
+def check_layout(model: nn.Module, mode: str, world_size: int, objective: str) -> None:
+    """ConfigError, before any process group work, when layout `mode` cannot train `model` for
+    `objective` (data-parallel layouts take every model; TP and PP split the model itself)."""
+    if mode != "tp" or world_size < 2:
+        return
+    config = model.config
+    other = "use parallel=ddp, zero1, zero2 or fsdp"
+    if config.position in ("relative_bias", "alibi"):
+        raise ConfigError(f"parallel=tp cannot train objective {objective!r} on model {config.name!r}: its "
+                          f"position={config.position} adds a bias to every attention head, which TP splits across "
+                          f"ranks; {other}")
+    for block in blocks(model):
+        attn = block.self_attn
+        if not hasattr(attn, "n_kv_heads"):  # XLNet's two-stream attention keeps per-head biases
+            raise ConfigError(f"parallel=tp cannot train objective {objective!r}: {type(attn).__name__} has per-head "
+                              f"parameters TP does not split; {other}")
+        if attn.n_heads % world_size or attn.n_kv_heads % world_size:  # ELECTRA's narrower generator has its own
+            raise ConfigError(f"parallel=tp over {world_size} processes cannot train objective {objective!r}: a stack "
+                              f"of this model has n_heads={attn.n_heads}, n_kv_heads={attn.n_kv_heads}, not divisible "
+                              f"by {world_size}; {other}")
+
+
 def tensor_parallel(model: nn.Module, env: DistEnv) -> nn.Module:
     """Megatron-style TP with DTensor: column-parallel q/k/v and gate/up (each rank computes its own
-    heads / hidden units), row-parallel o/down (one all-reduce per sub-layer)."""
+    heads / hidden units), row-parallel o/down (one all-reduce per sub-layer), in every stack."""
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
-    config = model.config
     tp = env.world_size
-    check_tensor_parallel(config, tp)
+    check_tensor_parallel(model.config, tp)
     mesh = _mesh(env)
-    for block in model.layers:
+    for block in blocks(model):
+        attn = block.self_attn
         plan = {"self_attn.q_proj": ColwiseParallel(), "self_attn.k_proj": ColwiseParallel(),
                 "self_attn.v_proj": ColwiseParallel(), "self_attn.o_proj": RowwiseParallel(),
                 "mlp.up_proj": ColwiseParallel(), "mlp.down_proj": RowwiseParallel()}
@@ -161,8 +183,7 @@ def tensor_parallel(model: nn.Module, env: DistEnv) -> nn.Module:
             plan["mlp.gate_proj"] = ColwiseParallel()
         parallelize_module(block, mesh, plan)
         # the attention module reshapes by its own head counts: they are now per rank
-        block.self_attn.n_heads = config.n_heads // tp
-        block.self_attn.n_kv_heads = config.kv_heads // tp
+        attn.n_heads, attn.n_kv_heads = attn.n_heads // tp, attn.n_kv_heads // tp
     return model
 
 

@@ -17,8 +17,8 @@ from torch import nn
 from llmzoo.errors import ConfigError
 from llmzoo.train import state as state_io
 from llmzoo.train.distributed import (
-    DistEnv, all_reduce_sum, clip_grad_norm, data_parallel_size, make_zero1_optimizer, no_grad_sync, parallelize,
-    unwrap,
+    DistEnv, all_reduce_sum, check_layout, clip_grad_norm, data_parallel_size, make_zero1_optimizer, no_grad_sync,
+    parallelize, unwrap,
 )
 from llmzoo.nn.bf16 import bf16_gemm_via_fp32, use_bf16_emulation
 from llmzoo.train.model import compile_blocks, enable_activation_checkpointing, set_fused_projections
@@ -46,6 +46,7 @@ class Engine:
             enable_activation_checkpointing(model)
         if self.mode != "tp":  # TP shards each projection on its own; fusing would gather them
             set_fused_projections(model, recipe.fuse_projections)
+        check_layout(model, self.mode, env.world_size, task.name)
         self.pipeline = None
         if self.mode == "pp":
             from llmzoo.train.pipeline import Pipeline, check_pipeline

@@ -21,10 +21,11 @@ from llmzoo.train.distributed import DistEnv
 
 
 def check_pipeline(config, stages: int, objective: str) -> None:
+    if objective != "clm":  # the stages run next-token prediction only, not an objective's own model side
+        raise ConfigError(f"parallel=pp trains the clm objective only, not {objective!r}; use parallel=ddp, zero1, "
+                          "zero2 or fsdp for it")
     if config.arch != "decoder" or config.head != "lm":
         raise ConfigError("parallel=pp splits decoder LMs only")
-    if objective != "clm":
-        raise ConfigError(f"parallel=pp trains the clm objective only, not {objective!r}")
     if stages > 1 and config.tie_embeddings:
         raise ConfigError("parallel=pp puts the embeddings and the LM head on different stages: set "
                           "model.tie_embeddings=false")
@@ -69,7 +70,8 @@ class StageModule(nn.Module):
         if self.norm is not None:
             h = self.norm(h)
         logits = self.lm_head(h)
-        return logits * self.config.logit_scale if self.config.logit_scale is not None else logits
+        scale = self.config.logit_multiplier
+        return logits * scale if scale is not None else logits
 
 
 class Pipeline:
