@@ -142,3 +142,11 @@ def test_t5_export_ends_sequences_with_the_tokenizers_eos(prepared, tmp_path):
     hf = json.loads((tmp_path / "t5" / "model" / "config.json").read_text())
     assert hf["eos_token_id"] == tok.token_to_id("</s>")  # the zoo's eos=1 is [UNK] in this vocabulary
     assert hf["pad_token_id"] == hf["decoder_start_token_id"] == tok.token_to_id("[PAD]")
+    # and transformers reads the export as llmzoo does (T5 v1.0: tied logits scaled by d_model**-0.5)
+    import transformers
+
+    ours = llmzoo.load(tmp_path / "t5" / "model")
+    theirs = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path / "t5" / "model").eval()
+    inputs = _inputs("ul2", ours.config.vocab_size)  # any encoder-decoder batch
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**inputs).logits, theirs(**inputs).logits, rtol=1e-4, atol=1e-4)

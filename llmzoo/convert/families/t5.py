@@ -50,16 +50,23 @@ def t5_from_hf(hf: dict[str, Any], family: str = "t5") -> ModelConfig:
         relative_max_distance=hf.get("relative_attention_max_distance", 128),
         attn_scale=1.0, activation=activation, mlp_gated=gated, norm="rmsnorm",
         norm_eps=hf.get("layer_norm_epsilon", 1e-6), norm_placement="pre", final_norm=True,
-        logit_scale=hf["d_model"] ** -0.5 if scale else None, decoder_start_token_id=start, **ids,
+        logit_scale_rsqrt_d=scale, decoder_start_token_id=start, **ids,
     )
 
 
 def t5_to_hf(c: ModelConfig, model_type: str = "t5", architecture: str = "T5ForConditionalGeneration") -> dict[str, Any]:
-    if model_type == "mt5" and c.logit_scale is not None:
-        raise CheckpointError("mT5 checkpoints have no decoder-output rescaling; set logit_scale=None")
+    if model_type == "mt5" and c.logit_multiplier is not None:
+        raise CheckpointError("mT5 checkpoints have no decoder-output rescaling; set logit_scale=None and "
+                              "logit_scale_rsqrt_d=False")
+    # transformers' T5 can only multiply the decoder output by d_model**-0.5 (scale_decoder_outputs)
+    H.expect(c, "T5", logit_scale=None)
     # T5's layout has no field for these: transformers would run its own values silently
     H.expect(c, "T5", attn_scale=1.0, position="relative_bias", norm="rmsnorm", norm_placement="pre",
              qkv_bias=False, mlp_bias=False, n_experts=0)
+    if c.logit_scale is not None and abs(c.logit_scale - c.d_model ** -0.5) > 1e-12:
+        # scale_decoder_outputs means d_model**-0.5 in transformers; any other factor has no field
+        raise CheckpointError(f"a T5 checkpoint scales tied logits by d_model**-0.5 = {c.d_model ** -0.5:.6g}, "
+                              f"but this config has logit_scale={c.logit_scale:.6g}")
     if c.mlp_gated and c.activation == "gelu":
         raise CheckpointError("transformers reads T5's 'gated-gelu' as tanh-GELU; exact-GELU gating has no name")
     act = {"gelu_tanh": "gelu" if c.mlp_gated else "gelu_new"}.get(c.activation, c.activation)
@@ -70,7 +77,7 @@ def t5_to_hf(c: ModelConfig, model_type: str = "t5", architecture: str = "T5ForC
         "relative_attention_num_buckets": c.relative_buckets,
         "relative_attention_max_distance": c.relative_max_distance, "layer_norm_epsilon": c.norm_eps,
         "feed_forward_proj": f"gated-{act}" if c.mlp_gated else act, "is_encoder_decoder": True,
-        "tie_word_embeddings": c.tie_embeddings, "scale_decoder_outputs": c.logit_scale is not None,
+        "tie_word_embeddings": c.tie_embeddings, "scale_decoder_outputs": c.logit_scale_rsqrt_d,
         "pad_token_id": c.pad_token_id, "eos_token_id": c.eos_token_id,
         # T5 decodes from pad when no start id is set (as llmzoo does); transformers needs it written
         "decoder_start_token_id": c.decoder_start_token_id if c.decoder_start_token_id is not None else c.pad_token_id,
