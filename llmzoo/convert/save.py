@@ -89,6 +89,8 @@ def hf_export(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]
     if kind is not STACK:
         raise CheckpointError(f"{kind.description} has no transformers class")
     config: ModelConfig = model.config
+    if config.position_2d:  # no transformers class has GLM's second position table (GLM-10B was remote code)
+        raise CheckpointError("GLM's 2D positions (position_2d=True) have no transformers layout")
     family = family_for_config(config)
     hf_config = family.config_to_hf(config)
     state = zoo_to_hf(family, config, model.state_dict())
