@@ -4,7 +4,7 @@
     model = llmzoo.load("path/to/hf_checkpoint_dir")  # config.json + safetensors
     model = llmzoo.load("model.gguf")                 # llama.cpp GGUF
     model = llmzoo.load("runs/glm/model")             # llmzoo's own directory (no HF layout)
-    llmzoo.save(model, "out_dir")                     # a directory transformers loads (or llmzoo's own)
+    llmzoo.save(model, "out_dir")                     # a directory transformers loads (format="llmzoo": llmzoo's own)
 """
 
 from __future__ import annotations
