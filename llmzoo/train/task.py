@@ -168,6 +168,10 @@ def make_task(name: str, options: dict, *, seq_len: int, config: ModelConfig, to
     if cls is not None and config.arch not in cls.fits:  # before building: its own errors would mislead
         raise LlmzooError(f"objective {cls.name!r} trains {' / '.join(cls.fits)} models, but model "
                           f"{config.name!r} is arch={config.arch!r}; pick a fitting model or objective")
+    if cls is not None and config.head == "none":  # else a KeyError-like "needs the model output 'logits'"
+        head = "mlm" if config.arch == "encoder" else "lm"
+        raise LlmzooError(f"objective {cls.name!r} scores the model's token predictions, but model {config.name!r} "
+                          f"has no output head (head='none'); add model.head={head}")
     special = special_tokens_from_tokenizer(tokenizer) if tokenizer is not None else {}
     if eos_id is not None:
         special.setdefault("eos", eos_id)  # the dataset's document separator is an EOS whatever the tokenizer says

@@ -144,3 +144,12 @@ def test_torchrun_worker_error_is_printed_once_without_our_traceback(prepared, t
     assert len(ours) == 1 and ours[0].startswith(f"error: {message}"), out.stderr[-3000:]
     assert "llmzoo/" not in out.stderr.replace("llmzoo FAILED", "")  # no frame of ours in any traceback
     assert "exitcode  : 2" in out.stderr
+
+
+def test_objective_on_a_model_without_a_head_names_the_head_to_add(prepared, tmp_path, capsys):
+    """xlm-100's zoo config has no output head: the run says which to add, not which output is missing."""
+    code = main(["pretrain", "--recipe", "objectives", "objective=xlm_mlm", "model.from=xlm-100", *prepared, *TINY,
+                 f"run_dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["error: objective 'xlm_mlm' scores the model's token predictions, but model "
+                                 "'xlm-100' has no output head (head='none'); add model.head=mlm"]
