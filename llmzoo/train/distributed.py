@@ -57,8 +57,8 @@ def init_distributed(mode: str) -> DistEnv:
         return DistEnv(dist.get_rank(), dist.get_world_size())
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
-        raise ConfigError(f"parallel={mode} needs several processes; launch with "
-                          f"`torchrun --nproc_per_node 2 -m llmzoo pretrain ...` (missing {', '.join(missing)})")
+        raise ConfigError(f"parallel={mode} needs several processes; run `llmzoo pretrain --nproc-per-node 2 ...` "
+                          f"(or torchrun --nproc_per_node 2 -m llmzoo pretrain ...; missing {', '.join(missing)})")
     dist.init_process_group("gloo")
     return DistEnv(dist.get_rank(), dist.get_world_size(), initialized_here=True)
 
