@@ -29,6 +29,7 @@ def report_worker_error(message: str) -> None:
     """Print `message` (an `error: ...` line) the way this process's launch wants it: always when
     alone, from rank 0 only under torchrun, never under our launcher (it prints it). In a launched
     worker the message also goes to the elastic error file, where the launcher or torchrun reads it."""
+    recorded = False
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if error_file:
         try:
@@ -36,9 +37,10 @@ def report_worker_error(message: str) -> None:
             info = {"py_callstack": message, "timestamp": str(int(time.time()))}
             with open(error_file, "w") as f:
                 json.dump({"message": {"message": message, "extraInfo": info}, "llmzoo": True}, f)
+            recorded = True
         except OSError:
             pass
-    if os.environ.get(_LAUNCHED):
+    if recorded and os.environ.get(_LAUNCHED):
         return
     if os.environ.get("RANK", "0") == "0":
         print(message, file=sys.stderr)
