@@ -127,7 +127,11 @@ class ModelConfig:
 
     # --- output -------------------------------------------------------------------------------
     lm_head_bias: bool = False  # (GPT-J, CodeGen)
-    logit_scale: float | None = None  # multiply final logits
+    logit_scale: float | None = None  # multiply final logits by this number
+    # Multiply final logits by d_model**-0.5, whatever d_model is: T5 v1.0's tied head (Mesh TensorFlow
+    # rescales the decoder output before the shared embedding; Raffel et al. 2020). A rule, not a number,
+    # so a config derived with another d_model (a recipe's `model.d_model: 64`) stays a T5.
+    logit_scale_rsqrt_d: bool = False
 
     # --- sharing ------------------------------------------------------------------------------
     share_layers: bool = False  # one set of block weights reused by every layer (ALBERT)
@@ -192,6 +196,8 @@ class ModelConfig:
         need(self.n_labels > 0, f"n_labels must be > 0, got {self.n_labels}")
         need(self.attention_type == "standard" or self.arch == "encoder",
              f"attention_type {self.attention_type!r} is only built for arch='encoder'")
+        need(self.logit_scale is None or not self.logit_scale_rsqrt_d,
+             f"logit_scale={self.logit_scale} and logit_scale_rsqrt_d=True both scale the logits; set one")
         need(not self.position_2d or (self.arch == "decoder" and self.position == "learned"),
              "position_2d (GLM) needs arch='decoder' and position='learned'")
 
@@ -216,6 +222,11 @@ class ModelConfig:
     @property
     def emb_dim(self) -> int:
         return self.embed_dim if self.embed_dim is not None else self.d_model
+
+    @property
+    def logit_multiplier(self) -> float | None:
+        """What the LM head's logits are multiplied by (None: nothing)."""
+        return self.d_model**-0.5 if self.logit_scale_rsqrt_d else self.logit_scale
 
     def layer_kind(self, i: int) -> str:
         """'global' or 'local' (sliding window) attention for layer i."""

@@ -113,6 +113,7 @@ def expect(c: ModelConfig, family: str, **fields: Any) -> None:
 CLASSIC_DECODER: dict[str, Any] = dict(
     arch="decoder", head="lm", norm="layernorm", norm_bias=True, mlp_gated=False, n_experts=0,
     embed_scale=None, embed_dim=None, type_vocab_size=0, attn_logit_softcap=None, logit_scale=None,
+    logit_scale_rsqrt_d=False,
     share_layers=False, rope_scaling=None,
 )
 

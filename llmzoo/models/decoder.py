@@ -113,12 +113,12 @@ class DecoderLM(nn.Module):
             if self.lm_head is None:
                 raise LlmzooError("targets need a language-model head; this model has none")
             out.loss = linear_cross_entropy(h, self.lm_head.weight, targets, bias=self.lm_head.bias,
-                                            scale=config.logit_scale)
+                                            scale=config.logit_multiplier)
         elif self.lm_head is not None:
             hk = h[:, -logits_to_keep:] if logits_to_keep else h
             logits = self.lm_head(hk)
-            if config.logit_scale is not None:
-                logits = logits * config.logit_scale
+            if config.logit_multiplier is not None:
+                logits = logits * config.logit_multiplier
             out.logits = logits
         return out
 

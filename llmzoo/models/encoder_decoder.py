@@ -141,10 +141,10 @@ class EncoderDecoderLM(nn.Module):
         h = self.decoder(self.embeddings(decoder_input_ids), attention_mask=decoder_attention_mask,
                          memory=memory, memory_attention_mask=attention_mask, cache=cache)
         logits = self.lm_head(h)
-        if self.config.logit_scale is not None:
+        if self.config.logit_multiplier is not None:
             # T5 with tied embeddings rescales the decoder output by d_model**-0.5 before the head
             # (Mesh TensorFlow); with a bias-free head that is the same as scaling the logits.
-            logits = logits * self.config.logit_scale
+            logits = logits * self.config.logit_multiplier
         return h, logits
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:

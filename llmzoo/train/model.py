@@ -29,6 +29,9 @@ def resolve_model_config(spec: Any, *, vocab_size: int, eos_id: int | None, name
     fields.setdefault("vocab_size", vocab_size)
     if eos_id is not None and "eos_token_id" not in fields and base_name is None:
         fields["eos_token_id"] = eos_id
+    if fields.get("logit_scale") is not None and "logit_scale_rsqrt_d" not in fields:
+        # the recipe's own number replaces the base's rule (T5: d_model**-0.5), rather than contradicting it
+        fields["logit_scale_rsqrt_d"] = False
     base.update(fields)
     config = ModelConfig.from_dict(base)
     if config.vocab_size < vocab_size:

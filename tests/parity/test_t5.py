@@ -14,7 +14,7 @@ def test_t5_v1_0_relu_scaled_tied_head(tmp_path):
     model, _ = check_seq2seq("T5ForConditionalGeneration", transformers.T5Config(**TINY), tmp_path)
     c = model.config
     assert (c.activation, c.mlp_gated, c.tie_embeddings, c.attn_scale) == ("relu", False, True, 1.0)
-    assert c.logit_scale == pytest.approx(64 ** -0.5)
+    assert c.logit_scale_rsqrt_d and c.logit_multiplier == pytest.approx(64 ** -0.5)
     assert c.decoder_layers == 3
 
 
@@ -22,7 +22,7 @@ def test_t5_v1_0_relu_scaled_tied_head(tmp_path):
 def test_t5_v1_1_gated(tmp_path, proj):
     cfg = transformers.T5Config(**TINY, feed_forward_proj=proj, tie_word_embeddings=False)
     model, _ = check_seq2seq("T5ForConditionalGeneration", cfg, tmp_path)
-    assert model.config.mlp_gated and model.config.logit_scale is None
+    assert model.config.mlp_gated and model.config.logit_multiplier is None
 
 
 def test_mt5(tmp_path):

@@ -45,6 +45,9 @@ def bart_from_hf(hf: dict[str, Any], family: str = "bart") -> ModelConfig:
 def bart_to_hf(c: ModelConfig, model_type: str = "bart", architecture: str = "BartForConditionalGeneration") -> dict[str, Any]:
     if c.position_offset != POSITION_OFFSET or c.norm_eps != 1e-5:
         raise CheckpointError("BART checkpoints need position_offset=2 and norm_eps=1e-5")
+    if c.embed_scale is not None and not math.isclose(c.embed_scale, math.sqrt(c.d_model)):
+        raise CheckpointError(f"a BART checkpoint scales embeddings by sqrt(d_model)={math.sqrt(c.d_model):g} or not "
+                              f"at all, not embed_scale={c.embed_scale}")
     return {
         "architectures": [architecture], "model_type": model_type, "vocab_size": c.vocab_size, "d_model": c.d_model,
         "encoder_layers": c.n_layers, "decoder_layers": c.decoder_layers, "encoder_attention_heads": c.n_heads,
@@ -53,7 +56,9 @@ def bart_to_hf(c: ModelConfig, model_type: str = "bart", architecture: str = "Ba
         "activation_function": {"gelu_tanh": "gelu_new"}.get(c.activation, c.activation),
         "tie_word_embeddings": c.tie_embeddings, "is_encoder_decoder": True,
         "pad_token_id": c.pad_token_id, "bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id,
-        "decoder_start_token_id": c.decoder_start_token_id, "forced_eos_token_id": None,
+        # BART decodes from </s> when no start id is set (fairseq); transformers needs it written
+        "decoder_start_token_id": c.decoder_start_token_id if c.decoder_start_token_id is not None else c.eos_token_id,
+        "forced_eos_token_id": None,
     }
 
 

@@ -111,7 +111,10 @@ def falcon_to_hf(c: ModelConfig) -> dict[str, Any]:
     rules = {k: v for k, v in H.CLASSIC_DECODER.items() if k != "rope_scaling"}
     H.expect(c, "falcon", **rules, rope_fraction=1.0, rope_interleaved=False, norm_placement="pre",
              final_norm=True, embed_norm=False, lm_head_bias=False, sliding_window=None, layer_pattern=None,
-             attn_scale=None, head_dim=None)
+             attn_scale=None)
+    if c.hd * c.n_heads != c.d_model:  # transformers' Falcon derives head_dim = hidden_size / num_attention_heads
+        raise CheckpointError(f"a falcon checkpoint needs head_dim = d_model / n_heads = {c.d_model // c.n_heads}, "
+                              f"not {c.hd}")
     alibi = c.position == "alibi"
     if alibi:
         H.expect(c, "falcon", alibi_scaled=True, alibi_max_bias=8.0)

@@ -50,8 +50,8 @@ def gemma_to_hf(c: ModelConfig) -> dict[str, Any]:
     H.expect(c, "gemma", arch="decoder", head="lm", position="rope", rope_fraction=1.0, rope_interleaved=False,
              norm="rmsnorm", norm_unit_offset=True, norm_placement="pre", final_norm=True, parallel_residual=False,
              mlp_gated=True, mlp_bias=False, n_experts=0, embed_norm=False, embed_dim=None, type_vocab_size=0,
-             lm_head_bias=False, logit_scale=None, attn_logit_softcap=None, attn_scale=None, sliding_window=None,
-             layer_pattern=None, share_layers=False, position_offset=0)
+             lm_head_bias=False, logit_scale=None, logit_scale_rsqrt_d=False, attn_logit_softcap=None,
+             attn_scale=None, sliding_window=None, layer_pattern=None, share_layers=False, position_offset=0)
     if c.embed_scale is None or not math.isclose(c.embed_scale, math.sqrt(c.d_model)):
         raise CheckpointError(f"a gemma checkpoint scales embeddings by sqrt(d_model)={math.sqrt(c.d_model):g}, "
                               f"not embed_scale={c.embed_scale}")

@@ -62,7 +62,8 @@ LLAMA_LAYOUT: dict[str, Any] = dict(
     arch="decoder", head="lm", position="rope", rope_fraction=1.0, rope_interleaved=False, norm="rmsnorm",
     norm_unit_offset=False, norm_placement="pre", final_norm=True, parallel_residual=False, mlp_gated=True,
     activation="silu", embed_scale=None, embed_norm=False, embed_dim=None, type_vocab_size=0, attn_scale=None,
-    attn_logit_softcap=None, lm_head_bias=False, logit_scale=None, share_layers=False, layer_pattern=None,
+    attn_logit_softcap=None, lm_head_bias=False, logit_scale=None, logit_scale_rsqrt_d=False, share_layers=False,
+    layer_pattern=None,
 )
 
 

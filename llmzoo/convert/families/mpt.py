@@ -16,7 +16,6 @@ transformers' MPT port ignores some config fields that MosaicML's own code honou
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from llmzoo.config import ModelConfig
@@ -73,13 +72,14 @@ def check(hf: dict[str, Any]) -> None:
         raise CheckpointError(f"MPT ffn_config.ffn_type={ffn_type!r} is not supported (only 'mptmlp')")
 
 
-def _logit_scale(value: Any, d_model: int) -> float | None:
+def _logit_scale(value: Any) -> dict[str, Any]:
+    """MPT's logit_scale (a number or 'inv_sqrt_d_model') as ModelConfig fields."""
     if value is None:
-        return None
+        return {}
     if value == "inv_sqrt_d_model":
-        return 1 / math.sqrt(d_model)
+        return {"logit_scale_rsqrt_d": True}
     if isinstance(value, (int, float)):
-        return float(value)
+        return {"logit_scale": float(value)}
     raise CheckpointError(f"MPT logit_scale={value!r} is not a number or 'inv_sqrt_d_model'")
 
 
@@ -95,12 +95,12 @@ def mpt_from_hf(hf: dict[str, Any]) -> ModelConfig:
         position="alibi", alibi_max_bias=float(attn.get("alibi_bias_max", 8)), attn_scale=attn.get("softmax_scale"),
         qkv_bias=False, attn_out_bias=False, activation="gelu", mlp_gated=False, mlp_bias=False,
         norm="layernorm", norm_bias=False, norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-        logit_scale=_logit_scale(hf.get("logit_scale"), d), **H.token_ids(hf),
+        **_logit_scale(hf.get("logit_scale")), **H.token_ids(hf),
     )
 
 
 def mpt_to_hf(c: ModelConfig) -> dict[str, Any]:
-    rules = {k: v for k, v in H.CLASSIC_DECODER.items() if k not in ("norm_bias", "logit_scale")}
+    rules = {k: v for k, v in H.CLASSIC_DECODER.items() if k not in ("norm_bias", "logit_scale", "logit_scale_rsqrt_d")}
     H.expect(c, "mpt", **rules, position="alibi", norm_bias=False, norm_placement="pre", final_norm=True,
              parallel_residual=False, activation="gelu", qkv_bias=False, attn_out_bias=False, mlp_bias=False,
              embed_norm=False, lm_head_bias=False, sliding_window=None, layer_pattern=None, head_dim=None)
@@ -113,7 +113,8 @@ def mpt_to_hf(c: ModelConfig) -> dict[str, Any]:
         "architectures": ["MptForCausalLM"], "model_type": "mpt", "vocab_size": c.vocab_size,
         "d_model": c.d_model, "n_heads": c.n_heads, "n_layers": c.n_layers, "expansion_ratio": c.d_ff // c.d_model,
         "max_seq_len": c.max_seq_len, "layer_norm_epsilon": c.norm_eps, "no_bias": True,
-        "norm_type": "low_precision_layernorm", "learned_pos_emb": False, "logit_scale": c.logit_scale,
+        "norm_type": "low_precision_layernorm", "learned_pos_emb": False,
+        "logit_scale": "inv_sqrt_d_model" if c.logit_scale_rsqrt_d else c.logit_scale,
         "attn_config": {"attn_type": "multihead_attention", "alibi": True, "alibi_bias_max": max_bias,
                         "softmax_scale": c.attn_scale, "clip_qkv": None, "qk_ln": False, "prefix_lm": False},
         "tie_word_embeddings": c.tie_embeddings,

@@ -58,8 +58,6 @@ def t5_to_hf(c: ModelConfig, model_type: str = "t5", architecture: str = "T5ForC
     if model_type == "mt5" and c.logit_multiplier is not None:
         raise CheckpointError("mT5 checkpoints have no decoder-output rescaling; set logit_scale=None and "
                               "logit_scale_rsqrt_d=False")
-    # transformers' T5 can only multiply the decoder output by d_model**-0.5 (scale_decoder_outputs)
-    H.expect(c, "T5", logit_scale=None)
     # T5's layout has no field for these: transformers would run its own values silently
     H.expect(c, "T5", attn_scale=1.0, position="relative_bias", norm="rmsnorm", norm_placement="pre",
              qkv_bias=False, mlp_bias=False, n_experts=0)
@@ -77,7 +75,7 @@ def t5_to_hf(c: ModelConfig, model_type: str = "t5", architecture: str = "T5ForC
         "relative_attention_num_buckets": c.relative_buckets,
         "relative_attention_max_distance": c.relative_max_distance, "layer_norm_epsilon": c.norm_eps,
         "feed_forward_proj": f"gated-{act}" if c.mlp_gated else act, "is_encoder_decoder": True,
-        "tie_word_embeddings": c.tie_embeddings, "scale_decoder_outputs": c.logit_scale_rsqrt_d,
+        "tie_word_embeddings": c.tie_embeddings, "scale_decoder_outputs": c.logit_multiplier is not None,
         "pad_token_id": c.pad_token_id, "eos_token_id": c.eos_token_id,
         # T5 decodes from pad when no start id is set (as llmzoo does); transformers needs it written
         "decoder_start_token_id": c.decoder_start_token_id if c.decoder_start_token_id is not None else c.pad_token_id,

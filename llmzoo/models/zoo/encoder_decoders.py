@@ -17,12 +17,13 @@ TRANSFORMER = ModelConfig(
 )
 
 # T5 (Raffel et al. 2020; Naveed et al. 2023): pre-norm RMSNorm ("layer norm outside the residual path", no bias),
-# ReLU MLP, no biases, bucketed relative position biases, tied embeddings with logits scaled by d^-0.5.
+# ReLU MLP, no biases, bucketed relative position biases, tied embeddings with logits scaled by d^-0.5 (a rule
+# on d_model, so a recipe that narrows the model keeps T5's head). The decoder starts from the pad token.
 T5 = ModelConfig(
     name="t5-base", family="t5", arch="encoder_decoder", vocab_size=32128, d_model=768, n_layers=12, n_heads=12,
     d_ff=3072, max_seq_len=512, position="relative_bias", relative_buckets=32, relative_max_distance=128,
     activation="relu", mlp_gated=False, norm="rmsnorm", norm_eps=1e-6, tie_embeddings=True,
-    logit_scale=768**-0.5, pad_token_id=0, eos_token_id=1,
+    logit_scale_rsqrt_d=True, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
     attn_scale=1.0,  # no 1/sqrt(d_head) on the scores: T5 folds it into the query initialisation
 )
 T5_SIZES = {  # Raffel et al. 2020 (sec. 3.7): params, layers per stack, d_model, heads, head dim, d_ff
@@ -35,12 +36,12 @@ T5_SIZES = {  # Raffel et al. 2020 (sec. 3.7): params, layers per stack, d_model
 
 
 def _t5(base: ModelConfig, name: str, L: int, d: int, h: int, hd: int, f: int, **kw) -> ModelConfig:
-    scale = {"logit_scale": d**-0.5} if base.tie_embeddings else {}
-    return sized(base, name, n_layers=L, d_model=d, n_heads=h, head_dim=hd, d_ff=f, **scale, **kw)
+    return sized(base, name, n_layers=L, d_model=d, n_heads=h, head_dim=hd, d_ff=f, **kw)
 
 
 # T5 v1.1 (used by mT5, T0, UL2): gated-GELU feed-forward, untied output layer, no logit scaling.
-T5_V11 = T5.replace(name="t5-v1.1", activation="gelu_tanh", mlp_gated=True, tie_embeddings=False, logit_scale=None)
+T5_V11 = T5.replace(name="t5-v1.1", activation="gelu_tanh", mlp_gated=True, tie_embeddings=False,
+                     logit_scale_rsqrt_d=False)
 MT5_SIZES = {  # Xue et al. 2021, Table: params, layers, d_model, heads, head dim, d_ff
     "mt5-small": (300e6, 8, 512, 6, 64, 1024),
     "mt5-base": (580e6, 12, 768, 12, 64, 2048),
@@ -48,12 +49,13 @@ MT5_SIZES = {  # Xue et al. 2021, Table: params, layers, d_model, heads, head di
 }
 
 # BART (Lewis et al. 2020): post-norm, learned positions (offset 2), LayerNorm on the embeddings of both stacks,
-# GELU, tied embeddings.
+# GELU, tied embeddings. The decoder starts from </s> (fairseq's convention, kept by the released checkpoints).
 BART = ModelConfig(
     name="bart-base", family="bart", arch="encoder_decoder", vocab_size=50265, d_model=768, n_layers=6, n_heads=12,
     d_ff=3072, max_seq_len=1024, position="learned", position_offset=2, embed_norm=True, activation="gelu",
     mlp_gated=False, mlp_bias=True, qkv_bias=True, attn_out_bias=True, norm="layernorm", norm_eps=1e-5,
     norm_placement="post", final_norm=False, tie_embeddings=True, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+    decoder_start_token_id=2,
 )
 
 
@@ -103,8 +105,8 @@ CARDS = (
                  notes="T0++ (the Foundation Model notes' T0PP) adds more training datasets.")
         for name in ("t0-11b", "t0pp-11b")
     ),
-    _seq2seq("ul2-20b", 20e9, 2022, "Google", _t5(T5_V11, "ul2-20b", 32, 4096, 16, 256, 16384, activation="silu",
-                                                  family="ul2"),
+    # family t5: the released UL2 checkpoint is a T5 (v1.1 layout with gated-SiLU), so it saves as one
+    _seq2seq("ul2-20b", 20e9, 2022, "Google", _t5(T5_V11, "ul2-20b", 32, 4096, 16, 256, 16384, activation="silu"),
              training_tokens=1e12, context_length=512, source="minaee2024, naveed2023", aliases=("ul2",),
              architecture="Encoder-decoder trained with the Mixture-of-Denoisers: R (regular spans), S (sequential "
                           "prefix) and X (extreme) denoisers, with mode tokens for fine-tuning.",
