@@ -49,7 +49,29 @@ def load_model_state(module: nn.Module, mode: str, env: DistEnv, state: dict[str
         own = module.state_dict()
         module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
         return
-    set_model_state_dict(module, state, options=_options(cpu_offload=False))
+    aliases = _aliases(module) if mode in ("fsdp", "zero2", "tp") else set()  # sharded (DTensor) parameters
+    if not aliases:
+        set_model_state_dict(module, state, options=_options(cpu_offload=False))
+        return
+    # Shared parameters (ELECTRA's generator reads the discriminator's embeddings, SpanBERT's head
+    # the token table) have a second name: loading a full tensor into that sharded alias fails, and
+    # the first name fills it anyway. So the aliases stay out, and only they may be missing.
+    keys = set_model_state_dict(module, {k: v for k, v in state.items() if k not in aliases},
+                                options=_options(cpu_offload=False, strict=False))
+    wrong = sorted(set(keys.missing_keys) - aliases) + sorted(set(keys.unexpected_keys))
+    if wrong:
+        raise RuntimeError(f"checkpoint does not match the model: {', '.join(wrong[:5])}")
+
+
+def _aliases(module: nn.Module) -> set[str]:
+    """The names under which a tensor of `module`'s state dict appears a second time."""
+    seen: set[int] = set()
+    aliases = set()
+    for name, tensor in module.state_dict(keep_vars=True).items():
+        if id(tensor) in seen:
+            aliases.add(name)
+        seen.add(id(tensor))
+    return aliases
 
 
 def full_optimizer_state(module: nn.Module, optimizer: torch.optim.Optimizer, mode: str, env: DistEnv,

@@ -153,3 +153,16 @@ def test_objective_on_a_model_without_a_head_names_the_head_to_add(prepared, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == ["error: objective 'xlm_mlm' scores the model's token predictions, but model "
                                  "'xlm-100' has no output head (head='none'); add model.head=mlm"]
+
+
+def test_fsdp_resumes_a_model_with_shared_parameters(prepared, tmp_path, runs):
+    """ELECTRA's generator reads the discriminator's embeddings (one tensor, two names): an FSDP run
+    resumes from its own checkpoint and continues the single-process loss curve."""
+    single, _ = runs
+    run = tmp_path / "run"
+    first = cli("pretrain", "--nproc-per-node", "2", "--recipe", "objectives",
+                *_overrides(prepared, "electra", run, "parallel=fsdp", "max_steps=2", "checkpoint_every=1"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = cli("pretrain", "--nproc-per-node", "2", "--resume", str(run), f"max_steps={STEPS}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    _assert_same(train_losses(run), single["electra"])
