@@ -140,10 +140,11 @@ def generate(
     if system is not None and not chat:
         raise LlmzooError("a system message is used only in a chat template; pass chat=True with system=")
     if getattr(model.config, "arch", "decoder") == "encoder_decoder":
-        from llmzoo.infer.seq2seq import generate_text  # encoder-decoder models decode differently
+        from llmzoo.infer.seq2seq import complete  # encoder-decoder models decode differently
 
-        return generate_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-                             top_k=top_k, top_p=top_p, seed=seed)
+        return complete(model, tokenizer, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                        top_p=top_p, repetition_penalty=repetition_penalty, seed=seed, stop=stop, stream=stream,
+                        chat=chat, system=system, prompt_has_special_tokens=_prompt_has_special_tokens)
     if model.config.arch != "decoder" or getattr(model, "lm_head", None) is None:
         raise LlmzooError(f"{model.config.name} has no language-model head; it cannot generate text")
     single = isinstance(prompt, str)

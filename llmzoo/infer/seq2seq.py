@@ -12,6 +12,7 @@ candidates per step, its early-stopping heuristic), so the same model yields the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 
 from llmzoo.errors import LlmzooError
 from llmzoo.infer.cache import KVCache
+from llmzoo.infer.sampling import SamplingConfig, next_tokens
 
 NEG = -1.0e9  # "impossible" score, as transformers uses (finite, so sums stay ordered)
 
@@ -31,6 +33,7 @@ class Seq2SeqConfig:
     temperature: float = 1.0
     top_k: int | None = None
     top_p: float | None = None
+    repetition_penalty: float = 1.0  # CTRL (Keskar et al. 2019), on the decoder's tokens as in transformers
     length_penalty: float = 1.0  # > 0 favours longer finished beams, < 0 shorter ones
     early_stopping: bool | str = False  # True: stop once num_beams beams finished; "never": exhaustive
     no_repeat_ngram_size: int = 0  # forbid repeating any n-gram (Paulus et al. 2018)
@@ -47,6 +50,13 @@ class Seq2SeqConfig:
             raise LlmzooError(f"early_stopping must be True, False or 'never', got {self.early_stopping!r}")
         if self.no_repeat_ngram_size < 0:
             raise LlmzooError("no_repeat_ngram_size must be >= 0")
+        _ = self.sampling  # checks temperature, top_k, top_p and repetition_penalty
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        """The per-step token choice: greedy unless do_sample."""
+        return SamplingConfig(self.temperature if self.do_sample else 0.0, self.top_k, self.top_p,
+                              self.repetition_penalty)
 
 
 def banned_ngram_tokens(sequences: torch.Tensor, n: int) -> list[list[int]]:
@@ -98,7 +108,8 @@ def _special_ids(model: nn.Module, eos_token_id, pad_token_id, decoder_start_tok
     pad = c.pad_token_id if pad_token_id is None else pad_token_id
     start = c.decoder_start_token_id if decoder_start_token_id is None else decoder_start_token_id
     if start is None:
-        raise LlmzooError("the model config has no decoder_start_token_id; pass decoder_start_token_id=")
+        raise LlmzooError("the model config has no decoder_start_token_id (T5 starts from its pad id, BART from its "
+                          "eos id); set it in the config (llmzoo_config.json) or pass decoder_start_token_id=")
     if pad is None:
         pad = eos if eos is not None else 0
     return eos, pad, start
@@ -124,6 +135,8 @@ def generate_seq2seq(
     config = Seq2SeqConfig(**{**(config.__dict__ if config else {}), **overrides})
     eos, pad, start = _special_ids(model, eos_token_id, pad_token_id, decoder_start_token_id)
     memory = model.encode(input_ids, attention_mask)
+    if config.num_beams > 1 and config.repetition_penalty != 1.0:
+        raise LlmzooError("repetition_penalty is not supported with beam search; use num_beams=1")
     if config.num_beams > 1:
         return _beam_search(model, memory, attention_mask, config, eos, pad, start)
     return _greedy_or_sample(model, memory, attention_mask, config, eos, pad, start, generator)
@@ -135,16 +148,17 @@ def _greedy_or_sample(model, memory, attention_mask, config, eos, pad, start, ge
     decoder = _Decoder(model, memory, attention_mask, max_len, config.use_cache)
     sequences = torch.full((B, 1), start, dtype=torch.long, device=memory.device)
     unfinished = torch.ones(B, dtype=torch.bool, device=memory.device)
+    sampling = config.sampling
+    seen = None
+    if sampling.repetition_penalty != 1.0:  # the decoder's own tokens, start token included
+        seen = torch.zeros(B, model.config.vocab_size, dtype=torch.bool, device=memory.device)
+        seen[:, start] = True
     for _ in range(config.max_new_tokens):
         scores = process_scores(decoder.next_logits(sequences), sequences, config)
-        if config.do_sample:
-            from llmzoo.infer.sampling import SamplingConfig, next_tokens
-
-            sampling = SamplingConfig(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
-            token = next_tokens(scores, sampling, generator=generator)
-        else:
-            token = scores.argmax(-1)
+        token = next_tokens(scores, sampling, seen, generator)
         token = torch.where(unfinished, token, torch.full_like(token, pad))
+        if seen is not None:
+            seen[torch.arange(B, device=token.device), token] = True
         sequences = torch.cat((sequences, token[:, None]), dim=1)
         if eos is not None:
             unfinished &= token != eos
@@ -227,14 +241,48 @@ def _beam_search(model, memory, attention_mask, config, eos, pad, start) -> torc
     return finished[:, 0, :out_len]
 
 
-def generate_text(model: nn.Module, tokenizer, texts: str | list[str], **kwargs) -> list[str]:
-    """Encode texts with the tokenizer, generate, decode (special tokens dropped)."""
-    if isinstance(texts, str):
-        texts = [texts]
+def generate_text(model: nn.Module, tokenizer, texts: list[str], *, max_new_tokens: int, temperature: float = 0.0,
+                  top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
+                  seed: int | None = None, add_special_tokens: bool = True) -> list[str]:
+    """Encode texts with the tokenizer, generate (greedy at temperature 0, else sampled), decode
+    without special tokens: what `llmzoo.generate` runs for an encoder-decoder."""
     from llmzoo.sentence_embedding import pad_batch
 
-    pad = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-    ids, mask = pad_batch(tokenizer.encode_batch(list(texts)), pad, model.config.max_seq_len)
+    c = model.config
+    if c.position == "learned":  # the decoder's learned table has max_seq_len rows, start token included
+        max_new_tokens = min(max_new_tokens, c.max_seq_len - 1)
+    config = Seq2SeqConfig(max_new_tokens=max_new_tokens, do_sample=temperature > 0, temperature=temperature or 1.0,
+                           top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
+    encoded = [tokenizer.encode(t, add_special_tokens=add_special_tokens) for t in texts]
+    if any(len(ids) == 0 for ids in encoded):
+        raise LlmzooError("prompt is empty: give at least one token of text")
+    pad = c.pad_token_id if c.pad_token_id is not None else 0
+    ids, mask = pad_batch(encoded, pad, c.max_seq_len)
     device = next(model.parameters()).device
-    out = generate_seq2seq(model, ids.to(device), mask.to(device), **kwargs)
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    out = generate_seq2seq(model, ids.to(device), mask.to(device), config, generator=generator)
     return [tokenizer.decode(row[1:].tolist(), skip_special_tokens=True) for row in out]
+
+
+def complete(model: nn.Module, tokenizer, prompt: str | list[str], *, max_new_tokens: int, temperature: float,
+             top_k: int | None, top_p: float | None, repetition_penalty: float, seed: int | None,
+             stop: list[str] | None, stream: Callable[[str], None] | None, chat: bool, system: str | None,
+             prompt_has_special_tokens: bool) -> str | list[str]:
+    """`llmzoo.generate` for an encoder-decoder: the prompt is the source, the reply the decoder's text.
+    The reply is cut at the first stop string; `stream` receives it once, when it is complete."""
+    single = isinstance(prompt, str)
+    texts = [prompt] if single else list(prompt)
+    if stream is not None and len(texts) != 1:
+        raise LlmzooError("streaming works for one prompt at a time")
+    if chat:
+        from llmzoo.infer.generate import _messages
+
+        texts = [tokenizer.apply_chat_template(_messages(t, system), add_generation_prompt=True) for t in texts]
+    replies = generate_text(model, tokenizer, texts, max_new_tokens=max_new_tokens, temperature=temperature,
+                            top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, seed=seed,
+                            add_special_tokens=not (chat or prompt_has_special_tokens))
+    for s in (s for s in (stop or []) if s):
+        replies = [r[:r.index(s)] if s in r else r for r in replies]
+    if stream is not None:
+        stream(replies[0])
+    return replies[0] if single else replies
