@@ -18,7 +18,7 @@ import transformers
 import llmzoo
 from llmzoo.config import ModelConfig
 from llmzoo.convert.families import all_families
-from llmzoo.errors import CheckpointError
+from llmzoo.errors import CheckpointError, ConfigError
 from llmzoo.models.zoo import catalog_names, get_config
 from tests.parity.base import randomise
 
@@ -99,3 +99,28 @@ def test_zoo_config_saves_as_its_transformers_model(name, tmp_path):
         else:
             ours, theirs = _logits(model(ids)), _logits(ref(input_ids=ids))
     torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("spec", [
+    {"from": "t5-base", "d_model": D, "n_layers": 2, "n_heads": 4, "head_dim": 16, "d_ff": 128},  # docs/objectives.md
+    {"from": "t5-small", "d_model": D, "n_layers": 2, "n_heads": 4, "head_dim": 16, "d_ff": 128,
+     "logit_scale": D**-0.5},  # a recipe that spells T5's factor out as a number
+])
+def test_recipe_that_narrows_t5_still_saves_a_t5(spec, tmp_path):
+    """A pretrain recipe's `model:` block (resolve_model_config) with another d_model keeps T5's head."""
+    from llmzoo.train.model import resolve_model_config
+
+    config = resolve_model_config(spec, vocab_size=VOCAB, eos_id=None, name="run")
+    assert config.logit_multiplier == pytest.approx(D**-0.5)
+    torch.manual_seed(0)
+    model = llmzoo.build_model(config).eval()
+    llmzoo.save(model, tmp_path, format="hf")
+    ref = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    ids, dec = torch.randint(0, VOCAB, (2, SEQ)), torch.randint(0, VOCAB, (2, 5))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, dec).logits, ref(input_ids=ids, decoder_input_ids=dec).logits)
+
+
+def test_a_logit_scale_and_the_d_model_rule_together_are_refused():
+    with pytest.raises(ConfigError, match="logit_scale_rsqrt_d"):
+        get_config("t5-small").replace(logit_scale=0.5)
