@@ -25,6 +25,22 @@ from typing import Any
 from llmzoo.errors import ConfigError, LlmzooError
 
 PREPARE_KEYS = ("asset", "files", "tokenizer", "val_fraction", "quality_filter", "dedup", "pii", "doc_sep", "workers")
+TOKENIZER_KEYS = ("kind", "vocab_size", "min_frequency", "special_tokens")
+
+
+def check_prepare_spec(spec: Any) -> None:
+    """One-line ConfigError for an unknown key of `prepare` (or of its tokenizer settings); run when
+    the recipe is read, before anything is trained or written."""
+    if not isinstance(spec, dict):
+        raise ConfigError("recipe `prepare` must be a mapping (asset, files, tokenizer, ...)")
+    unknown = sorted(set(spec) - set(PREPARE_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown prepare key(s) {unknown}; known: {', '.join(PREPARE_KEYS)}")
+    settings = spec.get("tokenizer")
+    if isinstance(settings, dict):
+        unknown = sorted(set(settings) - set(TOKENIZER_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown prepare.tokenizer key(s) {unknown}; known: {', '.join(TOKENIZER_KEYS)}")
 
 
 def _input_files(spec: dict[str, Any]) -> list[Path]:
@@ -57,11 +73,7 @@ def ensure_prepared(recipe, run_dir: Path, *, progress: bool = True) -> tuple[Pa
             raise ConfigError(f"recipe {recipe.name!r} has no `data` (a directory made by `llmzoo data prepare`) "
                               f"and no `prepare` section to make one")
         return data_dir, recipe.tokenizer
-    if not isinstance(spec, dict):
-        raise ConfigError("recipe `prepare` must be a mapping (asset, files, tokenizer, ...)")
-    unknown = sorted(set(spec) - set(PREPARE_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown prepare key(s) {unknown}; known: {', '.join(PREPARE_KEYS)}")
+    check_prepare_spec(spec)
     tokenizer = recipe.tokenizer or spec.get("tokenizer")
     if isinstance(tokenizer, dict):
         tokenizer = str(_train_tokenizer(tokenizer, spec, run_dir / "tokenizer", progress))
@@ -85,10 +97,6 @@ def ensure_prepared(recipe, run_dir: Path, *, progress: bool = True) -> tuple[Pa
 def _train_tokenizer(settings: dict[str, Any], spec: dict[str, Any], out: Path, progress: bool) -> Path:
     if (out / "tokenizer.json").is_file():
         return out
-    unknown = sorted(set(settings) - {"kind", "vocab_size", "min_frequency", "special_tokens"})
-    if unknown:
-        raise ConfigError(f"unknown prepare.tokenizer key(s) {unknown}; known: kind, vocab_size, min_frequency, "
-                          f"special_tokens")
     from llmzoo.tokenizer.train import train_tokenizer
 
     print(f"training a {settings.get('kind', 'bpe')} tokenizer -> {out}", flush=True)

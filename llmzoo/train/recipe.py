@@ -93,6 +93,9 @@ class Recipe:
     debug_spike_batches: list = field(default_factory=list)  # batch indices whose loss is scaled by 1000
     debug_step_delay: float = 0.0  # seconds slept after each step (gives a test time to kill the run)
     debug_crash_in_checkpoint: int | None = None  # SIGKILL itself half-way through writing this step's checkpoint
+    # --- pre-flight overrides (llmzoo/train/preflight.py) ------------------------------------------
+    allow_large_memory: bool = False  # start even when the estimated memory exceeds what the machine has free
+    allow_long_sequences: bool = False  # seq_len above model.max_seq_len (RoPE/ALiBi/relative positions only)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -122,6 +125,19 @@ class Recipe:
         need(0 < self.spike_lr_factor <= 1, f"spike_lr_factor must be in (0, 1], got {self.spike_lr_factor}")
         need(self.decay_steps is None or self.decay_steps >= 1, "decay_steps must be >= 1")
         need(isinstance(self.objective_options, dict), "objective_options must be a mapping")
+        # numpy's generators take seeds in [0, 2**32); torch and Python would take more, but one
+        # seed seeds all three
+        need(0 <= self.seed < 2**32, f"seed must be in [0, 2**32 - 1], got {self.seed}")
+        need(self.run_dir is None or str(self.run_dir).strip() != "", "run_dir is empty; give a directory or leave it out")
+        need(self.prepare is None or isinstance(self.prepare, dict), "`prepare` must be a mapping (asset, files, tokenizer, ...)")
+        if self.prepare is not None:
+            from llmzoo.train.prepare import check_prepare_spec
+
+            check_prepare_spec(self.prepare)
+        check_objective(self.objective, self.objective_options)
+        from llmzoo.train.model_spec import normalise_model_spec
+
+        self.model = normalise_model_spec(self.model)
 
     @property
     def total_decay_steps(self) -> int:
@@ -189,6 +205,28 @@ def recipe_from_dict(data: dict[str, Any], name: str | None = None) -> Recipe:
     if name and "name" not in values:
         values["name"] = name
     return Recipe(**values)
+
+
+def check_objective(name: Any, options: dict) -> None:
+    """An unknown objective name or option is a one-line ConfigError before any data is prepared
+    (make_task, which builds the objective, runs only after the tokenizer and model exist)."""
+    from llmzoo.objectives import ALIASES, OBJECTIVES
+
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"objective must be a name such as 'clm' or 't5_span', got {name!r}")
+    key = name.strip().lower().replace("-", "_")
+    key = ALIASES.get(key, key)
+    cls = OBJECTIVES.get(key)
+    if cls is None:
+        close = difflib.get_close_matches(key, list(OBJECTIVES) + list(ALIASES), n=3, cutoff=0.5)
+        hint = f"did you mean: {', '.join(close)}?" if close else f"known objectives: {', '.join(OBJECTIVES)}"
+        raise ConfigError(f"unknown objective {name!r}; {hint}")
+    allowed = [o for o in cls.option_names() if o not in ("special_tokens", "vocab_size")]
+    for option in options:
+        if option not in allowed:
+            close = difflib.get_close_matches(str(option), allowed, n=2, cutoff=0.5)
+            hint = f"did you mean: {', '.join(close)}?" if close else f"its options: {', '.join(allowed) or 'none'}"
+            raise ConfigError(f"objective {key!r} has no option {option!r} (objective_options.{option}); {hint}")
 
 
 def builtin_recipes() -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmzoo.errors import ConfigError
+from llmzoo.errors import ConfigError, LlmzooError
 from llmzoo.train.recipe import builtin_recipes, load_recipe, recipe_from_dict
 
 
@@ -58,3 +58,25 @@ def test_builtin_shakespeare_recipe_loads():
 def test_model_override_on_a_zoo_name_starts_from_it():
     recipe = load_recipe({"model": "llama-7b"}, ["model.n_layers=2"])
     assert recipe.model == {"from": "llama-7b", "n_layers": 2}
+
+
+def test_model_fields_are_typed_like_model_config():
+    # YAML 1.1 reads 1e-5 as a string and the shell gives every override as text
+    recipe = load_recipe({"model": {"d_model": 64, "n_heads": 4}}, ["model.norm_eps=1e-5", "model.tie_embeddings=no",
+                                                                    "model.n_layers=2.0", "model.n_kv_heads=null"])
+    assert recipe.model == {"d_model": 64, "n_heads": 4, "norm_eps": 1e-5, "tie_embeddings": False, "n_layers": 2,
+                            "n_kv_heads": None}
+    assert isinstance(recipe.model["norm_eps"], float)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.d_model=big"], "model.d_model must be an integer, got 'big'"),
+    (["model.rope_base=fast"], "model.rope_base must be a number, got 'fast'"),
+    (["model.activation=1"], "model.activation must be a string, got 1"),
+    (["model.from=lama-7b"], "unknown model 'lama-7b'; did you mean: llama-7b"),
+    (["seed=-1"], "seed must be in [0, 2**32 - 1], got -1"),
+])
+def test_bad_model_fields_and_seed(overrides, message):
+    with pytest.raises(LlmzooError) as info:
+        load_recipe({"model": {"d_model": 64, "n_heads": 4}}, overrides)
+    assert message in str(info.value) and "\n" not in str(info.value)
