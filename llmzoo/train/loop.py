@@ -24,6 +24,7 @@ import torch
 from llmzoo.config import ModelConfig
 from llmzoo.errors import LlmzooError
 from llmzoo.train import checkpoint as ckpt_io
+from llmzoo.train import preflight
 from llmzoo.train.batches import WindowSampler
 from llmzoo.train.distributed import DistEnv, barrier, gather_objects, init_distributed, shutdown
 from llmzoo.train.engine import Engine
@@ -40,6 +41,7 @@ class TrainResult:
     steps: int
     losses: dict[int, float] = field(default_factory=dict)  # step -> train loss of this process's timeline
     val_loss: float | None = None
+    val_perplexity: float | None = None  # exp(val_loss) where the loss is a mean token cross-entropy
     rewinds: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: Path | None = None
     curve: Path | None = None
@@ -77,8 +79,11 @@ class Trainer:
             latest = ckpt_io.complete_checkpoints(self.run_dir)[-1]
             raise LlmzooError(f"run_dir {self.run_dir} already has checkpoints (latest {latest.name}); pass "
                               f"--resume {self.run_dir} to continue it, or set run_dir=... for a new run")
+        # Pre-flight (llmzoo/train/preflight.py): refuse in one line what cannot work, before a
+        # tokenizer is trained, data prepared or a model allocated.
         if self.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            preflight.prepare_run_dir(self.run_dir)
+        preflight.check_model_fits(recipe, self.run_dir, self.env.world_size)
         self._setup_data()
         self._setup_model()
 
@@ -103,6 +108,9 @@ class Trainer:
             self.val_data = open_token_dataset(data_dir, "val")
         except LlmzooError:
             self.val_data = None
+        window = recipe.seq_len + 1 if recipe.objective.strip().lower().replace("-", "_") in ("clm", "causal_lm", "gpt") \
+            and not recipe.objective_options else recipe.seq_len  # the row make_task's task takes
+        preflight.check_data(recipe, self.train_data.num_tokens, window)
         self.tokenizer_source = tokenizer or getattr(self.train_data, "tokenizer", None)
         self.data_dir = Path(data_dir)
 
@@ -125,6 +133,7 @@ class Trainer:
         recipe = self.recipe
         self.config: ModelConfig = resolve_model_config(recipe.model, vocab_size=self.train_data.vocab_size,
                                                         eos_id=self.train_data.eos_id, name=recipe.name)
+        preflight.check_memory(recipe, self.config, self.env.world_size)  # at the dataset's own vocabulary
         if self.resume_from is not None:
             ckpt_io.check_same_model(self.resume_from, self.config)
         self.tokenizer = self._load_tokenizer()
@@ -298,6 +307,8 @@ class Trainer:
             bar.close()
         result.steps = self.step
         result.val_loss = val_loss
+        if val_loss is not None and self._loss_is_token_mean():
+            result.val_perplexity = math.exp(min(val_loss, 50.0))
         result.rewinds = list(self.rewinds)
         if self.main:
             complete = ckpt_io.complete_checkpoints(self.run_dir)
@@ -314,9 +325,15 @@ class Trainer:
             return None
         loss = self.engine.evaluate(self.val_sampler, self.recipe.eval_batches)
         if loss is not None:
-            self.metrics.write({"kind": "val", "step": self.step, "loss": loss,
-                                "perplexity": math.exp(min(loss, 50.0))})
+            record = {"kind": "val", "step": self.step, "loss": loss}
+            if self._loss_is_token_mean():
+                record["perplexity"] = math.exp(min(loss, 50.0))
+            self.metrics.write(record)
         return loss
+
+    def _loss_is_token_mean(self) -> bool:
+        """Whether exp(loss) is a perplexity: not for summed losses such as ELECTRA's (objectives/base.py)."""
+        return bool(getattr(getattr(self.task, "objective", None), "loss_is_token_mean", True))
 
     def _finish(self, result: TrainResult) -> None:
         """Rank 0: save the final model as an HF-style directory and print a sample."""
