@@ -7,7 +7,6 @@ tp, pp) starts the processes itself; `torchrun --nproc_per_node 2 -m llmzoo pret
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
@@ -67,7 +66,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     if last is not None:
         line += f", train loss {last:.4f}"
     if result.val_loss is not None:
-        line += f", val loss {result.val_loss:.4f} (perplexity {math.exp(min(result.val_loss, 50)):.2f})"
+        line += f", val loss {result.val_loss:.4f}"
+        if result.val_perplexity is not None:  # None for summed losses (ELECTRA, MLM + NSP): exp() means nothing
+            line += f" (perplexity {result.val_perplexity:.2f})"
     if result.rewinds:
         line += f", {len(result.rewinds)} spike rewind(s)"
     print(line)

@@ -51,6 +51,10 @@ class Objective:
     name: ClassVar[str] = ""
     fits: ClassVar[tuple[str, ...]] = ()
     paper: ClassVar[str] = ""
+    # True when `loss` is one mean token cross-entropy, so exp(loss) is a perplexity; objectives that
+    # add terms (ELECTRA's generator MLM + 50 x discriminator, MLM + NSP) set it False, and trainers
+    # then report the loss alone
+    loss_is_token_mean: ClassVar[bool] = True
 
     def __init__(self, *, special_tokens: Mapping[str, int] | None = None, vocab_size: int | None = None) -> None:
         if vocab_size is not None and (isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1):

@@ -44,6 +44,7 @@ class ElectraRTD(MaskedLM):
     name = "electra"
     fits = ("encoder",)
     paper = "Clark et al. 2020 (ELECTRA)"
+    loss_is_token_mean = False  # generator MLM + disc_weight x binary discriminator loss
 
     def __init__(self, *, special_tokens: Mapping[str, int] | None = None, vocab_size: int | None = None,
                  mlm_probability: float = 0.15, mask_replace_prob: float = 0.85, exact_count: bool = True,

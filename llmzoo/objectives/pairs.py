@@ -77,6 +77,7 @@ class _PairObjective(MaskedLM):
     """MLM on [CLS] A [SEP] B [SEP] plus a sentence-level classification."""
 
     fits = ("encoder",)
+    loss_is_token_mean = False  # MLM + the sentence-pair loss
     label_key = ""
     logits_key = ""
 

@@ -121,6 +121,10 @@ class SpanBERT(MaskedLM):
     fits = ("encoder",)
     paper = "Joshi et al. 2020 (SpanBERT)"
 
+    @property
+    def loss_is_token_mean(self) -> bool:  # type: ignore[override]
+        return not self.sbo  # with the span-boundary objective the loss is MLM + SBO
+
     def __init__(
         self,
         *,
