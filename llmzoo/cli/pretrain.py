@@ -59,8 +59,10 @@ def _pretrain(args: argparse.Namespace) -> int:
     result = train(recipe, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return 0
-    if result.sample is not None:
+    if result.sample is not None and result.sample_continues_prompt:
         print(f"--- sample ---\n{recipe.sample_prompt}{result.sample}\n--------------")
+    elif result.sample is not None:  # an encoder-decoder wrote this for the prompt it read
+        print(f"--- sample ---\ninput: {recipe.sample_prompt!r}\noutput: {result.sample}\n--------------")
     last = result.losses.get(result.steps)
     line = f"done: {result.steps} steps"
     if last is not None:

@@ -46,6 +46,7 @@ class TrainResult:
     checkpoint: Path | None = None
     curve: Path | None = None
     sample: str | None = None
+    sample_continues_prompt: bool = True  # False: an encoder-decoder's output for the prompt
     model_dir: Path | None = None
 
 
@@ -348,12 +349,18 @@ class Trainer:
 
         # HF layout where one exists, llmzoo's own otherwise (with a note): never nothing, never silently
         result.model_dir = export_run_model(model, self.run_dir / "model", self.tokenizer, self.train_data.eos_id)
-        if recipe.sample_tokens and self.tokenizer is not None and self.config.arch == "decoder":
+        if recipe.sample_tokens and self.tokenizer is not None and self.config.arch in ("decoder", "encoder_decoder"):
             import llmzoo
 
-            result.sample = llmzoo.generate(model, self.tokenizer, recipe.sample_prompt or "\n",
-                                            max_new_tokens=recipe.sample_tokens, temperature=recipe.sample_temperature,
-                                            top_k=50, seed=recipe.seed)
+            # An encoder-decoder (T5, BART) reads the prompt as its encoder input and writes its own
+            # output, which is printed apart from the prompt (sample_continues_prompt).
+            result.sample_continues_prompt = self.config.arch == "decoder"
+            try:
+                result.sample = llmzoo.generate(model, self.tokenizer, recipe.sample_prompt or "\n",
+                                                max_new_tokens=recipe.sample_tokens, temperature=recipe.sample_temperature,
+                                                top_k=50, seed=recipe.seed)
+            except LlmzooError as e:  # the run and its model are saved: say why there is no sample, don't fail
+                print(f"note: no sample ({e})", file=sys.stderr)
 
 
 def _train_records(run_dir: Path) -> list[dict[str, Any]]:

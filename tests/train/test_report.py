@@ -28,3 +28,13 @@ def test_summed_electra_loss_reports_no_perplexity(prepared, tmp_path, capsys): 
 def test_token_cross_entropy_reports_its_perplexity(prepared, tmp_path, capsys):  # noqa: F811
     done, val = _run(prepared, tmp_path, capsys, "clm")
     assert "(perplexity " in done and all("perplexity" in r for r in val)
+
+
+def test_encoder_decoder_run_ends_with_a_sample(prepared, tmp_path, capsys):  # noqa: F811
+    # T5 reads the prompt as its encoder input; the sample used to be skipped for encoder-decoders
+    code = main(["pretrain", "--recipe", "objectives", f"data={prepared}/data", f"tokenizer={prepared}/tokenizer",
+                 "objective=t5_span", "model.from=t5-base", f"run_dir={tmp_path / 't5'}", "sample_tokens=5",
+                 "sample_prompt=To be, or not to be", *COMMON])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "--- sample ---\ninput: 'To be, or not to be'\noutput: " in out.out and "note: no sample" not in out.err
