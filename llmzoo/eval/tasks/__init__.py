@@ -54,7 +54,10 @@ class Task:
     output    request kind, for the listing: "loglikelihood", "loglikelihood_rolling", "generate_until"
     target_delimiter / fewshot_delimiter   lm-eval's defaults: " " between a prompt and its
               answer, "\\n\\n" between few-shot examples
-    fewshot_split   name of the split few-shot examples come from (for messages), None if none
+    eval_split      name of the split `docs()` returns
+    fewshot_split   name of the split `fewshot_docs()` returns, None if none; when it equals
+              eval_split the evaluated document is never its own example (as lm-eval)
+    fewshot_sampler "random" (seeded draw, lm-eval's default) or "first_n" (MMLU)
     """
 
     name: str = ""
@@ -63,7 +66,9 @@ class Task:
     output: str = "loglikelihood"
     target_delimiter: str = " "
     fewshot_delimiter: str = "\n\n"
+    eval_split: str = "validation"
     fewshot_split: str | None = None
+    fewshot_sampler: str = "random"
 
     def docs(self) -> Sequence[dict]:
         """Evaluation documents in the dataset's order (`--limit N` takes the first N)."""
@@ -81,9 +86,20 @@ class Task:
         """The gold answer text, as it follows the prompt in a few-shot example."""
         raise NotImplementedError
 
+    def fewshot_text(self, doc: dict) -> str:
+        """The question of a document used as a few-shot example (WinoGrande: the gold-filled one)."""
+        return self.doc_to_text(doc)
+
+    def description(self, doc: dict) -> str:
+        """Text before the few-shot examples (MMLU: 'The following are ... about anatomy.\\n\\n')."""
+        return ""
+
     def requests(self, doc: dict, context: str) -> list[Request]:
         """Requests for one document; `context` is the full prompt (few-shot examples and
-        chat wrapping included) the harness built from `doc_to_text(doc)`."""
+        chat wrapping included) the harness built from `doc_to_text(doc)`. It is a
+        llmzoo.eval.prompt.Context: also `context.target_delimiter` (put it before each
+        continuation: " ", or "" inside a chat template) and `context.render(text)`, the same
+        prompt ending in another text (for tasks with one context per choice)."""
         raise NotImplementedError
 
     def score(self, doc: dict, results: list[Any]) -> dict[str, float]:

@@ -1,0 +1,145 @@
+"""`evaluate`: run tasks on a model and return lm-eval-shaped results.
+
+    evaluate(model, tokenizer, tasks=["piqa", "arc_easy"], num_fewshot=0, limit=None)
+    -> {"results": {"piqa": {"acc": .., "acc_norm": .., "n": ..}, ...}, "config": {...}}
+
+Metric names carry no lm-eval ",none" filter suffix. A group task (mmlu) adds one entry per
+member task besides its own. With log_samples=True, "samples" holds per-document records
+(prompt, requests, answers, metrics).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+import llmzoo
+from llmzoo.errors import LlmzooError
+from llmzoo.eval.lm import EvalLM
+from llmzoo.eval.prompt import DEFAULT_FEWSHOT_SEED, PromptBuilder
+from llmzoo.eval.requests import GenerateUntil, Loglikelihood, LoglikelihoodRolling
+from llmzoo.eval.tasks import Task, get_task
+
+
+def _check_limit(limit: Any) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise LlmzooError(f"--limit must be a whole number >= 1 (the first N documents), got {limit!r}")
+    return limit
+
+
+def resolve_tasks(tasks: str | Sequence[str | Task]) -> list[Task]:
+    if isinstance(tasks, str):
+        tasks = [t for t in tasks.split(",") if t.strip()]
+    if not tasks:
+        raise LlmzooError("no tasks given; name some with --tasks (see `llmzoo eval --list`)")
+    return [t if isinstance(t, Task) else get_task(t.strip()) for t in tasks]
+
+
+def preflight(tasks: str | Sequence[str | Task], num_fewshot: int = 0, limit: int | None = None) -> list[Task]:
+    """Everything that can be checked without a model: task names, data fetched, --limit, and
+    enough few-shot examples. The CLI runs it before loading the model, so mistakes fail fast."""
+    _check_limit(limit)
+    if isinstance(num_fewshot, bool) or not isinstance(num_fewshot, int) or num_fewshot < 0:
+        raise LlmzooError(f"--num-fewshot must be a whole number >= 0, got {num_fewshot!r}")
+    resolved = resolve_tasks(tasks)
+    for task in resolved:
+        for leaf in task.subtasks() or [task]:
+            if not leaf.docs():
+                raise LlmzooError(f"task {leaf.name!r} has no documents")
+            if leaf.output != "loglikelihood_rolling":
+                PromptBuilder(leaf, num_fewshot)  # raises if the few-shot pool is too small
+    return resolved
+
+
+def evaluate(model: nn.Module, tokenizer, tasks: str | Sequence[str | Task], num_fewshot: int = 0,
+             limit: int | None = None, *, batch_size: int = 8, chat: bool = False, log_samples: bool = False,
+             fewshot_seed: int = DEFAULT_FEWSHOT_SEED, progress: bool | None = None) -> dict:
+    """Evaluate `model` on `tasks` (names or Task objects). progress=None shows a progress bar
+    on stderr when it is a terminal; True always, False never."""
+    resolved = preflight(tasks, num_fewshot, limit)
+    lm = EvalLM(model, tokenizer, batch_size=batch_size)
+    results: dict[str, dict[str, float]] = {}
+    samples: dict[str, list[dict]] = {}
+    for task in resolved:
+        members = task.subtasks()
+        if not members:
+            results[task.name], samples[task.name] = _run(task, lm, num_fewshot, limit, chat, fewshot_seed, progress)
+            continue
+        parts = []
+        for member in members:
+            res, logs = _run(member, lm, num_fewshot, limit, chat, fewshot_seed, progress)
+            results[member.name], samples[member.name] = res, logs
+            parts.append(res)
+        results[task.name] = _group(parts)
+    out: dict[str, Any] = {
+        "results": results,
+        "config": {"model": getattr(model.config, "name", None), "tasks": [t.name for t in resolved],
+                   "num_fewshot": num_fewshot, "limit": limit, "batch_size": batch_size, "chat": chat,
+                   "fewshot_seed": fewshot_seed, "llmzoo_version": llmzoo.__version__},
+    }
+    if log_samples:
+        out["samples"] = samples
+    return out
+
+
+def _group(parts: list[dict[str, float]]) -> dict[str, float]:
+    """lm-eval's group aggregation with weight_by_size (acc over all documents), plus the plain
+    mean over member tasks."""
+    n = sum(p["n"] for p in parts)
+    return {"acc": sum(p["acc"] * p["n"] for p in parts) / n,
+            "acc_macro": sum(p["acc"] for p in parts) / len(parts), "n": n}
+
+
+def _run(task: Task, lm: EvalLM, num_fewshot: int, limit: int | None, chat: bool, seed: int,
+         progress: bool | None) -> tuple[dict[str, float], list[dict]]:
+    docs = list(task.docs())
+    if not docs:
+        raise LlmzooError(f"task {task.name!r} has no documents")
+    docs = docs[:limit] if limit is not None else docs
+    rolling = task.output == "loglikelihood_rolling"  # a whole text: no prompt, no few-shot examples
+    builder = PromptBuilder(task, 0 if rolling else num_fewshot, lm.tokenizer, chat and not rolling, seed)
+    contexts = [builder.context(doc) for doc in docs]
+    per_doc_requests = [task.requests(doc, ctx) for doc, ctx in zip(docs, contexts)]
+    flat = [(d, j, r) for d, reqs in enumerate(per_doc_requests) for j, r in enumerate(reqs)]
+    answers: dict[tuple[int, int], Any] = {}
+    bar = _progress_bar(task.name, len(docs), progress)
+    per_request = len(docs) / max(len(flat), 1)  # progress counts documents: each request is a share of one
+    tick = (lambda n: bar.update(n * per_request)) if bar is not None else None
+    for kind, method in ((Loglikelihood, lm.loglikelihood), (LoglikelihoodRolling, lm.loglikelihood_rolling),
+                         (GenerateUntil, lm.generate_until)):
+        picked = [(d, j, r) for d, j, r in flat if isinstance(r, kind)]
+        if picked:
+            for (d, j, _), a in zip(picked, method([r for _, _, r in picked], tick)):
+                answers[d, j] = a
+    if bar is not None:
+        bar.close()
+    per_doc, logs = [], []
+    for d, (doc, ctx, reqs) in enumerate(zip(docs, contexts, per_doc_requests)):
+        got = [answers[d, j] for j in range(len(reqs))]
+        scores = task.score(doc, got)
+        per_doc.append(scores)
+        logs.append({"doc_id": d, "prompt": str(ctx), "requests": [_request_log(r, a) for r, a in zip(reqs, got)],
+                     "metrics": scores})
+    aggregated = task.aggregate(per_doc)
+    aggregated["n"] = len(docs)
+    return aggregated, logs
+
+
+def _request_log(request: Any, answer: Any) -> dict:
+    entry = {k: v for k, v in vars(request).items() if k != "options"}
+    entry["answer"] = answer if isinstance(answer, list) else vars(answer)
+    return entry
+
+
+def _progress_bar(name: str, total: int, progress: bool | None):
+    if progress is False:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=name, unit="doc", file=sys.stderr, disable=None if progress is None else False,
+                bar_format="{desc}: {n:.0f}/{total} docs [{elapsed}<{remaining}, {rate_fmt}]")

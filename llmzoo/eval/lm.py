@@ -1,0 +1,202 @@
+"""`EvalLM`: answers the harness's requests (llmzoo.eval.requests) with an llmzoo model.
+
+Tokenization follows lm-eval-harness's HF backend (lm_eval/api/model.py `_encode_pair`,
+lm_eval/models/huggingface.py) so per-request loglikelihoods match it:
+- decoder: trailing spaces of the context move to the continuation; the pair is encoded as
+  one string and the continuation is the tokens past the context's own encoding (so a
+  merge across the boundary is scored as lm-eval scores it); an empty context is replaced
+  by the prefix token (BOS, else EOS);
+- encoder-decoder: context and continuation are encoded separately; the encoder reads the
+  context, the decoder is teacher-forced on the continuation (no EOS is scored);
+- inputs longer than the context window keep their last max_seq_len + 1 tokens;
+- rolling loglikelihood: disjoint windows of max_seq_len tokens, the first one after the
+  prefix token (lm-eval's `get_rolling_token_windows` with context_len=1).
+
+Batching: requests are sorted by length, longest first (a batch that does not fit in memory
+fails at once, and rows of similar length waste little padding), right-padded without an
+attention mask -- in a causal decoder a real token never attends to the padding after it, so
+each row's logits equal its unbatched ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmzoo.errors import LlmzooError
+from llmzoo.eval.requests import (
+    GenerateUntil,
+    Loglikelihood,
+    LoglikelihoodResult,
+    LoglikelihoodRolling,
+    RollingResult,
+)
+
+Progress = Callable[[int], None]  # called with the number of requests just answered
+
+
+def check_lm_head(model: nn.Module) -> None:
+    """Loglikelihood needs next-token distributions: a decoder or encoder-decoder with an LM head."""
+    config = model.config
+    arch = getattr(config, "arch", "decoder")
+    has_head = getattr(model, "lm_head", None) is not None or getattr(config, "head", "lm") == "lm"
+    if arch not in ("decoder", "encoder_decoder") or not has_head:
+        kind = f"an {arch}" if arch[0] in "aeiou" else f"a {arch}"
+        raise LlmzooError(
+            f"{config.name} is {kind} model with head {getattr(config, 'head', None)!r}, not a language-model head; "
+            f"loglikelihood and generation tasks need a decoder or encoder-decoder with head='lm' "
+            f"(masked-LM pseudo-likelihood is not supported)")
+
+
+class EvalLM:
+    def __init__(self, model: nn.Module, tokenizer, batch_size: int = 8) -> None:
+        check_lm_head(model)
+        if batch_size < 1:
+            raise LlmzooError(f"--batch-size must be >= 1, got {batch_size}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.seq2seq = model.config.arch == "encoder_decoder"
+        self.max_length = model.config.max_seq_len
+        self.device = next(model.parameters()).device
+        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        self.prefix_token_id = prefix if prefix is not None else 0
+
+    # -- tokenization ------------------------------------------------------------------------
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        if context == "":
+            cont = self.tokenizer.encode(continuation)
+            return [self.prefix_token_id], cont
+        spaces = len(context) - len(context.rstrip())
+        if spaces:  # "Answer: " + "A" tokenizes as "Answer:" + " A", as the model saw it in training
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        if self.seq2seq:
+            return self.tokenizer.encode(context), self.tokenizer.encode(continuation, add_special_tokens=False)
+        whole = self.tokenizer.encode(context + continuation)
+        ctx = self.tokenizer.encode(context)
+        return whole[:len(ctx)], whole[len(ctx):]
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def loglikelihood(self, requests: Sequence[Loglikelihood],
+                      progress: Progress | None = None) -> list[LoglikelihoodResult]:
+        pairs = [self.encode_pair(r.context, r.continuation) for r in requests]
+        return self.score_tokens(pairs, progress)
+
+    def loglikelihood_rolling(self, requests: Sequence[LoglikelihoodRolling],
+                              progress: Progress | None = None) -> list[RollingResult]:
+        windows: list[tuple[list[int], list[int]]] = []
+        owner: list[int] = []
+        for i, r in enumerate(requests):
+            tokens = self.tokenizer.encode(r.text)
+            for w in rolling_windows(tokens, self.prefix_token_id, self.max_length):
+                windows.append(w)
+                owner.append(i)
+        scored = self.score_tokens(windows, None)
+        totals = [0.0] * len(requests)
+        counts = [0] * len(requests)
+        for i, s in zip(owner, scored):
+            totals[i] += s.logprob
+            counts[i] += s.n_tokens
+        if progress is not None:
+            progress(len(requests))
+        return [RollingResult(t, n) for t, n in zip(totals, counts)]
+
+    def generate_until(self, requests: Sequence[GenerateUntil],
+                       progress: Progress | None = None) -> list[list[str]]:
+        from llmzoo.infer.generate import generate
+
+        out: list[list[str]] = []
+        for r in requests:  # one at a time: stop strings and sampling options differ per request
+            n = int(r.options.get("n", 1))
+            opts = {k: r.options[k] for k in ("temperature", "top_p", "top_k") if k in r.options}
+            seed = r.options.get("seed")
+            samples = []
+            for j in range(n):
+                s = None if seed is None else int(seed) + j
+                samples.append(generate(self.model, self.tokenizer, r.context, max_new_tokens=r.max_new_tokens,
+                                        stop=list(r.until), seed=s, **opts))
+            out.append(samples)
+            if progress is not None:
+                progress(1)
+        return out
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]],
+                     progress: Progress | None = None) -> list[LoglikelihoodResult]:
+        """Summed log-probability of each continuation given its context, and is_greedy."""
+        if any(len(cont) == 0 for _, cont in pairs):
+            raise LlmzooError("a continuation encodes to no tokens; nothing to score")
+        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+        results: list[LoglikelihoodResult | None] = [None] * len(pairs)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            scored = self._score_seq2seq([pairs[i] for i in batch]) if self.seq2seq \
+                else self._score_decoder([pairs[i] for i in batch])
+            for i, r in zip(batch, scored):
+                results[i] = r
+            if progress is not None:
+                progress(len(batch))
+        return results  # type: ignore[return-value]
+
+    def _score_decoder(self, pairs: list[tuple[list[int], list[int]]]) -> list[LoglikelihoodResult]:
+        rows, spans = [], []
+        for ctx, cont in pairs:
+            whole = (ctx + cont)[-(self.max_length + 1):]  # keep the end: the continuation is scored
+            inp = whole[:-1]
+            rows.append(inp)
+            spans.append((len(inp) - len(cont), cont))  # logits at [start, start + len(cont)) predict cont
+        width = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        for b, r in enumerate(rows):
+            ids[b, :len(r)] = torch.tensor(r)
+        # Only positions that predict a continuation token need the LM head (the vocabulary
+        # projection is a large share of the work for small models): keep the last `keep`.
+        keep = width - min(s for s, _ in spans)
+        logits = self.model(ids.to(self.device), logits_to_keep=keep).logits  # (B, keep, V)
+        off = width - keep
+        return [_continuation_score(logits[b, s - off:s - off + len(cont)], cont) for b, (s, cont) in enumerate(spans)]
+
+    def _score_seq2seq(self, pairs: list[tuple[list[int], list[int]]]) -> list[LoglikelihoodResult]:
+        enc = [ctx[-self.max_length:] for ctx, _ in pairs]
+        dec = [cont[:self.max_length] for _, cont in pairs]
+        S, T = max(map(len, enc)), max(map(len, dec))
+        ids = torch.zeros(len(pairs), S, dtype=torch.long)
+        mask = torch.zeros(len(pairs), S, dtype=torch.long)
+        labels = torch.full((len(pairs), T), -100, dtype=torch.long)
+        for b, (e, d) in enumerate(zip(enc, dec)):
+            ids[b, :len(e)] = torch.tensor(e)
+            mask[b, :len(e)] = 1
+            labels[b, :len(d)] = torch.tensor(d)
+        dev = self.device
+        logits = self.model(ids.to(dev), attention_mask=mask.to(dev), labels=labels.to(dev)).logits
+        return [_continuation_score(logits[b, :len(d)], d) for b, d in enumerate(dec)]
+
+
+def _continuation_score(logits: torch.Tensor, cont: list[int]) -> LoglikelihoodResult:
+    """logits (n, V) of the positions predicting `cont` (n tokens)."""
+    logprobs = F.log_softmax(logits.float(), dim=-1)
+    target = torch.tensor(cont, device=logits.device)
+    total = logprobs.gather(1, target[:, None]).sum().item()
+    greedy = bool((logprobs.argmax(-1) == target).all().item())
+    return LoglikelihoodResult(total, greedy, len(cont))
+
+
+def rolling_windows(tokens: list[int], prefix_token: int, max_len: int) -> list[tuple[list[int], list[int]]]:
+    """Disjoint (context, continuation) windows covering every token once; the first token is
+    predicted from the prefix token, each later window conditions on the tokens before it."""
+    windows = []
+    for start in range(0, len(tokens), max_len):
+        chunk = tokens[start:start + max_len]
+        if start == 0:
+            windows.append(([prefix_token], chunk))
+        else:  # condition on as many earlier tokens as fit: context + chunk = max_len + 1 tokens
+            context = tokens[max(0, start + len(chunk) - max_len - 1):start]
+            windows.append((context, chunk))
+    return windows
