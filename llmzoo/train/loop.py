@@ -382,7 +382,8 @@ def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
         if trainer is not None:
             shutdown(trainer.env)
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+        if torch.are_deterministic_algorithms_enabled() != deterministic:  # the call imports inductor (~4 s)
+            torch.use_deterministic_algorithms(deterministic)
 
 
 __all__ = ["TrainResult", "Trainer", "train"]

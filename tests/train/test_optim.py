@@ -14,7 +14,7 @@ from llmzoo.train.recipe import recipe_from_dict
 
 
 def _recipe(**kw):
-    return recipe_from_dict({"model": "x", "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 10, "max_steps": 110, **kw})
+    return recipe_from_dict({"model": "gpt-2", "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 10, "max_steps": 110, **kw})
 
 
 def test_warmup_is_linear_and_reaches_the_peak():
