@@ -1,8 +1,9 @@
 """Training metrics: one JSON object per line in run_dir/metrics.jsonl, and a loss-curve PNG.
 
 Records carry a `kind`: "train" (step, loss, lr, grad_norm, tokens/s, MFU, batch), "val" (step,
-loss, perplexity) or "event" (resume, spike rewind, checkpoint). On resume the records after the
-resumed step are dropped, so the file always describes the path that led to the current model.
+loss, and perplexity where the objective's loss is a mean token cross-entropy) or "event"
+(resume, spike rewind, checkpoint). On resume the records after the resumed step are dropped, so
+the file always describes the path that led to the current model.
 """
 
 from __future__ import annotations

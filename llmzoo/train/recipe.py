@@ -6,7 +6,10 @@
 zoo config (`from: llama-7b`); a missing `vocab_size` is taken from the dataset. `batch_size` is
 the *global* number of sequences per optimizer step, so a recipe trains the same model whether it
 runs in one process or many (each data-parallel rank takes batch_size / (grad_accum * dp_size)).
-Unknown keys are one-line errors that suggest the closest known key.
+Unknown keys are one-line errors that suggest the closest known key. The whole recipe is checked
+when it is read, before anything is prepared: `model.*` fields are converted to ModelConfig's types
+(llmzoo/train/model_spec.py), the objective and its options are looked up, the seed range checked;
+the trainer then runs its pre-flight (llmzoo/train/preflight.py: seq_len, data size, memory).
 """
 
 from __future__ import annotations
