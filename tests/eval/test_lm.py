@@ -1,0 +1,111 @@
+"""The harness's loglikelihoods against a plain full forward of the same model, and batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import llmzoo
+from llmzoo.errors import LlmzooError
+from llmzoo.eval.lm import EvalLM, rolling_windows
+from llmzoo.eval.requests import Loglikelihood, LoglikelihoodRolling
+from llmzoo.models.zoo import get_config
+from tests.eval.helpers import tiny_decoder, tiny_tokenizer
+
+PAIRS = [("Question: How do I boil an egg?\nAnswer:", " Put it in boiling water."),
+         ("The quick brown fox", " jumps over the lazy dog."), ("A stitch", " in time"),
+         ("Answer: ", "nine"), ("", "The fox."), ("x", " saves nine. A stitch in time saves nine.")]
+
+
+@pytest.fixture(scope="module")
+def tok(tmp_path_factory):
+    return tiny_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return tiny_decoder(tok.vocab_size)
+
+
+def _reference(model, tok, context: str, continuation: str) -> float:
+    """Sum of log-softmax over the continuation's tokens from one full forward, tokenized as
+    lm-eval's HF backend does (whole string, continuation = tokens past the context's)."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    if context:
+        whole, n_ctx = tok.encode(context + continuation), len(tok.encode(context))
+    else:
+        whole, n_ctx = [tok.bos_token_id or tok.eos_token_id or 0] + tok.encode(continuation), 1
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([whole])).logits[0].float(), -1)
+    return sum(logp[t - 1, whole[t]].item() for t in range(n_ctx, len(whole)))
+
+
+def test_continuation_loglikelihood_equals_a_full_forward(model, tok):
+    got = EvalLM(model, tok, batch_size=1).loglikelihood([Loglikelihood(c, x) for c, x in PAIRS])
+    for (c, x), r in zip(PAIRS, got):
+        assert r.logprob == pytest.approx(_reference(model, tok, c, x), abs=1e-4)
+
+
+def test_batched_equals_unbatched(model, tok):
+    reqs = [Loglikelihood(c, x) for c, x in PAIRS]
+    one = EvalLM(model, tok, batch_size=1).loglikelihood(reqs)
+    many = EvalLM(model, tok, batch_size=4).loglikelihood(reqs)
+    for a, b in zip(one, many):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4) and a.is_greedy == b.is_greedy
+
+
+def test_is_greedy_holds_for_the_greedy_continuation(model, tok):
+    context = "The quick brown fox"
+    ids = tok.encode(context)
+    with torch.no_grad():
+        for _ in range(3):
+            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+    cont_ids = ids[len(tok.encode(context)):]
+    lm = EvalLM(model, tok)
+    r = lm.score_tokens([(tok.encode(context), cont_ids)])[0]
+    assert r.is_greedy and r.n_tokens == 3
+    flipped = cont_ids[:-1] + [(cont_ids[-1] + 1) % tok.vocab_size]
+    assert not lm.score_tokens([(tok.encode(context), flipped)])[0].is_greedy
+
+
+def test_rolling_windows_cover_every_token_once_and_fit_the_context():
+    tokens = list(range(100, 123))
+    windows = rolling_windows(tokens, prefix_token=7, max_len=5)
+    assert [t for _, cont in windows for t in cont] == tokens
+    assert windows[0][0] == [7]
+    for ctx, cont in windows[1:]:
+        assert len(ctx) + len(cont) == 6  # max_len + 1: the input is max_len tokens
+        assert ctx == tokens[tokens.index(cont[0]) - len(ctx):tokens.index(cont[0])]
+
+
+def test_rolling_loglikelihood_in_one_window_equals_a_full_forward(tok):
+    model = tiny_decoder(tok.vocab_size, max_seq_len=512)
+    text = "The quick brown fox jumps over the lazy dog."
+    (r,) = EvalLM(model, tok).loglikelihood_rolling([LoglikelihoodRolling(text)])
+    assert r.logprob == pytest.approx(_reference(model, tok, "", text), abs=1e-4)
+    small = tiny_decoder(tok.vocab_size, max_seq_len=4)  # same weights, windows of 4 tokens
+    (w,) = EvalLM(small, tok).loglikelihood_rolling([LoglikelihoodRolling(text)])
+    assert w.n_tokens == r.n_tokens == len(tok.encode(text))
+
+
+def test_encoder_decoder_scores_the_teacher_forced_continuation(tok):
+    base = get_config("t5-small")
+    config = base.replace(vocab_size=tok.vocab_size, d_model=32, n_layers=2, n_heads=4, head_dim=8, d_ff=64,
+                          max_seq_len=64, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    torch.manual_seed(0)
+    model = llmzoo.build_model(config).eval()
+    (r,) = EvalLM(model, tok).loglikelihood([Loglikelihood("The quick brown fox", " jumps over")])
+    enc, dec = tok.encode("The quick brown fox"), tok.encode(" jumps over", add_special_tokens=False)
+    with torch.no_grad():
+        logits = model(torch.tensor([enc]), decoder_input_ids=torch.tensor([[0] + dec[:-1]])).logits[0]
+    expected = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(dec)[:, None]).sum().item()
+    assert r.logprob == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_model_without_an_lm_head_is_refused(tok):
+    encoder = llmzoo.build_model(get_config("bert-base").replace(
+        vocab_size=tok.vocab_size, d_model=32, n_layers=1, n_heads=4, d_ff=64, max_seq_len=64, head="none"))
+    with pytest.raises(LlmzooError, match="not a language-model head"):
+        EvalLM(encoder, tok)
