@@ -1,4 +1,5 @@
-"""`llmzoo data prepare | mix | inspect`: build, mix and look at pretraining token shards."""
+"""`llmzoo data prepare | mix | inspect | decontaminate`: build, mix and look at pretraining token shards,
+and find evaluation documents that leaked into a corpus."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_prepare(sub)
     _register_mix(sub)
     _register_inspect(sub)
+    _register_decontaminate(sub)
 
 
 def _register_prepare(sub: argparse._SubParsersAction) -> None:
@@ -105,6 +107,63 @@ def _register_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokens", type=int, default=64, help="how many tokens to decode (default 64)")
     p.add_argument("--tokenizer", help="tokenizer to decode with (default: the one named in the manifest)")
     p.set_defaults(func=_inspect)
+
+
+def _register_decontaminate(sub: argparse._SubParsersAction) -> None:
+    from llmzoo.data.decontaminate import DEFAULT_MIN_WORDS, DEFAULT_NGRAM
+
+    p = sub.add_parser(
+        "decontaminate", help="report evaluation documents that share a 13-gram with a training corpus (GPT-3 style)",
+        description="GPT-3 (Brown et al. 2020, appendix C) decontamination: a task document is contaminated when "
+                    "one of its word n-grams (lowercased, punctuation dropped), or the whole document when it is "
+                    "shorter, occurs in the corpus. Reports contaminated documents per task.",
+    )
+    p.add_argument("corpus", nargs="+", metavar="CORPUS",
+                   help="text/JSONL files (.gz), directories of them, or token-shard directories from `data prepare`")
+    p.add_argument("--tasks", help="comma-separated evaluation tasks whose documents to check (see `llmzoo eval --list`)")
+    p.add_argument("--documents", action="append", default=[], metavar="FILE.jsonl",
+                   help='documents to check, one {"text": ..., "id"?: ..., "task"?: ...} per line (repeatable)')
+    p.add_argument("--ngram", type=int, default=DEFAULT_NGRAM, help=f"words per n-gram (default {DEFAULT_NGRAM})")
+    p.add_argument("--min-words", type=int, default=DEFAULT_MIN_WORDS,
+                   help=f"documents shorter than this are not checked (default {DEFAULT_MIN_WORDS})")
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the full report (with every match) as JSON")
+    p.add_argument("--show-documents", action="store_true",
+                   help="list each contaminated document with the matching n-gram and where it occurs")
+    p.add_argument("--text-field", default="text", help="JSONL corpus field with the text (default: text)")
+    p.add_argument("--tokenizer", help="tokenizer to decode token shards with (default: the one in their manifest)")
+    p.add_argument("--split", default="train", choices=("train", "val"), help="split of token shards (default train)")
+    p.set_defaults(func=_decontaminate)
+
+
+def _decontaminate(args: argparse.Namespace) -> int:
+    import itertools
+    import json
+
+    from llmzoo.data.decontaminate import decontaminate, file_documents, format_table, task_documents
+
+    names = [t.strip() for t in (args.tasks or "").split(",") if t.strip()]
+    if not names and not args.documents:
+        raise LlmzooError("nothing to check: name tasks with --tasks piqa,... or give --documents FILE.jsonl")
+    if args.ngram < 1 or args.min_words < 1:
+        raise LlmzooError(f"--ngram and --min-words must be at least 1, got {args.ngram} and {args.min_words}")
+    if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
+        raise LlmzooError(f"cannot write --json {str(args.json)!r}: not a file in an existing directory")
+    if names:
+        from llmzoo.eval.tasks import get_task
+
+        for name in names:
+            get_task(name)  # unknown names fail here, before the corpus is read
+    docs = itertools.chain(*(task_documents(n) for n in names), *(file_documents(f) for f in args.documents))
+    report = decontaminate(args.corpus, docs, n=args.ngram, min_words=args.min_words, text_field=args.text_field,
+                           tokenizer=args.tokenizer, split=args.split)
+    print(format_table(report, show_documents=args.show_documents))
+    if args.json is not None:
+        try:
+            args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        except OSError as e:
+            raise LlmzooError(f"cannot write --json {str(args.json)!r}: {e.strerror}") from None
+        print(f"wrote {args.json}")
+    return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:
