@@ -123,7 +123,9 @@ def _register_decontaminate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", help="comma-separated evaluation tasks whose documents to check (see `llmzoo eval --list`)")
     p.add_argument("--documents", action="append", default=[], metavar="FILE.jsonl",
                    help='documents to check, one {"text": ..., "id"?: ..., "task"?: ...} per line (repeatable)')
-    p.add_argument("--ngram", type=int, default=DEFAULT_NGRAM, help=f"words per n-gram (default {DEFAULT_NGRAM})")
+    p.add_argument("--ngram", type=_ngram, default=DEFAULT_NGRAM,
+                   help=f"words per n-gram (default {DEFAULT_NGRAM}), or 'auto': GPT-3 appendix C's per-task N "
+                        "(5th percentile document length, clamped to 8..13)")
     p.add_argument("--min-words", type=int, default=DEFAULT_MIN_WORDS,
                    help=f"documents shorter than this are not checked (default {DEFAULT_MIN_WORDS})")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the full report (with every match) as JSON")
@@ -135,6 +137,15 @@ def _register_decontaminate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_decontaminate)
 
 
+def _ngram(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of words or 'auto', got {text!r}") from None
+
+
 def _decontaminate(args: argparse.Namespace) -> int:
     import itertools
     import json
@@ -144,7 +155,7 @@ def _decontaminate(args: argparse.Namespace) -> int:
     names = [t.strip() for t in (args.tasks or "").split(",") if t.strip()]
     if not names and not args.documents:
         raise LlmzooError("nothing to check: name tasks with --tasks piqa,... or give --documents FILE.jsonl")
-    if args.ngram < 1 or args.min_words < 1:
+    if (args.ngram != "auto" and args.ngram < 1) or args.min_words < 1:
         raise LlmzooError(f"--ngram and --min-words must be at least 1, got {args.ngram} and {args.min_words}")
     if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
         raise LlmzooError(f"cannot write --json {str(args.json)!r}: not a file in an existing directory")

@@ -10,8 +10,11 @@ Here that means:
     both sides are normalised the same way, so case and punctuation never matter;
   * a task document with at least `n` words is contaminated when any of its n-grams occurs in
     the corpus; one with `min_words` <= length < n when all of its words occur there in a row
-    (GPT-3's rule for short examples; its N was never below 8, hence `min_words=8`); shorter
-    documents are too short to judge and are counted apart;
+    (GPT-3 section 4: "or that overlap with the whole example when it is shorter"); shorter
+    documents are too short to judge and are counted apart (GPT-3 never used N below 8 on
+    natural-language tasks "due to spurious collisions", hence `min_words=8`);
+  * `n="auto"` is appendix C's per-task N: the 5th percentile of the task's document lengths
+    in words, clamped to [8, 13]; the default is the fixed 13 of section 4;
   * n-grams never cross corpus documents: JSONL records and token-shard documents (split at
     EOS) are separate, while a plain text file is one continuous stream of words.
 
@@ -34,6 +37,7 @@ from llmzoo.errors import LlmzooError
 
 DEFAULT_NGRAM = 13  # GPT-3, appendix C
 DEFAULT_MIN_WORDS = 8  # GPT-3's smallest per-task N
+AUTO_RANGE = (8, 13)  # GPT-3 appendix C: N = 5th percentile example length, at least 8, at most 13
 _WORD = re.compile(r"[^\W_]+")
 _APOSTROPHES = str.maketrans("", "", "'\u2019\u02bc")
 
@@ -60,6 +64,7 @@ class Match:
 @dataclass
 class TaskReport:
     task: str
+    ngram: int
     documents: int = 0
     too_short: int = 0
     contaminated: dict[int, Match] = field(default_factory=dict)  # document index -> first match
@@ -86,12 +91,14 @@ class NgramIndex:
         self._grams: dict[int, int | list[int]] = {}  # hash of a word tuple -> document number(s)
         self._joined: dict[int, str] = {}  # document number -> " words ", built on the first hit
 
-    def add(self, doc: TaskDocument) -> None:
-        report = self.reports.setdefault(doc.task, TaskReport(doc.task))
+    def add(self, doc: TaskDocument, n: int | None = None) -> None:
+        """Index one document's n-grams (n: this task's own N, default the index's)."""
+        n = n or self.n
+        report = self.reports.setdefault(doc.task, TaskReport(doc.task, n))
         report.documents += 1
         w = words(doc.text)
-        length = min(len(w), self.n)
-        if length < self.min_words:
+        length = min(len(w), n)
+        if length < min(self.min_words, n):
             report.too_short += 1
             return
         number = len(self.docs)
@@ -266,16 +273,35 @@ def file_documents(path: str | Path) -> Iterator[TaskDocument]:
             yield TaskDocument(task, i, str(row.get("id", i)), row["text"])
 
 
-def decontaminate(corpus: Sequence[str | Path], documents: Iterable[TaskDocument], *, n: int = DEFAULT_NGRAM,
+def auto_ngram(docs: Sequence[TaskDocument]) -> int:
+    """GPT-3 appendix C's N for one task: the 5th percentile document length in words, in [8, 13]."""
+    import numpy as np
+
+    lengths = [len(words(d.text)) for d in docs]
+    low, high = AUTO_RANGE
+    return int(min(max(int(np.percentile(lengths, 5)), low), high)) if lengths else high
+
+
+def decontaminate(corpus: Sequence[str | Path], documents: Iterable[TaskDocument], *, n: int | str = DEFAULT_NGRAM,
                   min_words: int = DEFAULT_MIN_WORDS, text_field: str = "text", tokenizer: str | None = None,
                   split: str = "train") -> dict[str, Any]:
     """Index the task documents, stream the corpus, return the report as plain data (see to_json)."""
-    index = NgramIndex(n, min_words)
+    auto = n == "auto"
+    index = NgramIndex(AUTO_RANGE[1] if auto else n, min_words)  # type: ignore[arg-type]
     if not corpus:
         raise LlmzooError("give at least one corpus file or directory to check")
     _check_paths(corpus)  # before the (possibly slow) task side is indexed
-    for doc in documents:
-        index.add(doc)
+    if auto:
+        by_task: dict[str, list[TaskDocument]] = {}
+        for doc in documents:
+            by_task.setdefault(doc.task, []).append(doc)
+        for docs in by_task.values():
+            task_n = auto_ngram(docs)
+            for doc in docs:
+                index.add(doc, task_n)
+    else:
+        for doc in documents:
+            index.add(doc)
     if not index.reports:
         raise LlmzooError("no task documents to check; name tasks with --tasks or give --documents FILE.jsonl")
     scanner = Scanner(index)
@@ -286,7 +312,7 @@ def decontaminate(corpus: Sequence[str | Path], documents: Iterable[TaskDocument
             scanner.feed(text, where)
         corpus_docs += 1
     return {
-        "config": {"ngram": n, "min_words": index.min_words, "corpus": [str(p) for p in corpus], "split": split},
+        "config": {"ngram": n if auto else index.n, "min_words": index.min_words, "corpus": [str(p) for p in corpus], "split": split},
         "corpus": {"streams": corpus_docs, "words": scanner.words_scanned},
         "tasks": {name: _task_json(r, index) for name, r in index.reports.items()},
     }
@@ -301,6 +327,7 @@ def _check_paths(corpus: Sequence[str | Path]) -> None:
 def _task_json(report: TaskReport, index: NgramIndex) -> dict[str, Any]:
     ids = {d.index: d.id for d in index.docs if d.task == report.task}
     return {
+        "ngram": report.ngram,
         "documents": report.documents,
         "checked": report.documents - report.too_short,
         "too_short": report.too_short,
@@ -314,14 +341,15 @@ def _task_json(report: TaskReport, index: NgramIndex) -> dict[str, Any]:
 
 
 def format_table(report: dict[str, Any], show_documents: bool = False) -> str:
-    rows = [("task", "documents", "checked", "contaminated", "of checked")]
+    rows = [("task", "n", "documents", "checked", "contaminated", "of checked")]
     for name, t in report["tasks"].items():
-        rows.append((name, str(t["documents"]), str(t["checked"]), str(t["contaminated"]), f"{100 * t['fraction']:.2f}%"))
+        rows.append((name, str(t["ngram"]), str(t["documents"]), str(t["checked"]), str(t["contaminated"]),
+                     f"{100 * t['fraction']:.2f}%"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     cfg, scanned = report["config"], report["corpus"]
-    lines.append(f"{cfg['ngram']}-gram overlap (documents under {cfg['ngram']} words: whole document, "
-                 f"under {cfg['min_words']}: not checked); corpus: {scanned['words']:,} words")
+    lines.append(f"n-gram overlap, n words per task (a document under n words: the whole document; under "
+                 f"{cfg['min_words']}: not checked); corpus: {scanned['words']:,} words")
     if show_documents:
         for name, t in report["tasks"].items():
             for d in t["contaminated_documents"]:

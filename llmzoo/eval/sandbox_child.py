@@ -213,7 +213,8 @@ def _run_program(cfg: dict, source: str, report_fd: int) -> None:
     except SystemExit as e:
         record = {"outcome": "failed", "reason": f"the program exited (SystemExit {e.code!r}) before its end"}
     except BaseException as e:  # the program's own failure, whatever it is
-        record = {"outcome": "failed", "reason": f"{type(e).__name__}: {e}"[:_MAX_REASON]}
+        message = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        record = {"outcome": "failed", "reason": message[:_MAX_REASON]}
     try:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -84,6 +84,22 @@ def test_short_documents_match_as_a_whole_and_very_short_ones_are_not_checked(tm
     assert toy["too_short"] == 1 and toy["checked"] == 2 and toy["fraction"] == pytest.approx(1 / 2)
 
 
+def test_auto_ngram_is_gpt3s_per_task_n(tmp_path):
+    from llmzoo.data.decontaminate import auto_ngram
+
+    assert auto_ngram(_task_docs()) == 13  # 60 words each: capped at 13
+    assert auto_ngram([TaskDocument("tiny", i, str(i), "one two three") for i in range(5)]) == 8  # floor 8
+    # 2 of 20 documents have 9 words, so the 5th percentile length is 9
+    mixed = [TaskDocument("mixed", i, f"m{i}", " ".join(english_doc(300 + i, 40).split()[: 9 if i < 2 else 30]))
+             for i in range(20)]
+    assert auto_ngram(mixed) == 9
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(f"{_filler(10)} {' '.join(mixed[7].text.split()[5:14])} {_filler(10, 1)}\n")  # 9 words
+    assert _contaminated(decontaminate([corpus], mixed), "mixed") == []  # not a 13-gram
+    report = decontaminate([corpus], mixed, n="auto")
+    assert report["tasks"]["mixed"]["ngram"] == 9 and _contaminated(report, "mixed") == ["m7"]
+
+
 def test_token_shards_are_decoded_with_their_tokenizer(tmp_path, raw_tokenizer, tokenizer_file):
     docs = _task_docs()
     planted = f"{_filler(20)} {' '.join(_span(docs[1], 20, 13))} {_filler(20, 1)}"
