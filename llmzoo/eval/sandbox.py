@@ -8,13 +8,17 @@ path) under a small supervisor (llmzoo/eval/sandbox_child.py). The result says w
 `out_of_memory` (MemoryError at the address-space cap) or was `killed` by a signal, with
 the reason. A bad program never raises in the caller; the caller goes on.
 
-What is isolated, and what is not (honestly):
+What is isolated, and what is not (honestly; Linux, where each protection that the kernel
+refuses is left out and named in `SandboxResult.isolation`):
   * Time: a wall-clock timeout (the supervisor kills the program's process group) plus
     RLIMIT_CPU. Nothing the program started survives: the supervisor is a child subreaper,
     so even processes that double-fork or call setsid() are re-parented to it and killed.
   * Memory and processes: RLIMIT_AS caps the address space (a 100 GB allocation fails
-    at once), RLIMIT_NPROC bounds a fork bomb, RLIMIT_FSIZE and RLIMIT_NOFILE bound files,
-    no core dumps. Limits are per process: several processes may each use the cap.
+    at once), RLIMIT_FSIZE and RLIMIT_NOFILE bound files, no core dumps, no new privileges
+    (setuid binaries gain nothing). Limits are per process: several processes may each use
+    the cap. A fork bomb is bounded by RLIMIT_NPROC, which the kernel never applies to root:
+    a program left running as root is frozen and killed by the supervisor instead once it
+    has more than `max_processes` processes (it watches the machine's thread count).
   * Network: where the kernel allows unprivileged user namespaces, the program runs in a
     new network namespace (only a loopback that is down: nothing, 127.0.0.1 included, is
     reachable). In addition the `socket`/`_socket` constructors are replaced by ones that

@@ -13,15 +13,18 @@ A plain killpg() from the caller would miss such processes.
 
 from __future__ import annotations
 
+import _socket
 import builtins
 import ctypes
 import json
 import os
 import resource
 import signal
+import socket
 import sys
 import time
 
+_PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
 _CLONE_NEWUSER = 0x10000000
@@ -31,6 +34,14 @@ _MAX_REASON = 800
 
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, value: int) -> bool:
+    """prctl(2), Linux only: False where it is missing or refused (then that protection is absent)."""
+    try:
+        return _libc().prctl(option, value, 0, 0, 0) == 0
+    except AttributeError:
+        return False
 
 
 def _children(parent: int) -> list[int]:
@@ -135,6 +146,9 @@ def _drop_privileges(cfg: dict, isolation: list[str]) -> None:
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
+    # a uid change makes the process undumpable: /proc/self/* then belongs to root, and the
+    # namespace's uid_map could not be written
+    _prctl(_PR_SET_DUMPABLE, 1)
     isolation.append(f"uid {uid} (dropped from root)")
 
 
@@ -142,6 +156,9 @@ def _isolate_network(isolation: list[str]) -> None:
     """A new user + network namespace: the kernel then knows only a loopback that is down."""
     libc = _libc()
     uid, gid = os.geteuid(), os.getegid()
+    if not hasattr(libc, "unshare"):
+        isolation.append("no network namespace (not Linux)")
+        return
     if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
         isolation.append(f"no network namespace (unshare: {os.strerror(ctypes.get_errno())})")
         return
@@ -175,9 +192,6 @@ def _set_limits(cfg: dict, isolation: list[str]) -> None:
 
 def _block_sockets(isolation: list[str]) -> None:
     """Python-level belt to the namespace's braces: every way the socket modules create one raises."""
-    import _socket
-    import socket
-
     def refused(*args, **kwargs):
         raise PermissionError("network access is disabled in the llmzoo sandbox")
 
@@ -199,7 +213,8 @@ def _run_program(cfg: dict, source: str, report_fd: int) -> None:
         os.dup2(devnull, 0)
         os.dup2(out, 1)
         os.dup2(out, 2)
-        _libc().prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # setuid binaries (sudo, ...) gain nothing
+        if _prctl(_PR_SET_NO_NEW_PRIVS, 1):  # setuid binaries (sudo, ...) gain nothing
+            isolation.append("no new privileges")
         _drop_privileges(cfg, isolation)
         _isolate_network(isolation)
         _set_limits(cfg, isolation)
@@ -253,7 +268,7 @@ def main(jobdir: str) -> int:
     with open("program.py", encoding="utf-8") as f:
         source = f.read()
     isolation_super: list[str] = []
-    if _libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0:
+    if _prctl(_PR_SET_CHILD_SUBREAPER, 1):
         isolation_super.append("subreaper clean-up")
     read_fd, write_fd = os.pipe()
     start = time.monotonic()

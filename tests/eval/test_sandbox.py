@@ -157,3 +157,22 @@ def test_many_programs_keep_their_order():
 def test_bad_limits_are_one_line_errors(bad):
     with pytest.raises(LlmzooError):
         Limits(**bad)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
+def test_as_root_the_program_runs_as_nobody_when_it_can(tmp_path, monkeypatch):
+    import llmzoo.eval.sandbox as sandbox
+
+    # pretend the interpreter is readable by others (here it may live under /root, mode 0700);
+    # the program imports nothing new, so it runs either way
+    monkeypatch.setattr(sandbox, "_world_readable", lambda path: True)
+    guarded = tmp_path / "root-owned"
+    guarded.mkdir(mode=0o755)
+    code = (f"import os\nassert os.getuid() == 65534, os.getuid()\n"
+            f"try:\n    open({str(guarded / 'x')!r}, 'w')\nexcept PermissionError:\n    pass\n"
+            f"else:\n    raise SystemExit('wrote into a root-owned directory')\n"
+            "open('mine.txt', 'w').write('the working directory is writable')\n")
+    result = run_program(code, FAST)
+    assert result.passed, result
+    assert any("dropped from root" in item for item in result.isolation)
+    assert not (guarded / "x").exists()
