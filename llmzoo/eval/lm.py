@@ -34,6 +34,7 @@ from llmzoo.eval.requests import (
     LoglikelihoodRolling,
     RollingResult,
 )
+from llmzoo.models.decoder import DecoderLM
 
 Progress = Callable[[int], None]  # called with the number of requests just answered
 
@@ -156,12 +157,24 @@ class EvalLM:
         ids = torch.zeros(len(rows), width, dtype=torch.long)
         for b, r in enumerate(rows):
             ids[b, :len(r)] = torch.tensor(r)
-        # Only positions that predict a continuation token need the LM head (the vocabulary
-        # projection is a large share of the work for small models): keep the last `keep`.
+        if isinstance(self.model, DecoderLM) and self.model.lm_head is not None:
+            # Only positions that predict a continuation token need the LM head, and a long window
+            # (rolling perplexity: 8192 tokens x 49k vocabulary = 1.6 GB per row) must not hold
+            # them all at once: take the final hidden states and project them in chunks.
+            h = self.model(ids.to(self.device), logits_to_keep=1).last_hidden_state  # (B, T, D)
+            return [_continuation_score(self._head_logits, h[b, s:s + len(cont)], cont)
+                    for b, (s, cont) in enumerate(spans)]
         keep = width - min(s for s, _ in spans)
         logits = self.model(ids.to(self.device), logits_to_keep=keep).logits  # (B, keep, V)
         off = width - keep
-        return [_continuation_score(logits[b, s - off:s - off + len(cont)], cont) for b, (s, cont) in enumerate(spans)]
+        return [_continuation_score(None, logits[b, s - off:s - off + len(cont)], cont)
+                for b, (s, cont) in enumerate(spans)]
+
+    def _head_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """The decoder's own LM head on final hidden states (as DecoderLM.forward applies it)."""
+        logits = self.model.lm_head(h)
+        multiplier = self.model.config.logit_multiplier
+        return logits * multiplier if multiplier is not None else logits
 
     def _score_seq2seq(self, pairs: list[tuple[list[int], list[int]]]) -> list[LoglikelihoodResult]:
         enc = [ctx[-self.max_length:] for ctx, _ in pairs]
@@ -176,15 +189,25 @@ class EvalLM:
             labels[b, :len(d)] = torch.tensor(d)
         dev = self.device
         logits = self.model(ids.to(dev), attention_mask=mask.to(dev), labels=labels.to(dev)).logits
-        return [_continuation_score(logits[b, :len(d)], d) for b, d in enumerate(dec)]
+        return [_continuation_score(None, logits[b, :len(d)], d) for b, d in enumerate(dec)]
 
 
-def _continuation_score(logits: torch.Tensor, cont: list[int]) -> LoglikelihoodResult:
-    """logits (n, V) of the positions predicting `cont` (n tokens)."""
-    logprobs = F.log_softmax(logits.float(), dim=-1)
-    target = torch.tensor(cont, device=logits.device)
-    total = logprobs.gather(1, target[:, None]).sum().item()
-    greedy = bool((logprobs.argmax(-1) == target).all().item())
+_CHUNK = 1024  # positions projected to the vocabulary at a time
+
+
+def _continuation_score(head: Callable[[torch.Tensor], torch.Tensor] | None, x: torch.Tensor,
+                        cont: list[int]) -> LoglikelihoodResult:
+    """Score `cont` (n tokens) from x (n, ...): logits (n, V) when head is None, else hidden
+    states (n, D) that head(x) turns into logits, a chunk at a time."""
+    target = torch.tensor(cont, device=x.device)
+    total, greedy = 0.0, True
+    for start in range(0, len(cont), _CHUNK):
+        part = x[start:start + _CHUNK]
+        logits = head(part) if head is not None else part
+        logprobs = F.log_softmax(logits.float(), dim=-1)
+        want = target[start:start + _CHUNK]
+        total += logprobs.gather(1, want[:, None]).sum().item()
+        greedy = greedy and bool((logprobs.argmax(-1) == want).all().item())
     return LoglikelihoodResult(total, greedy, len(cont))
 
 

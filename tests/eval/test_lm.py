@@ -109,3 +109,27 @@ def test_a_model_without_an_lm_head_is_refused(tok):
         vocab_size=tok.vocab_size, d_model=32, n_layers=1, n_heads=4, d_ff=64, max_seq_len=64, head="none"))
     with pytest.raises(LlmzooError, match="not a language-model head"):
         EvalLM(encoder, tok)
+
+
+def test_vocabulary_projection_in_chunks_changes_nothing(model, tok, monkeypatch):
+    import llmzoo.eval.lm as lm_module
+
+    reqs = [Loglikelihood(c, x) for c, x in PAIRS]
+    whole = EvalLM(model, tok, batch_size=2).loglikelihood(reqs)
+    monkeypatch.setattr(lm_module, "_CHUNK", 2)
+    chunked = EvalLM(model, tok, batch_size=2).loglikelihood(reqs)
+    for a, b in zip(whole, chunked):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4) and a.is_greedy == b.is_greedy
+
+
+def test_generate_until_is_greedy_generation_cut_at_the_stop_string(model, tok):
+    from llmzoo.eval.requests import GenerateUntil
+
+    prompt = "The quick brown fox"
+    full = llmzoo.generate(model, tok, prompt, max_new_tokens=12)
+    (answer,) = EvalLM(model, tok).generate_until([GenerateUntil(prompt, (), 12)])
+    assert answer == [full]
+    if len(full) > 3:
+        stop = full[2:4]
+        (cut,) = EvalLM(model, tok).generate_until([GenerateUntil(prompt, (stop,), 12)])
+        assert cut == [full[:full.index(stop)]]
