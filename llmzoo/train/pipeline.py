@@ -20,10 +20,19 @@ from llmzoo.models.context import build_context
 from llmzoo.train.distributed import DistEnv
 
 
-def check_pipeline(config, stages: int, objective: str) -> None:
-    if objective != "clm":  # the stages run next-token prediction only, not an objective's own model side
+def check_pipeline_objective(objective: str) -> None:
+    """The stages run next-token prediction only, not an objective's own model side; known from the
+    recipe alone, so the recipe checks it before any process prepares data."""
+    from llmzoo.objectives import ALIASES
+
+    key = objective.strip().lower().replace("-", "_")
+    if ALIASES.get(key, key) != "clm":
         raise ConfigError(f"parallel=pp trains the clm objective only, not {objective!r}; use parallel=ddp, zero1, "
                           "zero2 or fsdp for it")
+
+
+def check_pipeline(config, stages: int, objective: str) -> None:
+    check_pipeline_objective(objective)
     if config.arch != "decoder" or config.head != "lm":
         raise ConfigError("parallel=pp splits decoder LMs only")
     if stages > 1 and config.tie_embeddings:

@@ -138,6 +138,10 @@ class Recipe:
 
             check_prepare_spec(self.prepare)
         check_objective(self.objective, self.objective_options)
+        if self.parallel == "pp":
+            from llmzoo.train.pipeline import check_pipeline_objective
+
+            check_pipeline_objective(self.objective)
         from llmzoo.train.model_spec import normalise_model_spec
 
         self.model = normalise_model_spec(self.model)

@@ -80,3 +80,16 @@ def test_bad_model_fields_and_seed(overrides, message):
     with pytest.raises(LlmzooError) as info:
         load_recipe({"model": {"d_model": 64, "n_heads": 4}}, overrides)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("objective, refused", [("electra", True), ("t5_span", True), ("clm", False),
+                                                ("causal_lm", False)])
+def test_pipeline_layout_refuses_an_objective_when_the_recipe_is_read(objective, refused):
+    """parallel=pp runs next-token prediction only: that is known from the recipe, so the refusal
+    comes before any process prepares data or builds a model."""
+    overrides = ["parallel=pp", f"objective={objective}"]
+    if refused:
+        with pytest.raises(ConfigError, match=f"parallel=pp trains the clm objective only, not '{objective}'"):
+            load_recipe({"model": {"d_model": 64, "n_heads": 4}}, overrides)
+    else:
+        assert load_recipe({"model": {"d_model": 64, "n_heads": 4}}, overrides).parallel == "pp"
