@@ -81,10 +81,11 @@ class Trainer:
             raise LlmzooError(f"run_dir {self.run_dir} already has checkpoints (latest {latest.name}); pass "
                               f"--resume {self.run_dir} to continue it, or set run_dir=... for a new run")
         # Pre-flight (llmzoo/train/preflight.py): refuse in one line what cannot work, before a
-        # tokenizer is trained, data prepared or a model allocated.
+        # tokenizer is trained, data prepared or a model allocated; the model first, so a refused run
+        # leaves no empty run_dir behind.
+        preflight.check_model_fits(recipe, self.run_dir, self.env.world_size)
         if self.main:
             preflight.prepare_run_dir(self.run_dir)
-        preflight.check_model_fits(recipe, self.run_dir, self.env.world_size)
         self._setup_data()
         self._setup_model()
 
