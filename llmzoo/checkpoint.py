@@ -60,15 +60,16 @@ def write_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict
     owned = {k: v.detach().contiguous().clone() if v.data_ptr() in _shared_ptrs(state) else v.detach().contiguous()
              for k, v in state.items()}
     save_file(owned, str(tmp), metadata=metadata or {"format": "pt"})
-    # safetensors creates the file 0600 whatever the umask; give it the mode any other file gets
-    os.chmod(tmp, 0o666 & ~_umask())
+    with_umask_mode(tmp)
     tmp.replace(path)
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it; set straight back
+def with_umask_mode(path: Path) -> None:
+    """safetensors creates its files 0600 whatever the umask; give `path` the mode any other new
+    file gets, so a model saved for others to read is readable by them."""
+    mask = os.umask(0)  # the only way to read the umask; set straight back
     os.umask(mask)
-    return mask
+    os.chmod(path, 0o666 & ~mask)
 
 
 def _shared_ptrs(state: dict[str, torch.Tensor]) -> set[int]:

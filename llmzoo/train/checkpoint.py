@@ -29,6 +29,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from llmzoo.checkpoint import with_umask_mode
 from llmzoo.config import ModelConfig
 from llmzoo.errors import CheckpointError
 
@@ -122,10 +123,12 @@ def save_checkpoint(run_dir: str | Path, step: int, state: TrainingState, *, kee
         shutil.rmtree(tmp)
     tmp.mkdir()
     save_file(_owned(state.model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    with_umask_mode(tmp / "model.safetensors")
     if crash_midway:  # test hook: a hard kill half-way through a checkpoint
         os.kill(os.getpid(), signal.SIGKILL)
     tensors, meta = _split_optimizer(state.optimizer)
     save_file(_owned(tensors), str(tmp / "optimizer.safetensors"), metadata={"format": "pt"})
+    with_umask_mode(tmp / "optimizer.safetensors")
     _write_json(tmp / "optimizer.json", meta)
     _write_json(tmp / "trainer_state.json", state.trainer)
     state.config.to_json(tmp / "model_config.json")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 import torch
 
@@ -39,6 +42,17 @@ def test_round_trip_is_exact(tmp_path):
             assert torch.equal(back.optimizer["state"][name][key], value), (name, key)
     assert back.optimizer["param_groups"] == state.optimizer["param_groups"]  # betas back as a tuple
     assert back.trainer == state.trainer and back.config == state.config and back.recipe == state.recipe
+
+
+def test_checkpoint_files_get_the_umasks_mode(tmp_path):
+    """safetensors writes 0600 whatever the umask; a checkpoint is as readable as the run's other files."""
+    old = os.umask(0o022)
+    try:
+        path = ckpt_io.save_checkpoint(tmp_path, 3, _state())
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.iterdir()}
+    assert set(modes.values()) == {0o644}, modes
 
 
 def test_only_complete_checkpoints_count_and_old_ones_are_pruned(tmp_path):
