@@ -131,28 +131,42 @@ class EvalLM:
     @torch.inference_mode()
     def score_tokens(self, pairs: Sequence[tuple[list[int], list[int]]],
                      progress: Progress | None = None) -> list[LoglikelihoodResult]:
-        """Summed log-probability of each continuation given its context, and is_greedy."""
+        """Summed log-probability of each continuation given its context, and is_greedy.
+
+        Decoder requests whose model input is the same token sequence (MMLU's " A".." D" after one
+        prompt: the input is the prompt, each choice is one token) share one forward pass, as
+        lm-eval's HF backend shares them; each is still scored on its own continuation."""
         if any(len(cont) == 0 for _, cont in pairs):
             raise LlmzooError("a continuation encodes to no tokens; nothing to score")
-        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
+        groups: dict[object, list[int]] = {}
+        for i, (ctx, cont) in enumerate(pairs):
+            key = i if self.seq2seq else tuple(self._decoder_input(ctx, cont))
+            groups.setdefault(key, []).append(i)
+        unique = list(groups.values())
+        order = sorted(range(len(unique)), key=lambda g: -sum(map(len, pairs[unique[g][0]])))
         results: list[LoglikelihoodResult | None] = [None] * len(pairs)
         for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            scored = self._score_seq2seq([pairs[i] for i in batch]) if self.seq2seq \
-                else self._score_decoder([pairs[i] for i in batch])
-            for i, r in zip(batch, scored):
-                results[i] = r
+            batch = [unique[g] for g in order[start:start + self.batch_size]]
+            if self.seq2seq:
+                scored = [[r] for r in self._score_seq2seq([pairs[grp[0]] for grp in batch])]
+            else:
+                scored = self._score_decoder([[pairs[i] for i in grp] for grp in batch])
+            for grp, rs in zip(batch, scored):
+                for i, r in zip(grp, rs):
+                    results[i] = r
             if progress is not None:
-                progress(len(batch))
+                progress(sum(len(grp) for grp in batch))
         return results  # type: ignore[return-value]
 
-    def _score_decoder(self, pairs: list[tuple[list[int], list[int]]]) -> list[LoglikelihoodResult]:
-        rows, spans = [], []
-        for ctx, cont in pairs:
-            whole = (ctx + cont)[-(self.max_length + 1):]  # keep the end: the continuation is scored
-            inp = whole[:-1]
-            rows.append(inp)
-            spans.append((len(inp) - len(cont), cont))  # logits at [start, start + len(cont)) predict cont
+    def _decoder_input(self, ctx: list[int], cont: list[int]) -> list[int]:
+        # keep the end (the continuation is scored); the last token is predicted, never fed
+        return (ctx + cont)[-(self.max_length + 1):][:-1]
+
+    def _score_decoder(self, groups: list[list[tuple[list[int], list[int]]]]) -> list[list[LoglikelihoodResult]]:
+        """Each group: requests with the same input (one row); returns their scores per group."""
+        rows = [self._decoder_input(*grp[0]) for grp in groups]
+        # logits at [start, start + len(cont)) of a row predict cont
+        spans = [[(len(row) - len(cont), cont) for _, cont in grp] for row, grp in zip(rows, groups)]
         width = max(len(r) for r in rows)
         ids = torch.zeros(len(rows), width, dtype=torch.long)
         for b, r in enumerate(rows):
@@ -162,13 +176,13 @@ class EvalLM:
             # (rolling perplexity: 8192 tokens x 49k vocabulary = 1.6 GB per row) must not hold
             # them all at once: take the final hidden states and project them in chunks.
             h = self.model(ids.to(self.device), logits_to_keep=1).last_hidden_state  # (B, T, D)
-            return [_continuation_score(self._head_logits, h[b, s:s + len(cont)], cont)
-                    for b, (s, cont) in enumerate(spans)]
-        keep = width - min(s for s, _ in spans)
+            return [[_continuation_score(self._head_logits, h[b, s:s + len(cont)], cont) for s, cont in row]
+                    for b, row in enumerate(spans)]
+        keep = width - min(s for row in spans for s, _ in row)
         logits = self.model(ids.to(self.device), logits_to_keep=keep).logits  # (B, keep, V)
         off = width - keep
-        return [_continuation_score(None, logits[b, s - off:s - off + len(cont)], cont)
-                for b, (s, cont) in enumerate(spans)]
+        return [[_continuation_score(None, logits[b, s - off:s - off + len(cont)], cont) for s, cont in row]
+                for b, row in enumerate(spans)]
 
     def _head_logits(self, h: torch.Tensor) -> torch.Tensor:
         """The decoder's own LM head on final hidden states (as DecoderLM.forward applies it)."""

@@ -133,3 +133,20 @@ def test_generate_until_is_greedy_generation_cut_at_the_stop_string(model, tok):
         stop = full[2:4]
         (cut,) = EvalLM(model, tok).generate_until([GenerateUntil(prompt, (stop,), 12)])
         assert cut == [full[:full.index(stop)]]
+
+
+def test_requests_with_the_same_input_share_a_forward_and_keep_their_scores(model, tok, monkeypatch):
+    # MMLU-style: one prompt, one-token continuations -> the same model input for every choice.
+    ctx = tok.encode("Question: How do I boil an egg?\nAnswer:")
+    pairs = [(ctx, [t]) for t in (5, 6, 7, 8)] + [(tok.encode("A stitch"), tok.encode(" in time"))]
+    lm = EvalLM(model, tok, batch_size=8)
+    calls = []
+    original = lm._score_decoder
+    monkeypatch.setattr(lm, "_score_decoder", lambda groups: calls.append(len(groups)) or original(groups))
+    got = lm.score_tokens(pairs)
+    assert calls == [2]  # two distinct inputs, one batch
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ctx])).logits[0, -1].float(), -1)
+    for (_, (t,)), g in zip(pairs[:4], got[:4]):
+        assert g.logprob == pytest.approx(logp[t].item(), abs=1e-4)
+    assert got[4].logprob == pytest.approx(_reference(model, tok, "A stitch", " in time"), abs=1e-4)
