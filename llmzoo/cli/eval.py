@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--log-samples", metavar="OUT", help="write per-document records (prompt, requests, answers, "
                                                         "metrics) as JSON lines to OUT")
     e.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None)
+    e.add_argument("--device", default="cpu", help="torch device to run on (cpu, cuda, cuda:1, mps; default cpu)")
     e.add_argument("--list", action="store_true", help="list the tasks with their data source and metrics")
     e.set_defaults(func=cmd_eval)
 
@@ -39,14 +40,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for out in (args.json, args.log_samples):
         if out and not Path(out).resolve().parent.is_dir():
             raise LlmzooError(f"cannot write {out}: {Path(out).parent} is not a directory")
+    import torch
+
     from llmzoo.cli.generate import _load
     from llmzoo.eval.harness import evaluate, preflight
 
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise LlmzooError(f"--device {args.device!r} is not a torch device (cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LlmzooError(f"--device {args.device}: no CUDA device is available here")
     tasks = preflight(args.tasks, args.num_fewshot, args.limit)  # before the model loads: fail fast
     model, tokenizer = _load(args.source, args.dtype)
+    model = model.to(device)
     result = evaluate(model, tokenizer, tasks, num_fewshot=args.num_fewshot, limit=args.limit,
                       batch_size=args.batch_size, chat=args.chat, log_samples=bool(args.log_samples))
-    result["config"]["source"] = args.source
+    result["config"].update(source=args.source, device=str(device), dtype=args.dtype or "float32")
     samples = result.pop("samples", None)
     print(format_table(result))
     if args.json:

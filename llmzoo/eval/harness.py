@@ -123,11 +123,18 @@ def _run(task: Task, lm: EvalLM, num_fewshot: int, limit: int | None, chat: bool
         got = [answers[d, j] for j in range(len(reqs))]
         scores = task.score(doc, got)
         per_doc.append(scores)
-        logs.append({"doc_id": d, "prompt": str(ctx), "requests": [_request_log(r, a) for r, a in zip(reqs, got)],
-                     "metrics": scores})
+        logs.append({"doc_id": d, "prompt": str(ctx), "target": _target(task, doc),
+                     "requests": [_request_log(r, a) for r, a in zip(reqs, got)], "metrics": scores})
     aggregated = task.aggregate(per_doc)
     aggregated["n"] = len(docs)
     return aggregated, logs
+
+
+def _target(task: Task, doc: dict) -> str | None:
+    try:
+        return task.doc_to_target(doc)
+    except NotImplementedError:  # ppl: a whole text has no target
+        return None
 
 
 def _request_log(request: Any, answer: Any) -> dict:

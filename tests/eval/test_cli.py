@@ -138,3 +138,10 @@ def test_python_api_is_exported(tiny_dir, tmp_path):
     model, tok = llmzoo.load(str(tiny_dir)), llmzoo.load_tokenizer(str(tiny_dir))
     res = llmzoo.evaluate(model, tok, tasks=[f"ppl:{text}"], num_fewshot=0, limit=None)
     assert res["results"][f"ppl:{text}"]["n"] == 1 and "config" in res
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:7"])
+def test_bad_device(capsys, device, tmp_path):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("a CUDA device exists here")
+    assert "--device" in _fail(capsys, "whatever", "--tasks", f"ppl:{tmp_path}", "--device", device)
