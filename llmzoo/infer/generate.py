@@ -148,11 +148,7 @@ def generate(
     if model.config.arch != "decoder" or getattr(model, "lm_head", None) is None:
         raise LlmzooError(f"{model.config.name} has no language-model head; it cannot generate text")
     single = isinstance(prompt, str)
-    texts = [prompt] if single else list(prompt)
-    if stream is not None and len(texts) != 1:
-        raise LlmzooError("streaming works for one prompt at a time")
-    if chat:
-        texts = [tokenizer.apply_chat_template(_messages(t, system), add_generation_prompt=True) for t in texts]
+    texts = prompt_texts(tokenizer, prompt, stream=stream, chat=chat, system=system)
     # A rendered chat template already holds its special tokens (BOS etc.): don't add them twice.
     templated = chat or _prompt_has_special_tokens
     prompts = [tokenizer.encode(t, add_special_tokens=not templated) for t in texts]
@@ -188,6 +184,17 @@ def generate(
         else:
             outputs.append(tokenizer.decode(result.token_ids, skip_special_tokens=True))
     return outputs[0] if single else outputs
+
+
+def prompt_texts(tokenizer, prompt: str | list[str], *, stream: Callable[[str], None] | None, chat: bool,
+                 system: str | None) -> list[str]:
+    """The prompt(s) as a list of texts, rendered with the model's chat template when chat=True."""
+    texts = [prompt] if isinstance(prompt, str) else list(prompt)
+    if stream is not None and len(texts) != 1:
+        raise LlmzooError("streaming works for one prompt at a time")
+    if chat:
+        texts = [tokenizer.apply_chat_template(_messages(t, system), add_generation_prompt=True) for t in texts]
+    return texts
 
 
 def _messages(prompt: str, system: str | None) -> list[dict[str, str]]:

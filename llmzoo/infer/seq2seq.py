@@ -270,14 +270,10 @@ def complete(model: nn.Module, tokenizer, prompt: str | list[str], *, max_new_to
              prompt_has_special_tokens: bool) -> str | list[str]:
     """`llmzoo.generate` for an encoder-decoder: the prompt is the source, the reply the decoder's text.
     The reply is cut at the first stop string; `stream` receives it once, when it is complete."""
-    single = isinstance(prompt, str)
-    texts = [prompt] if single else list(prompt)
-    if stream is not None and len(texts) != 1:
-        raise LlmzooError("streaming works for one prompt at a time")
-    if chat:
-        from llmzoo.infer.generate import _messages
+    from llmzoo.infer.generate import prompt_texts
 
-        texts = [tokenizer.apply_chat_template(_messages(t, system), add_generation_prompt=True) for t in texts]
+    single = isinstance(prompt, str)
+    texts = prompt_texts(tokenizer, prompt, stream=stream, chat=chat, system=system)
     replies = generate_text(model, tokenizer, texts, max_new_tokens=max_new_tokens, temperature=temperature,
                             top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty, seed=seed,
                             add_special_tokens=not (chat or prompt_has_special_tokens))
