@@ -5,6 +5,8 @@ jinja2 on the raw record, as lm-eval renders them; the sizes are the published s
 
 from __future__ import annotations
 
+import ast
+
 import jinja2
 import pytest
 
@@ -50,7 +52,7 @@ def test_multiple_choice_prompts_follow_the_lm_eval_yaml(name):
         doc = task.docs()[i]
         context = PromptBuilder(task, 0).context(doc)
         assert str(context) == _render(text, raw[i])
-        choices = eval(_render(choice, raw[i]))  # a Python list literal, as lm-eval evaluates it
+        choices = ast.literal_eval(_render(choice, raw[i]))  # a list literal, as lm-eval reads it
         gold = int(_render(target, raw[i]))
         requests = task.requests(doc, context)
         assert [r.continuation for r in requests] == [" " + c for c in choices]
@@ -123,3 +125,16 @@ def test_mmlu_few_shot_takes_the_first_other_questions():
     first = f"{task.doc_to_text(docs[0])} {task.doc_to_target(docs[0])}\n\n"
     third = f"{task.doc_to_text(docs[2])} {task.doc_to_target(docs[2])}\n\n"
     assert str(context) == task.description(docs[1]) + first + third + task.doc_to_text(docs[1])
+
+
+def test_winogrande_few_shot_examples_are_the_gold_filled_sentences():
+    task = get_task("winogrande")
+    doc = task.docs()[0]
+    context = PromptBuilder(task, 1).context(doc)
+    (shot,) = [d for d in task.docs() if str(context).startswith(d["sentence"][:d["sentence"].index("_")])][:1]
+    blank = shot["sentence"].index("_")
+    gold = shot["option1"] if shot["answer"] == "1" else shot["option2"]
+    example = shot["sentence"][:blank] + gold + " " + shot["sentence"][blank + 1:].strip() + "\n\n"
+    requests = task.requests(doc, context)
+    assert [r.context for r in requests] == [example + "Sarah was a much better surgeon than Maria so Sarah",
+                                             example + "Sarah was a much better surgeon than Maria so Maria"]

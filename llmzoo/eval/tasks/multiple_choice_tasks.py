@@ -117,8 +117,12 @@ class WinoGrande(_OlmoMC):
     def gold(self, doc: dict) -> int:
         return {"1": 0, "2": 1}[doc["answer"]]
 
-    def doc_to_text(self, doc: dict) -> str:
+    def fewshot_text(self, doc: dict) -> str:
         return self.partial_contexts(doc)[self.gold(doc)]  # as a few-shot example: the gold filling
+
+    def doc_to_text(self, doc: dict) -> str:
+        # Only what the logged prompt shows: the requests render one context per option instead.
+        return doc["sentence"]
 
     def doc_to_choice(self, doc: dict) -> list[str]:
         return self.partial_contexts(doc)
