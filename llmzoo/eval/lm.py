@@ -138,6 +138,10 @@ class EvalLM:
         lm-eval's HF backend shares them; each is still scored on its own continuation."""
         if any(len(cont) == 0 for _, cont in pairs):
             raise LlmzooError("a continuation encodes to no tokens; nothing to score")
+        longest = max((len(cont) for _, cont in pairs), default=0)
+        if longest > self.max_length:
+            raise LlmzooError(f"a continuation of {longest} tokens does not fit this model's context of "
+                              f"{self.max_length} tokens")
         groups: dict[object, list[int]] = {}
         for i, (ctx, cont) in enumerate(pairs):
             key = i if self.seq2seq else tuple(self._decoder_input(ctx, cont))

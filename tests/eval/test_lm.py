@@ -150,3 +150,9 @@ def test_requests_with_the_same_input_share_a_forward_and_keep_their_scores(mode
     for (_, (t,)), g in zip(pairs[:4], got[:4]):
         assert g.logprob == pytest.approx(logp[t].item(), abs=1e-4)
     assert got[4].logprob == pytest.approx(_reference(model, tok, "A stitch", " in time"), abs=1e-4)
+
+
+def test_a_continuation_longer_than_the_context_window_is_refused(tok):
+    small = tiny_decoder(tok.vocab_size, max_seq_len=4)
+    with pytest.raises(LlmzooError, match="does not fit"):
+        EvalLM(small, tok).score_tokens([([1], list(range(10, 16)))])
