@@ -1,0 +1,16 @@
+"""Parameter-efficient fine-tuning as transforms on a built model (DESIGN.md: "PEFT is a transform").
+
+    model = llmzoo.load("smollm2-135m")
+    llmzoo.peft.apply(model, "lora", target_modules=["q_proj", "v_proj"], r=8, lora_alpha=16)
+    ...train llmzoo.peft.trainable_parameters(model)...
+    llmzoo.peft.save_adapter(model, "adapter/")        # peft's format: PeftModel.from_pretrained reads it
+    model = llmzoo.load("smollm2-135m", adapter="adapter/")
+    llmzoo.peft.merge(model)                            # plain model again, adapter folded into the weights
+"""
+
+from llmzoo.peft.lora import LoraLinear, LoraSpec
+from llmzoo.peft.peft_format import load_adapter, read_adapter_config, save_adapter
+from llmzoo.peft.transform import apply, disabled, lora_modules, merge, trainable_parameters
+
+__all__ = ["apply", "trainable_parameters", "merge", "disabled", "lora_modules", "save_adapter", "load_adapter",
+           "read_adapter_config", "LoraLinear", "LoraSpec"]

@@ -1,0 +1,92 @@
+"""LoRA (Hu et al. 2021, "Low-Rank Adaptation of Large Language Models") as a wrapper of nn.Linear.
+
+    y = W x + b + s * B A dropout(x),   A (r, in) kaiming-uniform, B (out, r) zero, so y = W x + b at init.
+
+s = alpha / r (Hu et al.) or alpha / sqrt(r) with rsLoRA (Kalajdzievski 2023, "A Rank Stabilization
+Scaling Factor for Fine-Tuning with LoRA": keeps the update's scale independent of the rank). With
+DoRA (llmzoo.peft.dora) a magnitude vector rescales each output row.
+
+The wrapper holds the base Linear's own `weight`/`bias` Parameters under the same names, so
+`...q_proj.weight` stays a key of the state dict and base checkpoints load unchanged (DESIGN.md:
+"PEFT is a transform"). Adapter names follow peft's: `lora_A.weight`, `lora_B.weight`,
+`lora_magnitude_vector`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmzoo.peft.dora import dora_delta, merged_weight, row_norm
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int
+    alpha: float
+    dropout: float = 0.0
+    use_rslora: bool = False
+    use_dora: bool = False
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / math.sqrt(self.r) if self.use_rslora else self.alpha / self.r
+
+
+class LoraLinear(nn.Module):
+    def __init__(self, base: nn.Linear, spec: LoraSpec) -> None:
+        super().__init__()
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight = base.weight  # the base's own Parameters: same names, same storage
+        self.bias = base.bias
+        self.spec = spec
+        self.scaling = spec.scaling
+        kw = dict(bias=False, device=base.weight.device, dtype=base.weight.dtype)
+        self.lora_A = nn.Linear(self.in_features, spec.r, **kw)  # nn.Linear's init: kaiming-uniform(a=sqrt 5)
+        self.lora_B = nn.Linear(spec.r, self.out_features, **kw)
+        nn.init.zeros_(self.lora_B.weight)  # zero B: the adapted model starts as the base
+        self.lora_dropout = nn.Dropout(spec.dropout) if spec.dropout > 0 else nn.Identity()
+        self.lora_magnitude_vector: nn.Parameter | None = None
+        if spec.use_dora:  # m starts at ||W||_c, so W' = W at init
+            with torch.no_grad():
+                norm = row_norm(self.weight, self.delta_weight())
+            self.lora_magnitude_vector = nn.Parameter(norm)
+        self.disabled = False  # llmzoo.peft.disabled(model): the base alone
+
+    def delta_weight(self) -> torch.Tensor:
+        """s B A: (out, in), what LoRA adds to the weight."""
+        return self.scaling * (self.lora_B.weight @ self.lora_A.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x, self.weight, self.bias)
+        if self.disabled:
+            return out
+        dropped = self.lora_dropout(x)
+        lora_out = self.lora_B(self.lora_A(dropped)) * self.scaling
+        if self.lora_magnitude_vector is None:
+            return out + lora_out
+        return out + dora_delta(dropped, self.weight, self.lora_magnitude_vector, lora_out, self.delta_weight())
+
+    def merged(self) -> nn.Linear:
+        """A plain nn.Linear computing what this adapter computes (its dropout aside)."""
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                           device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            delta = self.delta_weight()
+            if self.lora_magnitude_vector is None:
+                weight = self.weight + delta
+            else:
+                weight = merged_weight(self.weight, self.lora_magnitude_vector, delta)
+            linear.weight.copy_(weight)
+            if self.bias is not None:
+                linear.bias = self.bias  # untouched by LoRA: keep the Parameter itself
+        return linear
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        kind = "DoRA" if s.use_dora else "rsLoRA" if s.use_rslora else "LoRA"
+        return f"{self.in_features} -> {self.out_features}, {kind} r={s.r}, alpha={s.alpha}, dropout={s.dropout}"
