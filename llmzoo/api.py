@@ -26,10 +26,22 @@ from llmzoo.errors import CheckpointError, LlmzooError
 from llmzoo.hub import PACKAGED_WEIGHTS, resolve_source
 from llmzoo.models.build import build_model
 
-def load(source: str | Path, dtype: torch.dtype | None = None) -> nn.Module:
+def load(source: str | Path, dtype: torch.dtype | None = None, *, adapter: str | Path | None = None) -> nn.Module:
     """Load a model; `model.config` is its ModelConfig, `model(ids).logits` its (B, T, V) logits.
     `model.tokenizer_source` names where its tokenizer is (None if the source has none), so
-    `llmzoo.save(model, dir)` writes the tokenizer beside the weights."""
+    `llmzoo.save(model, dir)` writes the tokenizer beside the weights. adapter: a peft-format
+    adapter directory (adapter_config.json + adapter_model.safetensors, written by peft or by
+    llmzoo.peft.save_adapter) applied on top of the base (llmzoo.peft)."""
+    model = _load_base(source, dtype)
+    model.source = str(source)  # what save_adapter records as base_model_name_or_path
+    if adapter is not None:
+        from llmzoo.peft import load_adapter
+
+        load_adapter(model, adapter)
+    return model
+
+
+def _load_base(source: str | Path, dtype: torch.dtype | None) -> nn.Module:
     if not str(source).strip():  # Path("") is the current directory: never load whatever lies there
         raise LlmzooError("no model source given; pass a zoo name, an HF or llmzoo directory, or a .gguf file")
     path = _resolve_or_zoo_config(source)
