@@ -74,8 +74,9 @@ def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
         zoo_name = names.to_zoo(hf_name)
         base = _linear(model, zoo_name)
         if base is None:
-            raise LlmzooError(f"adapter module {hf_name!r} has no counterpart in this {model.config.family} base "
-                              f"(an adapter for another model?)")
+            raise LlmzooError(f"adapter module {hf_name!r} has no counterpart in this {model.config.family} base"
+                              f"{_example_name(model, names)}; the adapter was made for "
+                              f"{cfg.get('base_model_name_or_path') or 'another model'}")
         _check_shapes(hf_name, tensors, base, cfg.get("use_dora", False))
         alpha = _pattern_value(cfg.get("alpha_pattern") or {}, hf_name, cfg.get("lora_alpha", 8))
         specs[zoo_name] = lora_spec(tensors["lora_A.weight"].shape[0], alpha, cfg.get("lora_dropout", 0.0),
@@ -114,6 +115,17 @@ def _linear(model: nn.Module, name: str | None) -> nn.Linear | None:
     except AttributeError:
         return None
     return module if isinstance(module, nn.Linear) else None
+
+
+def _example_name(model: nn.Module, names: ModuleNames) -> str:
+    """How this base names its linear layers, e.g. " (whose layers are named like 'encoder.block.0...q')"."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            try:
+                return f" (whose layers are named like {names.to_hf(name)!r})"
+            except LlmzooError:
+                continue
+    return ""
 
 
 def _check_shapes(hf_name: str, tensors: dict[str, torch.Tensor], base: nn.Linear, dora: bool) -> None:
@@ -197,3 +209,33 @@ def _targets(model: nn.Module, hf: dict[str, str], names: ModuleNames) -> list[s
             if path.rsplit(".", 1)[-1] in leaves:
                 same_leaf.add(path)
     return sorted(leaves) if same_leaf == set(hf.values()) else sorted(hf.values())
+
+
+def describe_adapter(directory: str | Path) -> dict[str, Any]:
+    """What `llmzoo adapter info` prints, read from the config and the safetensors header alone."""
+    from safetensors import safe_open
+
+    cfg = read_adapter_config(directory)
+    path = Path(directory) / WEIGHTS
+    if not path.is_file():
+        read_adapter_tensors(directory)  # raises the one-line reason (missing, or a pickle)
+    with safe_open(str(path), framework="pt") as f:
+        shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+    modules = {k[len(PREFIX):].rsplit(".lora_", 1)[0] for k in shapes if k.startswith(PREFIX)}
+    method = "DoRA" if cfg.get("use_dora") else "rsLoRA" if cfg.get("use_rslora") else "LoRA"
+    targets = cfg.get("target_modules")
+    return {
+        "method": method, "r": cfg.get("r"), "lora_alpha": cfg.get("lora_alpha"),
+        "lora_dropout": cfg.get("lora_dropout", 0.0),
+        "target_modules": targets if isinstance(targets, str) else sorted(targets or []),
+        "rank_pattern": cfg.get("rank_pattern") or {}, "alpha_pattern": cfg.get("alpha_pattern") or {},
+        "modules": len(modules), "trainable_parameters": sum(_numel(s) for s in shapes.values()),
+        "base_model_name_or_path": cfg.get("base_model_name_or_path"), "task_type": cfg.get("task_type"),
+    }
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n

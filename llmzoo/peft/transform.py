@@ -29,6 +29,8 @@ def apply(model: nn.Module, method: str, **options: Any) -> nn.Module:
     unknown = sorted(set(options) - set(LORA_OPTIONS))
     if unknown:
         raise LlmzooError(f"unknown LoRA option(s) {', '.join(unknown)}; valid: {', '.join(LORA_OPTIONS)}")
+    if lora_modules(model):
+        raise LlmzooError("this model already has a LoRA adapter; llmzoo.peft.merge(model) it first")
     targets = options.get("target_modules", ("q_proj", "v_proj"))
     spec = lora_spec(options.get("r", 8), options.get("lora_alpha", 8), options.get("lora_dropout", 0.0),
                      options.get("use_rslora", False), options.get("use_dora", False))

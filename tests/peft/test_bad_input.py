@@ -1,0 +1,108 @@
+"""User mistakes with adapters: one line (LlmzooError) that names the problem; exit 2 in the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import peft
+import pytest
+import transformers
+
+import llmzoo
+import llmzoo.peft
+from llmzoo.cli import main
+from llmzoo.errors import LlmzooError
+from tests.peft.peers import LLAMA, PEERS, base_checkpoint
+from tests.peft.test_peft_parity import peft_adapter
+
+
+@pytest.fixture
+def llama(tmp_path):
+    """A base checkpoint and a peft LoRA adapter for it."""
+    peer = PEERS["llama"]
+    hf_model, _ = base_checkpoint(peer, tmp_path / "base")
+    peft_adapter(peer, hf_model, "lora", tmp_path / "adapter")
+    return tmp_path / "base", tmp_path / "adapter"
+
+
+def one_line(excinfo) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
+
+
+def test_adapter_for_a_base_with_other_names(tmp_path, llama):
+    base_checkpoint(PEERS["bert"], tmp_path / "bert")
+    with pytest.raises(LlmzooError) as e:
+        llmzoo.load(tmp_path / "bert", adapter=llama[1])
+    assert "model.layers.0." in one_line(e) and "encoder.layer.0." in str(e.value)
+
+
+def test_adapter_for_a_base_with_other_shapes(tmp_path, llama):
+    wider = transformers.LlamaConfig(**{**LLAMA, "intermediate_size": 128})
+    transformers.LlamaForCausalLM(wider).save_pretrained(tmp_path / "wider")
+    with pytest.raises(LlmzooError) as e:
+        llmzoo.load(tmp_path / "wider", adapter=llama[1])
+    assert "mlp." in one_line(e) and "shape" in str(e.value) and "128" in str(e.value)
+
+
+def test_unknown_target_lists_the_valid_names(llama):
+    model = llmzoo.load(llama[0])
+    with pytest.raises(LlmzooError) as e:
+        llmzoo.peft.apply(model, "lora", target_modules=["q_proj", "query"])
+    assert "'query'" in one_line(e) and "q_proj" in str(e.value) and "down_proj" in str(e.value)
+    with pytest.raises(LlmzooError, match="valid names"):
+        llmzoo.peft.apply(model, "lora", target_modules=r"attn\.nothing")
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"r": 0}, "positive integer"), ({"r": -2}, "positive integer"), ({"lora_alpha": 0}, "lora_alpha"),
+    ({"lora_dropout": 1.0}, "lora_dropout"), ({"rank": 4}, "unknown LoRA option"),
+])
+def test_bad_options(llama, options, words):
+    model = llmzoo.load(llama[0])
+    with pytest.raises(LlmzooError, match=words):
+        llmzoo.peft.apply(model, "lora", **options)
+    with pytest.raises(LlmzooError, match="unknown PEFT method"):
+        llmzoo.peft.apply(model, "qlora-ish")
+
+
+def test_a_second_adapter_is_refused(llama):
+    model = llmzoo.load(llama[0], adapter=llama[1])
+    with pytest.raises(LlmzooError, match="already has a LoRA adapter"):
+        llmzoo.peft.apply(model, "lora")
+
+
+def test_peft_method_llmzoo_does_not_load(tmp_path, llama):
+    hf_model = transformers.LlamaForCausalLM.from_pretrained(llama[0])
+    ia3 = peft.get_peft_model(hf_model, peft.IA3Config(target_modules=["k_proj", "v_proj", "down_proj"],
+                                                       feedforward_modules=["down_proj"], task_type="CAUSAL_LM"))
+    ia3.save_pretrained(tmp_path / "ia3")
+    with pytest.raises(LlmzooError) as e:
+        llmzoo.load(llama[0], adapter=tmp_path / "ia3")
+    assert "IA3" in one_line(e) and "LORA" in str(e.value)
+
+
+def test_unsupported_lora_option_is_named(tmp_path, llama):
+    config = json.loads((llama[1] / "adapter_config.json").read_text())
+    (llama[1] / "adapter_config.json").write_text(json.dumps({**config, "bias": "all"}))
+    with pytest.raises(LlmzooError, match="bias='all'"):
+        llmzoo.load(llama[0], adapter=llama[1])
+
+
+def test_pickled_adapter_is_refused_in_the_cli(llama, capsys):
+    (llama[1] / "adapter_model.safetensors").rename(llama[1] / "adapter_model.bin")
+    assert main(["adapter", "merge", str(llama[0]), str(llama[1]), str(llama[1].parent / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "pickle" in err and "\n" not in err
+    assert not (llama[1].parent / "out").exists()
+    assert main(["adapter", "info", str(llama[1].parent)]) == 2
+    assert "adapter_config.json" in capsys.readouterr().err
+
+
+def test_merge_and_save_need_an_adapter(llama):
+    model = llmzoo.load(llama[0])
+    with pytest.raises(LlmzooError, match="no LoRA adapter"):
+        llmzoo.peft.merge(model)
+    with pytest.raises(LlmzooError, match="no LoRA adapter"):
+        llmzoo.peft.save_adapter(model, llama[1].parent / "x")
