@@ -21,6 +21,7 @@ from llmzoo.checkpoint import write_safetensors
 from llmzoo.errors import LlmzooError
 from llmzoo.peft.lora import LoraLinear, LoraSpec
 from llmzoo.peft.names import ModuleNames
+from llmzoo.peft.targets import UNSUPPORTED
 from llmzoo.peft.transform import apply_lora, lora_modules, lora_spec
 
 CONFIG, WEIGHTS, PICKLE = "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"
@@ -77,6 +78,9 @@ def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
             raise LlmzooError(f"adapter module {hf_name!r} has no counterpart in this {model.config.family} base"
                               f"{_example_name(model, names)}; the adapter was made for "
                               f"{cfg.get('base_model_name_or_path') or 'another model'}")
+        if zoo_name.rsplit(".", 1)[-1] in UNSUPPORTED:
+            raise LlmzooError(f"adapter module {hf_name!r}: LoRA on {zoo_name} is not supported yet "
+                              f"(llmzoo's fused loss reads its weight directly)")
         _check_shapes(hf_name, tensors, base, cfg.get("use_dora", False))
         alpha = _pattern_value(cfg.get("alpha_pattern") or {}, hf_name, cfg.get("lora_alpha", 8))
         specs[zoo_name] = lora_spec(tensors["lora_A.weight"].shape[0], alpha, cfg.get("lora_dropout", 0.0),

@@ -106,3 +106,16 @@ def test_merge_and_save_need_an_adapter(llama):
         llmzoo.peft.merge(model)
     with pytest.raises(LlmzooError, match="no LoRA adapter"):
         llmzoo.peft.save_adapter(model, llama[1].parent / "x")
+
+
+def test_saving_an_unmerged_model_says_what_to_do(llama):
+    model = llmzoo.load(llama[0], adapter=llama[1])
+    with pytest.raises(LlmzooError, match="merge"):
+        llmzoo.save(model, llama[1].parent / "out")
+
+
+def test_lm_head_adapter_is_refused(tmp_path, llama):
+    hf_model = transformers.LlamaForCausalLM.from_pretrained(llama[0])
+    peft.get_peft_model(hf_model, peft.LoraConfig(target_modules=["lm_head"])).save_pretrained(tmp_path / "head")
+    with pytest.raises(LlmzooError, match="lm_head"):
+        llmzoo.load(llama[0], adapter=tmp_path / "head")
