@@ -119,3 +119,11 @@ def test_lm_head_adapter_is_refused(tmp_path, llama):
     peft.get_peft_model(hf_model, peft.LoraConfig(target_modules=["lm_head"])).save_pretrained(tmp_path / "head")
     with pytest.raises(LlmzooError, match="lm_head"):
         llmzoo.load(llama[0], adapter=tmp_path / "head")
+
+
+def test_bad_regex_and_lm_head_targets(llama):
+    model = llmzoo.load(llama[0])
+    with pytest.raises(LlmzooError, match="not a valid regular expression"):
+        llmzoo.peft.apply(model, "lora", target_modules="layers.(")
+    with pytest.raises(LlmzooError, match="lm_head is not supported"):
+        llmzoo.peft.apply(model, "lora", target_modules=["q_proj", "lm_head"])

@@ -85,3 +85,24 @@ def test_training_step_matches_peft(tmp_path, family, variant):
             torch.testing.assert_close(ours.grad, ref_params[theirs].grad, msg=lambda m: f"{theirs}: {m}")
     assert {n for n, p in model.named_parameters() if p.grad is not None} == {
         n for n, p in model.named_parameters() if ".lora_" in n}
+
+
+def test_rank_and_alpha_patterns_both_ways(tmp_path):
+    """peft's per-module rank_pattern / alpha_pattern: read from peft, written back for peft."""
+    peer = PEERS["llama"]
+    hf_model, inputs = base_checkpoint(peer, tmp_path / "base")
+    torch.manual_seed(5)
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False,
+                             rank_pattern={"v_proj": 2, "layers.1.mlp.down_proj": 6}, alpha_pattern={"q_proj": 32},
+                             use_rslora=True, task_type="CAUSAL_LM")
+    reference = peft.get_peft_model(hf_model, config).eval()
+    reference.save_pretrained(tmp_path / "adapter")
+    with torch.no_grad():
+        expected = reference(**inputs).logits
+        model = llmzoo.load(tmp_path / "base", adapter=tmp_path / "adapter")
+        assert model.get_submodule("layers.1.mlp.down_proj").spec.r == 6
+        torch.testing.assert_close(model(**inputs).logits, expected)
+    llmzoo.peft.save_adapter(model, tmp_path / "again")
+    loaded = peft.PeftModel.from_pretrained(reload(peer, tmp_path / "base"), tmp_path / "again").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, expected)
