@@ -9,8 +9,10 @@
 """
 
 from llmzoo.peft.lora import LoraLinear, LoraSpec
-from llmzoo.peft.peft_format import load_adapter, read_adapter_config, save_adapter
+from llmzoo.peft.load import load_adapter
+from llmzoo.peft.peft_format import describe_adapter, read_adapter_config
+from llmzoo.peft.save import save_adapter
 from llmzoo.peft.transform import apply, disabled, lora_modules, merge, trainable_parameters
 
 __all__ = ["apply", "trainable_parameters", "merge", "disabled", "lora_modules", "save_adapter", "load_adapter",
-           "read_adapter_config", "LoraLinear", "LoraSpec"]
+           "read_adapter_config", "describe_adapter", "LoraLinear", "LoraSpec"]
