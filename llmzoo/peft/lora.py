@@ -56,6 +56,7 @@ class LoraLinear(nn.Module):
                 norm = row_norm(self.weight, self.delta_weight())
             self.lora_magnitude_vector = nn.Parameter(norm)
         self.disabled = False  # llmzoo.peft.disabled(model): the base alone
+        self.train(base.training)  # new sub-modules start in training mode: no dropout in an eval()'d model
 
     def delta_weight(self) -> torch.Tensor:
         """s B A: (out, in), what LoRA adds to the weight."""
@@ -84,7 +85,7 @@ class LoraLinear(nn.Module):
             linear.weight.copy_(weight)
             if self.bias is not None:
                 linear.bias = self.bias  # untouched by LoRA: keep the Parameter itself
-        return linear
+        return linear.train(self.training)
 
     def extra_repr(self) -> str:
         s = self.spec

@@ -119,3 +119,14 @@ def test_rslora_scaling():
     model, _ = model_and_ids()
     peft.apply(model, "lora", r=16, lora_alpha=8, use_rslora=True)
     assert all(m.scaling == 8 / 4 for m in peft.lora_modules(model).values())  # alpha / sqrt(r)
+
+
+def test_dropout_follows_the_models_mode():
+    """An adapter applied to an eval()'d model does not drop out (new modules start in train mode)."""
+    model, ids = model_and_ids()
+    peft.apply(model, "lora", r=4, lora_alpha=8, lora_dropout=0.5)
+    perturb_adapter(model)
+    torch.testing.assert_close(logits(model, ids), logits(model, ids), rtol=0, atol=0)
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(ids).logits, model(ids).logits)
