@@ -94,6 +94,8 @@ def _check_shapes(hf_name: str, tensors: dict[str, torch.Tensor], base: nn.Linea
     missing = [s for s in need if s not in tensors]
     if missing:
         raise LlmzooError(f"adapter module {hf_name!r} lacks {missing[0]}")
+    if not dora and "lora_magnitude_vector" in tensors:
+        raise LlmzooError(f"adapter module {hf_name!r} has a DoRA magnitude vector but its config says use_dora=false")
     r = tensors["lora_A.weight"].shape[0]
     want = {"lora_A.weight": (r, base.in_features), "lora_B.weight": (base.out_features, r),
             "lora_magnitude_vector": (base.out_features,)}

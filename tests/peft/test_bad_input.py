@@ -127,3 +127,13 @@ def test_bad_regex_and_lm_head_targets(llama):
         llmzoo.peft.apply(model, "lora", target_modules="layers.(")
     with pytest.raises(LlmzooError, match="lm_head is not supported"):
         llmzoo.peft.apply(model, "lora", target_modules=["q_proj", "lm_head"])
+
+
+def test_dora_tensors_with_a_lora_config(tmp_path):
+    peer = PEERS["llama"]
+    hf_model, _ = base_checkpoint(peer, tmp_path / "base")
+    peft_adapter(peer, hf_model, "dora", tmp_path / "adapter")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({**config, "use_dora": False}))
+    with pytest.raises(LlmzooError, match="use_dora"):
+        llmzoo.load(tmp_path / "base", adapter=tmp_path / "adapter")
