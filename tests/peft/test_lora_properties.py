@@ -130,3 +130,17 @@ def test_dropout_follows_the_models_mode():
     model.train()
     with torch.no_grad():
         assert not torch.equal(model(ids).logits, model(ids).logits)
+
+
+def test_adapter_round_trip_without_a_transformers_layout(tmp_path):
+    """A family with no HF converter keeps llmzoo's module names in the peft-format files."""
+    import llmzoo
+
+    model, ids = model_and_ids()
+    llmzoo.save(model, tmp_path / "base", format="llmzoo")
+    peft.apply(model, "lora", target_modules=TARGETS, r=4, lora_alpha=8, use_dora=True)
+    perturb_adapter(model)
+    peft.save_adapter(model, tmp_path / "adapter")
+    assert peft.describe_adapter(tmp_path / "adapter")["modules"] == 2 * len(TARGETS)
+    again = llmzoo.load(tmp_path / "base", adapter=tmp_path / "adapter")
+    torch.testing.assert_close(logits(again, ids), logits(model, ids))
