@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import peft
 import torch
 import transformers
 
@@ -71,3 +72,13 @@ def forward(model, peer: Peer, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     is_llmzoo = hasattr(model, "config") and type(model.config).__module__.startswith("llmzoo")
     extra = {"use_cache": False} if peer.task_type == "SEQ_2_SEQ_LM" and not is_llmzoo else {}
     return getattr(model(**inputs, **extra), peer.output)
+
+
+def peft_adapter(peer, hf_model, variant: str, directory) -> torch.nn.Module:
+    """A peft adapter with non-zero B (init_lora_weights=False), saved to `directory`."""
+    torch.manual_seed(5)
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=peer.peft_targets, init_lora_weights=False,
+                             task_type=peer.task_type, **VARIANTS[variant])
+    model = peft.get_peft_model(hf_model, config).eval()
+    model.save_pretrained(directory)
+    return model

@@ -8,8 +8,7 @@ import torch
 import transformers
 
 from llmzoo.cli import main
-from tests.peft.peers import PEERS, base_checkpoint
-from tests.peft.test_peft_parity import peft_adapter
+from tests.peft.peers import PEERS, base_checkpoint, peft_adapter
 
 
 def test_info_and_merge_of_a_peft_dora_adapter(tmp_path, capsys):

@@ -12,8 +12,7 @@ import llmzoo
 import llmzoo.peft
 from llmzoo.cli import main
 from llmzoo.errors import LlmzooError
-from tests.peft.peers import LLAMA, PEERS, base_checkpoint
-from tests.peft.test_peft_parity import peft_adapter
+from tests.peft.peers import LLAMA, PEERS, base_checkpoint, peft_adapter
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import llmzoo
 import llmzoo.peft
 from llmzoo.infer.generate import generate_ids
 from llmzoo.infer.seq2seq import generate_seq2seq
-from tests.peft.peers import PEERS, base_checkpoint
-from tests.peft.test_peft_parity import peft_adapter
+from tests.peft.peers import PEERS, base_checkpoint, peft_adapter
 
 
 def adapted(tmp_path, family: str, variant: str) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:

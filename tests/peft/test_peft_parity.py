@@ -12,17 +12,7 @@ import torch.nn.functional as F
 import llmzoo
 import llmzoo.peft
 from llmzoo.peft.names import ModuleNames
-from tests.peft.peers import PEERS, VARIANTS, base_checkpoint, forward, reload
-
-
-def peft_adapter(peer, hf_model, variant: str, directory) -> torch.nn.Module:
-    """A peft adapter with non-zero B (init_lora_weights=False), saved to `directory`."""
-    torch.manual_seed(5)
-    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=peer.peft_targets, init_lora_weights=False,
-                             task_type=peer.task_type, **VARIANTS[variant])
-    model = peft.get_peft_model(hf_model, config).eval()
-    model.save_pretrained(directory)
-    return model
+from tests.peft.peers import PEERS, VARIANTS, base_checkpoint, forward, peft_adapter, reload
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
