@@ -27,10 +27,15 @@ _EXPORTS = {
     "evaluate": "llmzoo.eval.harness",
 }
 
+# Sub-packages a user reaches as attributes after a bare `import llmzoo` (llmzoo.peft.apply(...)).
+_SUBPACKAGES = ("peft", "eval", "models", "objectives", "data", "train", "convert", "infer", "tokenizer")
+
 __all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"llmzoo.{name}")
     raise AttributeError(f"module 'llmzoo' has no attribute {name!r}")
