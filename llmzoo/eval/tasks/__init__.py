@@ -40,6 +40,9 @@ _TASK_MODULES: list[str] = [
     "llmzoo.eval.tasks.lambada",
     "llmzoo.eval.tasks.multiple_choice_tasks",
     "llmzoo.eval.tasks.mmlu",
+    "llmzoo.eval.tasks.bigbench",
+    "llmzoo.eval.tasks.gsm8k",
+    "llmzoo.eval.tasks.triviaqa",
     "llmzoo.eval.tasks.perplexity",
     "llmzoo.eval.humaneval",
 ]
