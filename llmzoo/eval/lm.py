@@ -16,6 +16,11 @@ Batching: requests are sorted by length, longest first (a batch that does not fi
 fails at once, and rows of similar length waste little padding), right-padded without an
 attention mask -- in a causal decoder a real token never attends to the padding after it, so
 each row's logits equal its unbatched ones.
+
+Shared contexts: requests whose context tokens are the same but whose continuations differ
+(HellaSwag's four endings, PIQA's two solutions) run the context once: a batch of contexts
+fills a KV cache, which is repeated for each continuation, and the continuations run on top of
+it (`_score_shared`). A batch holds `batch_size` contexts and all their continuations.
 """
 
 from __future__ import annotations
@@ -147,8 +152,10 @@ class EvalLM:
             key = i if self.seq2seq else tuple(self._decoder_input(ctx, cont))
             groups.setdefault(key, []).append(i)
         unique = list(groups.values())
-        order = sorted(range(len(unique)), key=lambda g: -sum(map(len, pairs[unique[g][0]])))
         results: list[LoglikelihoodResult | None] = [None] * len(pairs)
+        if self._can_share_context():
+            unique = self._score_shared_contexts(pairs, unique, results, progress)
+        order = sorted(range(len(unique)), key=lambda g: -sum(map(len, pairs[unique[g][0]])))
         for start in range(0, len(order), self.batch_size):
             batch = [unique[g] for g in order[start:start + self.batch_size]]
             if self.seq2seq:
@@ -161,6 +168,84 @@ class EvalLM:
             if progress is not None:
                 progress(sum(len(grp) for grp in batch))
         return results  # type: ignore[return-value]
+
+    def _can_share_context(self) -> bool:
+        """A context run once into a right-padded KV cache gives each continuation the logits of
+        its own full row only where attention depends on real positions alone: rotary or learned
+        positions (taken from the mask), no ALiBi / relative bias / sliding window, which count
+        the padding between a short context and its continuation."""
+        model = self.model
+        return (isinstance(model, DecoderLM) and model.lm_head is not None and not self.seq2seq
+                and model.config.sliding_window is None
+                and not hasattr(model, "alibi_slopes") and not hasattr(model, "relative_bias"))
+
+    def _score_shared_contexts(self, pairs: Sequence[tuple[list[int], list[int]]], unique: list[list[int]],
+                               results: list, progress: Progress | None) -> list[list[int]]:
+        """Score the groups (of identical inputs) that share their context tokens with another
+        group; return the groups left for the plain path."""
+        families: dict[tuple[int, ...], list[list[int]]] = {}
+        for grp in unique:
+            ctx, cont = pairs[grp[0]]
+            if len(ctx) + len(cont) - 1 <= self.max_length:  # not truncated: the context is a true prefix
+                families.setdefault(tuple(ctx), []).append(grp)
+        shared = [fam for fam in families.values() if len(fam) > 1]
+        if not shared:
+            return unique
+        # longest first, as the plain path: a batch that does not fit fails at once
+        shared.sort(key=lambda fam: -(len(pairs[fam[0][0]][0]) + max(len(pairs[g[0]][1]) for g in fam)))
+        for start in range(0, len(shared), self.batch_size):
+            batch = shared[start:start + self.batch_size]
+            scored = self._score_shared([[[pairs[i] for i in grp] for grp in fam] for fam in batch])
+            for fam, fam_scores in zip(batch, scored):
+                for grp, rs in zip(fam, fam_scores):
+                    for i, r in zip(grp, rs):
+                        results[i] = r
+            if progress is not None:
+                progress(sum(len(grp) for fam in batch for grp in fam))
+        done = {id(grp) for fam in shared for grp in fam}
+        return [grp for grp in unique if id(grp) not in done]
+
+    def _score_shared(self, families: list[list[list[tuple[list[int], list[int]]]]]) -> list[list[list[LoglikelihoodResult]]]:
+        """families[f][g]: the requests of group g (one input row) under context f. The contexts
+        run once (right-padded, causal); each group's continuation then runs on a copy of its
+        context's cache, masked so it sees only the real context tokens, at positions that
+        continue its own context."""
+        from llmzoo.infer.cache import KVCache
+
+        contexts = [fam[0][0][0] for fam in families]
+        suffixes = [[grp[0][1][:-1] for grp in fam] for fam in families]  # the last token is predicted, never fed
+        width = max(map(len, contexts))
+        span = max(len(sfx) for fam in suffixes for sfx in fam)
+        dev = self.device
+        ids = torch.zeros(len(contexts), width, dtype=torch.long)
+        for f, ctx in enumerate(contexts):
+            ids[f, :len(ctx)] = torch.tensor(ctx)
+        cache = KVCache.for_model(self.model, len(contexts), width + span)
+        h_ctx = self.model(ids.to(dev), cache=cache, logits_to_keep=1).last_hidden_state  # (F, W, D)
+        owner = [f for f, fam in enumerate(suffixes) for _ in fam]
+        flat = [sfx for fam in suffixes for sfx in fam]
+        h_sfx = None
+        if span:
+            cache.reorder(torch.tensor(owner, device=dev))
+            sfx_ids = torch.zeros(len(flat), span, dtype=torch.long)
+            mask = torch.zeros(len(flat), width + span, dtype=torch.long)
+            for r, (f, sfx) in enumerate(zip(owner, flat)):
+                sfx_ids[r, :len(sfx)] = torch.tensor(sfx, dtype=torch.long)
+                mask[r, :len(contexts[f])] = 1
+                mask[r, width:width + len(sfx)] = 1
+            h_sfx = self.model(sfx_ids.to(dev), attention_mask=mask.to(dev), cache=cache,
+                               logits_to_keep=1).last_hidden_state  # (R, span, D)
+        out, r = [], 0
+        for f, fam in enumerate(families):
+            last = h_ctx[f, len(contexts[f]) - 1:len(contexts[f])]  # predicts each continuation's first token
+            scores = []
+            for grp in fam:
+                n = len(grp[0][1]) - 1
+                h = torch.cat([last, h_sfx[r, :n]]) if n else last
+                scores.append([_continuation_score(self._head_logits, h, cont) for _, cont in grp])
+                r += 1
+            out.append(scores)
+        return out
 
     def _decoder_input(self, ctx: list[int], cont: list[int]) -> list[int]:
         # keep the end (the continuation is scored); the last token is predicted, never fed
