@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -153,20 +156,33 @@ class _Sha256Reader:
         return data
 
 
+def _html_files(page: str, base: str) -> list[dict]:
+    """The files of a PEP 503 project page: <a href="URL#sha256=HEX">FILENAME</a>."""
+    files = []
+    for href, name in re.findall(r'<a[^>]*href="([^"]+)"[^>]*>([^<]+)</a>', page):
+        link, _, fragment = html.unescape(href).partition("#")
+        hashes = dict([fragment.split("=", 1)]) if "=" in fragment else {}
+        files.append({"filename": name.strip(), "url": urllib.parse.urljoin(base, link), "hashes": hashes})
+    return files
+
+
 def _stream_sdist(asset: Asset, dest: Path) -> int:
     """Extract the members of an sdist streamed from the package index, without saving the archive.
 
     For sdists `pip download` cannot fetch: pip >= 26 prepares the sdist's metadata and refuses
     bigbench 1.0.0's (it declares `bleurt @ file://...`). The file is found through the index's
-    JSON simple API (PEP 691: what pip itself reads), read once as a gzip stream (only the
+    simple API (PEP 691 JSON or PEP 503 HTML: what pip itself reads), read once as a gzip stream (only the
     wanted members touch the disk) and its sha256 checked against the index's before use.
     """
     project, _, version = asset.spec.partition("==")
     url = f"{_index_url()}/{project}/"
-    request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    # Either answer pip accepts: PEP 691 JSON, or a PEP 503 HTML page (a mirror may only serve that).
+    accept = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+    request = urllib.request.Request(url, headers={"Accept": accept})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            files = json.load(response)["files"]
+            body = response.read().decode("utf-8")
+        files = json.loads(body)["files"] if body.lstrip().startswith("{") else _html_files(body, url)
     except (OSError, ValueError, KeyError) as e:
         raise LlmzooError(f"could not list {project} on the package index {url}: {e}") from None
     wanted_name = f"{project}-{version}.tar.gz"

@@ -75,3 +75,22 @@ def test_an_asset_missing_a_newer_member_is_stale(fake_index, monkeypatch):
     assert not assets.is_fetched("bigbench")
     with pytest.raises(AssetMissingError, match="python -m llmzoo.assets fetch bigbench"):
         assets.asset_path("bigbench", "bigbench/benchmark_tasks/navigate/task.json")
+
+
+def test_an_html_only_index_works_too(fake_index, monkeypatch):
+    listing, _ = fake_index
+    archive = _sdist()
+    page = (f'<html><body><a href="../../files/bigbench-0.0.1.tar.gz#sha256={"1" * 64}">bigbench-0.0.1.tar.gz</a>'
+            f'<a href="../../files/bigbench-1.0.0.tar.gz#sha256={listing["sha256"]}">bigbench-1.0.0.tar.gz</a>'
+            "</body></html>")
+    seen = []
+
+    def urlopen(request, timeout=None):
+        url = getattr(request, "full_url", request)
+        seen.append(url)
+        return io.BytesIO(page.encode() if url.endswith("/simple/bigbench/") else archive)
+
+    monkeypatch.setattr(assets.urllib.request, "urlopen", urlopen)
+    assets.fetch("bigbench")
+    assert seen[1] == "https://index.example/files/bigbench-1.0.0.tar.gz"
+    assert assets.is_fetched("bigbench")
