@@ -141,7 +141,18 @@ def _download(asset: Asset, into: Path) -> Path:
 
 
 def _index_url() -> str:
-    return os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    """The index pip itself reads: $PIP_INDEX_URL, pip's configured index-url, else pip's default
+    (asked of pip, so this follows whatever mirror a machine's pip is set up for)."""
+    url = os.environ.get("PIP_INDEX_URL")
+    if not url:
+        got = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.index-url"],
+                             capture_output=True, text=True)
+        url = got.stdout.strip() if got.returncode == 0 else ""
+    if not url:
+        from pip._internal.models.index import PyPI  # pip's own default index
+
+        url = PyPI.simple_url
+    return url.rstrip("/")
 
 
 class _Sha256Reader:
