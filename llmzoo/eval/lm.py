@@ -235,17 +235,16 @@ class EvalLM:
                 mask[r, width:width + len(sfx)] = 1
             h_sfx = self.model(sfx_ids.to(dev), attention_mask=mask.to(dev), cache=cache,
                                logits_to_keep=1).last_hidden_state  # (R, span, D)
-        out, r = [], 0
+        items, r = [], 0
         for f, fam in enumerate(families):
             last = h_ctx[f, len(contexts[f]) - 1:len(contexts[f])]  # predicts each continuation's first token
-            scores = []
             for grp in fam:
                 n = len(grp[0][1]) - 1
                 h = torch.cat([last, h_sfx[r, :n]]) if n else last
-                scores.append([_continuation_score(self._head_logits, h, cont) for _, cont in grp])
+                items.extend((h, cont) for _, cont in grp)
                 r += 1
-            out.append(scores)
-        return out
+        scored = iter(_score_hidden(self._head_logits, items))
+        return [[[next(scored) for _ in grp] for grp in fam] for fam in families]
 
     def _decoder_input(self, ctx: list[int], cont: list[int]) -> list[int]:
         # keep the end (the continuation is scored); the last token is predicted, never fed
@@ -265,8 +264,9 @@ class EvalLM:
             # (rolling perplexity: 8192 tokens x 49k vocabulary = 1.6 GB per row) must not hold
             # them all at once: take the final hidden states and project them in chunks.
             h = self.model(ids.to(self.device), logits_to_keep=1).last_hidden_state  # (B, T, D)
-            return [[_continuation_score(self._head_logits, h[b, s:s + len(cont)], cont) for s, cont in row]
-                    for b, row in enumerate(spans)]
+            scored = iter(_score_hidden(self._head_logits, [(h[b, s:s + len(cont)], cont)
+                                                            for b, row in enumerate(spans) for s, cont in row]))
+            return [[next(scored) for _ in row] for row in spans]
         keep = width - min(s for row in spans for s, _ in row)
         logits = self.model(ids.to(self.device), logits_to_keep=keep).logits  # (B, keep, V)
         off = width - keep
@@ -296,6 +296,29 @@ class EvalLM:
 
 
 _CHUNK = 1024  # positions projected to the vocabulary at a time
+
+
+def _score_hidden(head: Callable[[torch.Tensor], torch.Tensor],
+                  items: list[tuple[torch.Tensor, list[int]]]) -> list[LoglikelihoodResult]:
+    """_continuation_score for many continuations at once: their hidden states (n_i, D) go
+    through the head together, _CHUNK positions at a time, so a batch makes a few large GEMMs
+    and one host sync instead of small ones and two syncs per request."""
+    if not items:
+        return []
+    x = torch.cat([h for h, _ in items])
+    target = torch.tensor([t for _, cont in items for t in cont], device=x.device)
+    logprob = torch.empty(len(target), dtype=torch.float32, device=x.device)
+    greedy = torch.empty(len(target), dtype=torch.bool, device=x.device)
+    for start in range(0, len(target), _CHUNK):
+        logprobs = F.log_softmax(head(x[start:start + _CHUNK]).float(), dim=-1)
+        want = target[start:start + _CHUNK]
+        logprob[start:start + _CHUNK] = logprobs.gather(1, want[:, None])[:, 0]
+        greedy[start:start + _CHUNK] = logprobs.argmax(-1) == want
+    lengths = [len(cont) for _, cont in items]
+    # float32 sums per continuation, as the one-at-a-time path (and lm-eval's HF backend) add them
+    totals = torch.stack([seg.sum() for seg in logprob.split(lengths)]).tolist()
+    all_greedy = torch.stack([seg.all() for seg in greedy.split(lengths)]).tolist()
+    return [LoglikelihoodResult(t, g, n) for t, g, n in zip(totals, all_greedy, lengths)]
 
 
 def _continuation_score(head: Callable[[torch.Tensor], torch.Tensor] | None, x: torch.Tensor,
