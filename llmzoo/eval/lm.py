@@ -20,11 +20,14 @@ each row's logits equal its unbatched ones.
 Shared contexts: requests whose context tokens are the same but whose continuations differ
 (HellaSwag's four endings, PIQA's two solutions) run the context once: a batch of contexts
 fills a KV cache, which is repeated for each continuation, and the continuations run on top of
-it (`_score_shared`). A batch holds `batch_size` contexts and all their continuations.
+it (`_score_shared`). A batch holds `batch_size` contexts and all their
+continuations, which run in length-sorted sub-batches of `batch_size` rows so that a few long
+endings do not pad all the short ones.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 
 import torch
@@ -224,27 +227,53 @@ class EvalLM:
         h_ctx = self.model(ids.to(dev), cache=cache, logits_to_keep=1).last_hidden_state  # (F, W, D)
         owner = [f for f, fam in enumerate(suffixes) for _ in fam]
         flat = [sfx for fam in suffixes for sfx in fam]
-        h_sfx = None
-        if span:
-            cache.reorder(torch.tensor(owner, device=dev))
-            sfx_ids = torch.zeros(len(flat), span, dtype=torch.long)
-            mask = torch.zeros(len(flat), width + span, dtype=torch.long)
-            for r, (f, sfx) in enumerate(zip(owner, flat)):
-                sfx_ids[r, :len(sfx)] = torch.tensor(sfx, dtype=torch.long)
-                mask[r, :len(contexts[f])] = 1
-                mask[r, width:width + len(sfx)] = 1
-            h_sfx = self.model(sfx_ids.to(dev), attention_mask=mask.to(dev), cache=cache,
-                               logits_to_keep=1).last_hidden_state  # (R, span, D)
+        h_sfx = self._suffix_hidden(cache, owner, [len(contexts[f]) for f in owner], width, flat) if span else None
         items, r = [], 0
         for f, fam in enumerate(families):
             last = h_ctx[f, len(contexts[f]) - 1:len(contexts[f])]  # predicts each continuation's first token
             for grp in fam:
                 n = len(grp[0][1]) - 1
-                h = torch.cat([last, h_sfx[r, :n]]) if n else last
+                h = torch.cat([last, h_sfx[r]]) if n else last
                 items.extend((h, cont) for _, cont in grp)
                 r += 1
         scored = iter(_score_hidden(self._head_logits, items))
         return [[[next(scored) for _ in grp] for grp in fam] for fam in families]
+
+    def _suffix_hidden(self, cache, owner: list[int], ctx_lens: list[int], width: int,
+                       suffixes: list[list[int]]) -> list[torch.Tensor]:
+        """Final hidden states (len(suffix), D) of each suffix, run on its owner's context-cache row.
+        A batch's suffixes range from a few tokens to ~40 (HellaSwag's endings), so padding them
+        all to the longest would feed mostly padding: they run in length-sorted sub-batches of
+        batch_size rows, each padded only to its own longest. A row's states do not depend on
+        the other rows, so the scores are the same."""
+        order = sorted(range(len(suffixes)), key=lambda r: -len(suffixes[r]))
+        out: list[torch.Tensor | None] = [None] * len(suffixes)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            if not suffixes[rows[0]]:  # the rest are empty: their continuation is one token
+                break
+            hidden = self._run_suffixes(cache, [owner[r] for r in rows], [ctx_lens[r] for r in rows], width,
+                                        [suffixes[r] for r in rows])
+            for r, h in zip(rows, hidden):
+                out[r] = h
+        return out  # type: ignore[return-value]
+
+    def _run_suffixes(self, cache, cache_rows: list[int], ctx_lens: list[int], width: int,
+                      suffixes: list[list[int]]) -> list[torch.Tensor]:
+        """One forward of suffixes on a copy of the given context-cache rows, masked to see only
+        the real context tokens; positions continue each row's own context."""
+        dev = self.device
+        span = max(map(len, suffixes))
+        sub = copy.copy(cache)  # reorder rebinds the tensors, so the shared context cache is kept
+        sub.reorder(torch.tensor(cache_rows, device=dev))
+        ids = torch.zeros(len(suffixes), span, dtype=torch.long)
+        mask = torch.zeros(len(suffixes), width + span, dtype=torch.long)
+        for r, (n_ctx, sfx) in enumerate(zip(ctx_lens, suffixes)):
+            ids[r, :len(sfx)] = torch.tensor(sfx, dtype=torch.long)
+            mask[r, :n_ctx] = 1
+            mask[r, width:width + len(sfx)] = 1
+        h = self.model(ids.to(dev), attention_mask=mask.to(dev), cache=sub, logits_to_keep=1).last_hidden_state
+        return [h[r, :len(sfx)] for r, sfx in enumerate(suffixes)]
 
     def _decoder_input(self, ctx: list[int], cont: list[int]) -> list[int]:
         # keep the end (the continuation is scored); the last token is predicted, never fed
