@@ -110,8 +110,10 @@ class Trainer:
             self.val_data = open_token_dataset(data_dir, "val")
         except LlmzooError:
             self.val_data = None
-        window = recipe.seq_len + 1 if recipe.objective.strip().lower().replace("-", "_") in ("clm", "causal_lm", "gpt") \
-            and not recipe.objective_options else recipe.seq_len  # the row make_task's task takes
+        from llmzoo.train.task import is_native_clm
+
+        # the row make_task's task will take
+        window = recipe.seq_len + 1 if is_native_clm(recipe.objective, recipe.objective_options) else recipe.seq_len
         preflight.check_data(recipe, self.train_data.num_tokens, window)
         self.tokenizer_source = tokenizer or getattr(self.train_data, "tokenizer", None)
         self.data_dir = Path(data_dir)

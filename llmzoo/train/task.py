@@ -152,6 +152,11 @@ class ObjectiveTask(Task):
         return self.loss(outputs, batch)
 
 
+def is_native_clm(name: str, options: dict) -> bool:
+    """Whether objective `name` runs as the native Task (rows of seq_len + 1 tokens), not through the registry."""
+    return name.strip().lower().replace("-", "_") in ("clm", "causal_lm", "gpt") and not options
+
+
 def make_task(name: str, options: dict, *, seq_len: int, config: ModelConfig, tokenizer, accepted: set[str],
               eos_id: int | None = None, fused_loss: bool = False) -> Task:
     """The task for objective `name`; one-line LlmzooError when it does not fit the architecture."""
@@ -159,7 +164,7 @@ def make_task(name: str, options: dict, *, seq_len: int, config: ModelConfig, to
     from llmzoo.objectives.special_tokens import special_tokens_from_tokenizer
 
     key = name.strip().lower().replace("-", "_")
-    if key in ("clm", "causal_lm", "gpt") and not options:
+    if is_native_clm(name, options):
         if config.arch != "decoder" or config.head != "lm":
             raise LlmzooError(f"objective 'clm' trains decoder models with an LM head; model {config.name!r} is "
                               f"arch={config.arch!r} head={config.head!r}")
