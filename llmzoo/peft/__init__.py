@@ -8,6 +8,7 @@
     llmzoo.peft.merge(model)                            # plain model again, adapter folded into the weights
 """
 
+from llmzoo.peft.block_expansion import expand_blocks
 from llmzoo.peft.lora import LoraLinear, LoraSpec
 from llmzoo.peft.load import load_adapter
 from llmzoo.peft.peft_format import describe_adapter, read_adapter_config
@@ -15,4 +16,4 @@ from llmzoo.peft.save import save_adapter
 from llmzoo.peft.transform import apply, disabled, lora_modules, merge, trainable_parameters
 
 __all__ = ["apply", "trainable_parameters", "merge", "disabled", "lora_modules", "save_adapter", "load_adapter",
-           "read_adapter_config", "describe_adapter", "LoraLinear", "LoraSpec"]
+           "read_adapter_config", "describe_adapter", "LoraLinear", "LoraSpec", "expand_blocks"]
