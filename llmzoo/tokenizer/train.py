@@ -202,6 +202,22 @@ def _unigram(vocab_size: int, min_frequency: int, specials: list[str], progress:
     return backend, trainer
 
 
+def canonical_wordpiece_ids(vocab: dict[str, int], specials: list[str]) -> dict[str, int]:
+    """The same WordPiece vocabulary with ids that do not depend on the run.
+
+    The tokenizers library's WordPiece trainer learns the same set of pieces every run, but hands
+    out the ids of the "##" alphabet and of equally frequent merges in hash-map order, which
+    changes from process to process, so two trainings on the same text gave different tokenizers.
+    WordPiece's greedy longest-match encoding reads only the set of pieces, so a fixed order loses
+    nothing: the special tokens first (in their order), then the rest by length, word-initial
+    pieces before "##" continuations, then alphabetically.
+    """
+    rest = sorted((t for t in vocab if t not in specials),
+                  key=lambda t: (len(t.removeprefix("##")), t.startswith("##"), t))
+    ordered = [t for t in specials if t in vocab] + rest
+    return {token: i for i, token in enumerate(ordered)}
+
+
 _BUILDERS = {"bpe": _bpe, "wordpiece": _wordpiece, "unigram": _unigram}
 
 
@@ -250,8 +266,8 @@ def train_tokenizer(
 
     if kind == "wordpiece":
         # Rebuild through the loader's WordPiece pipeline so [CLS] ... [SEP] and the decoder match BERT's.
-        backend = wordpiece_backend(backend.get_vocab(with_added_tokens=True), lowercase=True,
-                                    specials=spec.roles)
+        backend = wordpiece_backend(canonical_wordpiece_ids(backend.get_vocab(with_added_tokens=True), specials),
+                                    lowercase=True, specials=spec.roles)
         backend.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False) for t in specials])
         add_bos = add_eos = None
     else:

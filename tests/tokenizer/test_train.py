@@ -101,3 +101,23 @@ def test_cli_train_then_encode(corpus, tmp_path, capsys) -> None:
     empty.write_text("")
     assert main(["tokenizer", "train", str(empty), "--vocab-size", "300", "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("error: no text to train on")
+
+
+# Unigram is left out: the tokenizers library's EM sums run in hash-map order, so its learned scores
+# differ by up to ~5e-4 from process to process (measured), and pieces with near-equal scores swap ids.
+@pytest.mark.parametrize("kind", ["bpe", "wordpiece"])
+def test_training_twice_gives_the_same_tokenizer(corpus, tmp_path, kind):
+    """Two `llmzoo tokenizer train` runs on the same text, each in its own process (the tokenizers
+    library's hash maps are seeded per process), write the same vocabulary with the same ids."""
+    import subprocess
+    import sys
+
+    _, files, _ = corpus
+    vocabs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        subprocess.run([sys.executable, "-m", "llmzoo", "tokenizer", "train", "--kind", kind, "--vocab-size",
+                        str(VOCAB_SIZE), "--quiet", "--out", str(out), *map(str, files)], check=True,
+                       capture_output=True)
+        vocabs.append(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"])
+    assert vocabs[0] == vocabs[1]
