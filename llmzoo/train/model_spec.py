@@ -119,3 +119,24 @@ def normalise_model_spec(spec: Any) -> str | dict[str, Any]:
     except (TypeError, ValueError) as e:  # a field of the wrong shape (a tuple given as a number, ...)
         raise ConfigError(f"model: {e}") from None
     return typed
+
+
+def normalise_base_spec(spec: Any) -> dict[str, Any]:
+    """A fine-tune's `model`: `from: SOURCE` (anything llmzoo.load reads; a bare string is the
+    source) plus optional ModelConfig fields to change on the loaded base (e.g. rope_scaling for
+    context extension), each typed as ModelConfig declares. The source itself is resolved when the
+    run starts (loading it is the check)."""
+    if isinstance(spec, str):
+        spec = {"from": spec}
+    if not isinstance(spec, dict) or not str(spec.get("from") or "").strip():
+        raise ConfigError("a fine-tuning recipe names its base model as model.from=SOURCE (a zoo name with "
+                          "weights, an HF or llmzoo directory, or a .gguf file)")
+    typed: dict[str, Any] = {"from": str(spec["from"])}
+    for key, value in spec.items():
+        key = str(key)
+        if key == "from":
+            continue
+        if key not in _hints():
+            raise _unknown_field(key)
+        typed[key] = coerce_model_field(key, value)
+    return typed

@@ -1,6 +1,14 @@
-"""A pretraining recipe: one YAML file of settings, overridable from the command line.
+"""A training recipe (pretraining or fine-tuning): one YAML file of settings, overridable from the
+command line.
 
     recipe = load_recipe("shakespeare", overrides=["max_steps=200", "model.n_layers=2"])
+
+Fine-tuning: `task: NAME` names a task of llmzoo.finetune (registry.py documents the contract);
+`model.from: SOURCE` is the base, anything llmzoo.load reads (a zoo name with weights, an HF or
+llmzoo directory, a .gguf file), with optional ModelConfig fields changed on top (e.g.
+`model.rope_scaling`); `data:` is then a mapping the task's builder reads (`data.train`, ...);
+`peft: {method: lora, r: 8, ...}` applies llmzoo.peft.apply(model, method, **options) (absent:
+full fine-tuning). `device: cpu|cuda` places the run (NCCL between CUDA processes, gloo on CPU).
 
 `model` is a zoo name (`llama-7b`) or a dict of ModelConfig fields, optionally starting from a
 zoo config (`from: llama-7b`); a missing `vocab_size` is taken from the dataset. `batch_size` is
@@ -25,6 +33,7 @@ import yaml
 
 from llmzoo.errors import ConfigError
 
+DEVICES = ("cpu", "cuda")
 PARALLEL_MODES = ("none", "ddp", "zero1", "zero2", "fsdp", "tp", "pp")
 DECAYS = ("cosine", "linear", "constant")
 PRECISIONS = ("bf16", "fp32")
@@ -36,8 +45,10 @@ BF16_GEMMS = ("auto", "native", "fp32")
 class Recipe:
     name: str = "custom"
     # --- what to train -----------------------------------------------------------------------
-    model: Any = None  # zoo name or dict of ModelConfig fields (+ optional `from: zoo-name`)
-    data: str | None = None  # prepared token dataset (`llmzoo data prepare`)
+    model: Any = None  # zoo name or dict of ModelConfig fields (+ optional `from: zoo-name`; fine-tuning: any source)
+    task: str | None = None  # fine-tuning task (llmzoo.finetune registry); None: pretraining on `data` tokens
+    data: Any = None  # pretraining: prepared token dataset (`llmzoo data prepare`); fine-tuning: the task's mapping
+    peft: dict | None = None  # fine-tuning: {method: lora, ...options} for llmzoo.peft.apply; None: full fine-tuning
     tokenizer: str | None = None  # for special tokens and the final sample; default: the dataset's
     prepare: dict | None = None  # how to build `data` (and a tokenizer) when it is missing; see prepare.py
     objective: str = "clm"
@@ -60,7 +71,8 @@ class Recipe:
     beta2: float = 0.95  # GPT-3 / LLaMA
     eps: float = 1e-8
     grad_clip: float = 1.0  # 0 disables
-    # --- precision and speed --------------------------------------------------------------------
+    # --- device, precision and speed --------------------------------------------------------------
+    device: str = "cpu"  # cpu (gloo between processes) or cuda (NCCL; one GPU per process)
     precision: str = "bf16"  # bf16 autocast with fp32 master weights, or fp32
     activation_checkpointing: bool = False
     compile: bool = False
@@ -120,6 +132,7 @@ class Recipe:
         need(self.decay in DECAYS, f"decay {self.decay!r} is not one of {DECAYS}")
         need(self.precision in PRECISIONS, f"precision {self.precision!r} is not one of {PRECISIONS}")
         need(self.parallel in PARALLEL_MODES, f"parallel {self.parallel!r} is not one of {PARALLEL_MODES}")
+        need(self.device in DEVICES, f"device {self.device!r} is not one of {DEVICES}")
         need(self.bf16_gemm in BF16_GEMMS, f"bf16_gemm {self.bf16_gemm!r} is not one of {BF16_GEMMS}")
         need(self.pp_schedule in PP_SCHEDULES, f"pp_schedule {self.pp_schedule!r} is not one of {PP_SCHEDULES}")
         need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)")
@@ -137,6 +150,12 @@ class Recipe:
             from llmzoo.train.prepare import check_prepare_spec
 
             check_prepare_spec(self.prepare)
+        if self.task is not None:
+            self._validate_finetune(need)
+            return
+        need(self.peft is None, "`peft` adapts a base model for a fine-tuning task; set task=... (see docs/finetune.md)")
+        need(self.data is None or isinstance(self.data, str),
+             "`data` of a pretraining recipe is a prepared token dataset directory; a mapping is for task=...")
         check_objective(self.objective, self.objective_options)
         if self.parallel == "pp":
             from llmzoo.train.pipeline import check_pipeline_objective
@@ -145,6 +164,25 @@ class Recipe:
         from llmzoo.train.model_spec import normalise_model_spec
 
         self.model = normalise_model_spec(self.model)
+
+    def _validate_finetune(self, need) -> None:
+        from llmzoo.finetune.registry import get_task
+        from llmzoo.train.model_spec import normalise_base_spec
+
+        need(isinstance(self.task, str) and self.task.strip() != "", f"task must be a task name, got {self.task!r}")
+        get_task(self.task)  # unknown names fail here, before any model is loaded
+        need(self.data is None or isinstance(self.data, dict),
+             f"`data` of a fine-tuning recipe is a mapping the task reads (data.train, data.val, ...), got {self.data!r}")
+        need(self.prepare is None, "`prepare` builds pretraining token data; a fine-tuning task reads `data` itself")
+        need(self.parallel != "pp", "parallel=pp pipelines next-token pretraining only; use ddp, zero1, zero2, fsdp or tp")
+        if self.peft is not None:
+            need(isinstance(self.peft, dict) and isinstance(self.peft.get("method"), str),
+                 "`peft` must be a mapping with a `method` (e.g. peft.method=lora peft.r=8)")
+        self.model = normalise_base_spec(self.model)
+
+    @property
+    def is_finetune(self) -> bool:
+        return self.task is not None
 
     @property
     def total_decay_steps(self) -> int:
@@ -266,6 +304,10 @@ def _read_recipe_file(source: str | Path) -> tuple[dict[str, Any], str]:
     return data, name
 
 
+# settings that are mappings, reachable with dotted overrides (model.n_layers=4, data.train=FILE, peft.r=8)
+DOTTED_KEYS = ("model", "objective_options", "prepare", "data", "peft")
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """`key=value` and `model.d_model=64` (dotted keys reach into dict settings)."""
     data = dict(data)
@@ -285,11 +327,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not rest:
             data[head] = value
             continue
-        if head not in ("model", "objective_options", "prepare"):
-            raise ConfigError(f"override {key!r}: only model.*, objective_options.* and prepare.* take dotted keys")
+        if head not in DOTTED_KEYS:
+            raise ConfigError(f"override {key!r}: only {', '.join(k + '.*' for k in DOTTED_KEYS)} take dotted keys")
         current = data.get(head)
         if isinstance(current, str) and head == "model":
             current = {"from": current}
+        elif current is not None and not isinstance(current, dict):
+            raise ConfigError(f"override {key!r}: `{head}` is {current!r}, not a mapping; set {head}=... whole instead")
         node = dict(current or {})
         data[head] = node
         parts = rest.split(".")

@@ -32,7 +32,7 @@ def test_overrides_are_typed_like_the_field(tmp_path):
     (["max_steps=2.5"], "max_steps' must be a int"),
     (["seq_len=0"], "seq_len must be >= 1"),
     (["parallel=zero3"], "parallel 'zero3' is not one of"),
-    (["lr.x=1"], "only model.*, objective_options.* and prepare.* take dotted keys"),
+    (["lr.x=1"], "only model.*, objective_options.*, prepare.*, data.*, peft.* take dotted keys"),
     (["min_lr=1"], "need 0 <= min_lr <= lr"),
 ])
 def test_bad_settings_are_one_line_errors(tmp_path, overrides, message):
