@@ -166,11 +166,12 @@ def save(model: nn.Module, directory: str | Path, format: str = "hf", tokenizer=
     import warnings
 
     from llmzoo.convert.save import save_model
-    from llmzoo.peft.lora import LoraLinear
+    from llmzoo.peft.methods import method_of
 
-    if any(isinstance(m, LoraLinear) for m in model.modules()):  # adapter tensors fit no model layout
-        raise LlmzooError("this model carries a LoRA adapter: llmzoo.peft.merge(model) before saving it, "
-                          "or write the adapter alone with llmzoo.peft.save_adapter(model, dir)")
+    adapter = method_of(model)
+    if adapter is not None:  # adapter tensors fit no model layout
+        raise LlmzooError(f"this model carries a {adapter.display} adapter: llmzoo.peft.merge(model) before saving "
+                          f"it, or write the adapter alone with llmzoo.peft.save_adapter(model, dir)")
     if tokenizer is None and format != "gguf":
         tokenizer = _source_tokenizer(model)
     saved = save_model(model, directory, format=format, tokenizer=tokenizer)

@@ -7,7 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    a = sub.add_parser("adapter", help="LoRA/DoRA adapters in peft's format: merge into a base, inspect")
+    a = sub.add_parser("adapter", help="adapters (LoRA, DoRA, (IA)3, ...) in peft's format: merge into a base, inspect")
     cmds = a.add_subparsers(dest="adapter_command", metavar="ACTION", required=True)
     m = cmds.add_parser("merge", help="fold an adapter into its base and write the merged model")
     m.add_argument("base", help="the base: zoo name, HF checkpoint directory, llmzoo directory or .gguf file")
@@ -24,10 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     import llmzoo
-    from llmzoo.peft import lora_modules, merge
+    from llmzoo.peft import adapter_modules, merge
 
     model = llmzoo.load(args.base, adapter=args.adapter)
-    n = len(lora_modules(model))
+    n = len(adapter_modules(model))
     path = llmzoo.save(merge(model), args.out, format=args.format)
     print(f"merged {n} adapted module(s) of {args.adapter} into {args.base}: wrote {path}")
     return 0
@@ -40,16 +40,26 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info))
         return 0
-    targets = info["target_modules"]
-    rows = [
-        ("method", info["method"]), ("r", info["r"]), ("lora_alpha", info["lora_alpha"]),
-        ("lora_dropout", info["lora_dropout"]),
-        ("targets", targets if isinstance(targets, str) else ", ".join(targets)),
-        ("modules", info["modules"]), ("trainable parameters", f"{info['trainable_parameters']:,}"),
-        ("base", info["base_model_name_or_path"] or "(not recorded)"), ("task type", info["task_type"] or "-"),
-    ]
-    rows += [(name, json.dumps(info[name])) for name in ("rank_pattern", "alpha_pattern") if info[name]]
+    rows = [(_LABELS.get(key, key), _shown(key, value)) for key, value in info.items()
+            if value not in ({}, []) or key == "target_modules"]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+_LABELS = {"target_modules": "targets", "trainable_parameters": "trainable parameters",
+           "base_model_name_or_path": "base", "task_type": "task type"}
+
+
+def _shown(key: str, value: object) -> str:
+    """One field of `adapter info` as text: counts with thousands separators, lists joined."""
+    if key == "trainable_parameters":
+        return f"{value:,}"
+    if key == "base_model_name_or_path":
+        return str(value or "(not recorded)")
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "-"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return "-" if value is None else str(value)
