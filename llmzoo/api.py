@@ -32,6 +32,10 @@ def load(source: str | Path, dtype: torch.dtype | None = None, *, adapter: str |
     `llmzoo.save(model, dir)` writes the tokenizer beside the weights. adapter: a peft-format
     adapter directory (adapter_config.json + adapter_model.safetensors, written by peft or by
     llmzoo.peft.save_adapter) applied on top of the base (llmzoo.peft)."""
+    if adapter is not None:  # a directory llmzoo cannot apply fails before the base is read
+        from llmzoo.peft import read_adapter_config
+
+        read_adapter_config(adapter)
     model = _load_base(source, dtype)
     model.source = str(source)  # what save_adapter records as base_model_name_or_path
     if adapter is not None:

@@ -42,7 +42,7 @@ from torch import nn
 from llmzoo.errors import LlmzooError
 
 # Modules that register a method when imported. Add yours here.
-BUILTIN = ("llmzoo.peft.lora_method",)
+BUILTIN = ("llmzoo.peft.lora_method", "llmzoo.peft.ia3")
 
 
 @dataclass(frozen=True)

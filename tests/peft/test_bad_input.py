@@ -72,14 +72,19 @@ def test_a_second_adapter_is_refused(llama):
         llmzoo.peft.apply(model, "lora")
 
 
-def test_peft_method_llmzoo_does_not_load(tmp_path, llama):
+def test_peft_method_llmzoo_does_not_load(tmp_path, llama, capsys):
     hf_model = transformers.LlamaForCausalLM.from_pretrained(llama[0])
-    ia3 = peft.get_peft_model(hf_model, peft.IA3Config(target_modules=["k_proj", "v_proj", "down_proj"],
-                                                       feedforward_modules=["down_proj"], task_type="CAUSAL_LM"))
-    ia3.save_pretrained(tmp_path / "ia3")
+    loha = peft.get_peft_model(hf_model, peft.LoHaConfig(target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    loha.save_pretrained(tmp_path / "loha")
     with pytest.raises(LlmzooError) as e:
-        llmzoo.load(llama[0], adapter=tmp_path / "ia3")
-    assert "IA3" in one_line(e) and "LORA" in str(e.value)
+        llmzoo.load(llama[0], adapter=tmp_path / "loha")
+    assert "LOHA" in one_line(e) and "LORA" in str(e.value) and "IA3" in str(e.value)
+    capsys.readouterr()
+    for command in (["adapter", "info", str(tmp_path / "loha")],
+                    ["adapter", "merge", str(llama[0]), str(tmp_path / "loha"), str(tmp_path / "out")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "LOHA" in err and "\n" not in err
 
 
 def test_unsupported_lora_option_is_named(tmp_path, llama):
