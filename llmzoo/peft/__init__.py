@@ -11,6 +11,7 @@ Methods ("lora" with rsLoRA/DoRA, "qlora", "ia3", "houlsby", "pfeiffer", ...) ar
 llmzoo.peft.methods; its docstring says how a new one registers.
 """
 
+from llmzoo.peft.block_expansion import expand_blocks  # also registers the "llama_pro" method
 from llmzoo.peft.load import load_adapter
 from llmzoo.peft.lora import LoraLinear, LoraSpec
 from llmzoo.peft.lora_method import lora_modules
@@ -21,4 +22,4 @@ from llmzoo.peft.transform import apply, disabled, merge, trainable_parameters
 
 __all__ = ["apply", "trainable_parameters", "merge", "disabled", "lora_modules", "adapter_modules", "save_adapter",
            "load_adapter", "read_adapter_config", "describe_adapter", "LoraLinear", "LoraSpec", "Method", "register",
-           "methods"]
+           "methods", "expand_blocks"]

@@ -19,14 +19,32 @@ import torch
 from torch import nn
 
 from llmzoo.errors import LlmzooError
+from llmzoo.nn.block import Block
+
+
+class ExpandedBlock(Block):
+    """A block added by expansion: a Block with the same parameter names (checkpoints are plain),
+    told apart so `llmzoo.peft.disabled(model)` can skip it (the base's outputs) and
+    `llmzoo.peft.merge(model)` can turn it into a plain Block."""
+
+    disabled = False
+
+    def forward(self, x: torch.Tensor, **kwargs):
+        if self.disabled:  # the identity the block was at initialisation: the base model's computation
+            return x, None
+        return super().forward(x, **kwargs)
 
 
 def expand_blocks(model: nn.Module, every: int = 1, *, after: list[int] | None = None,
                   freeze_base: bool = True) -> nn.Module:
     """Insert an identity-initialised copy after every `every`-th block (or after the blocks whose
     0-based indices are in `after`), in place, and return the model. With freeze_base only the new
-    blocks have requires_grad; `model.expanded_layers` lists their indices in the new stack."""
+    blocks have requires_grad; `expanded_layers(model)` lists their indices in the new stack.
+    As the PEFT method "llama_pro" (`llmzoo.peft.apply(model, "llama_pro", every=2)`, or
+    `peft.method=llama_pro peft.every=2` in a fine-tune recipe) its blocks save as an adapter."""
     layers, config = _checked_stack(model)
+    if expanded_layers(model):
+        raise LlmzooError("this model already has expanded blocks; llmzoo.peft.merge(model) them first")
     sources = _insertion_points(config.n_layers, every, after)
     new_layers: list[nn.Module] = []
     kinds: list[str] = []
@@ -51,8 +69,19 @@ def expand_blocks(model: nn.Module, every: int = 1, *, after: list[int] | None =
         for idx in added:
             for p in model.layers[idx].parameters():
                 p.requires_grad_(True)
-    model.expanded_layers = added
     return model
+
+
+def expanded_layers(model: nn.Module) -> list[int]:
+    """Indices (in the expanded stack) of the blocks expansion added and merge has not folded."""
+    return [i for i, block in enumerate(getattr(model, "layers", [])) if isinstance(block, ExpandedBlock)]
+
+
+def fold_expansion(model: nn.Module) -> None:
+    """The expanded blocks become plain Blocks: a model like any other, with n_layers blocks."""
+    for block in model.layers:
+        if isinstance(block, ExpandedBlock):
+            block.__class__ = Block
 
 
 def _checked_stack(model: nn.Module):
@@ -86,7 +115,10 @@ def _insertion_points(n_layers: int, every: int, after: list[int] | None) -> set
 
 
 def _identity_copy(block: nn.Module) -> nn.Module:
+    if type(block) is not Block:
+        raise LlmzooError(f"block expansion copies llmzoo Blocks; this model's layers are {type(block).__name__}")
     new = copy.deepcopy(block)
+    new.__class__ = ExpandedBlock  # same attributes and parameters, plus the disabled switch
     zeroed = 0
     for name, module in new.named_modules():
         if name.rsplit(".", 1)[-1] in ("o_proj", "down_proj") and isinstance(module, nn.Linear):
@@ -104,3 +136,6 @@ def _renumber(block: nn.Module, idx: int) -> None:
     for module in block.modules():
         if hasattr(module, "layer_idx"):
             module.layer_idx = idx
+
+
+from llmzoo.peft import llama_pro_method  # noqa: E402,F401  (registers the "llama_pro" PEFT method)

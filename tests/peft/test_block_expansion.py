@@ -12,6 +12,7 @@ import llmzoo.peft as peft
 from llmzoo.config import ModelConfig
 from llmzoo.errors import LlmzooError
 from llmzoo.models.build import build_model
+from llmzoo.peft.block_expansion import expanded_layers
 from tests.parity.base import check_cached_decoding
 
 DECODER = ModelConfig(vocab_size=97, d_model=64, n_layers=4, n_heads=4, n_kv_heads=2, d_ff=96, max_seq_len=64)
@@ -44,7 +45,7 @@ def test_outputs_unchanged_after_expansion(variant):
     before = logits(model)
     peft.expand_blocks(model, every=2)
     assert model.config.n_layers == 6 and len(model.layers) == 6
-    assert model.expanded_layers == [2, 5]  # a copy closes each group of two
+    assert expanded_layers(model) == [2, 5]  # a copy closes each group of two
     torch.testing.assert_close(logits(model), before, rtol=0, atol=1e-6)
     if variant == "local-global":  # each copy attends like its source
         assert model.config.layer_pattern == ("local", "global", "global", "local", "global", "global")
@@ -76,6 +77,8 @@ def test_only_the_new_blocks_train_and_then_change_the_output():
 def test_expanded_model_saves_and_loads_in_llmzoo_and_transformers(tmp_path):
     model = built(DECODER)
     peft.expand_blocks(model, every=4)
+    peft.merge(model)  # plain Blocks again
+    assert expanded_layers(model) == [] and model.config.n_layers == 5
     with torch.no_grad():  # trained-looking new block, so the round trip is not of zeros
         model.layers[4].self_attn.o_proj.weight.normal_(0, 0.05)
         model.layers[4].mlp.down_proj.weight.normal_(0, 0.05)
@@ -99,3 +102,33 @@ def test_expanded_model_saves_and_loads_in_llmzoo_and_transformers(tmp_path):
 def test_bad_expansions_are_refused(config, options, message):
     with pytest.raises(LlmzooError, match=message):
         peft.expand_blocks(built(config), **options)
+
+
+def test_llama_pro_method_saves_the_new_blocks_as_an_adapter(tmp_path):
+    base = built(DECODER)
+    llmzoo.save(base, tmp_path / "base")
+    model = llmzoo.load(tmp_path / "base")
+    peft.apply(model, "llama_pro", after=[0, 2])
+    assert {n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad} == {"1", "4"}
+    with torch.no_grad():
+        for i in expanded_layers(model):
+            model.layers[i].mlp.down_proj.weight.normal_(0, 0.05)
+    trained = logits(model)
+    with peft.disabled(model):  # new blocks skipped: the base's computation
+        torch.testing.assert_close(logits(model), logits(base), rtol=0, atol=1e-6)
+    peft.save_adapter(model, tmp_path / "adapter")
+    assert peft.read_adapter_config(tmp_path / "adapter")["llmzoo_method"] == "llama_pro"
+    again = llmzoo.load(tmp_path / "base", adapter=tmp_path / "adapter")
+    torch.testing.assert_close(logits(again), trained)
+    peft.merge(again)
+    llmzoo.save(again, tmp_path / "merged")
+    torch.testing.assert_close(logits(llmzoo.load(tmp_path / "merged")), trained)
+
+
+def test_llama_pro_adapter_for_another_base_is_refused(tmp_path):
+    model = built(DECODER)
+    peft.apply(model, "llama_pro", every=2)
+    peft.save_adapter(model, tmp_path / "adapter")
+    other = built(DECODER.replace(n_layers=3))
+    with pytest.raises(LlmzooError, match="expands a base of 4 blocks; this model has 3"):
+        peft.load_adapter(other, tmp_path / "adapter")
