@@ -65,6 +65,9 @@ class Attention(nn.Module):
         self.dropout = config.attn_dropout
         self.rope_interleaved = config.rope_interleaved
         self.fuse_projections = False  # training may set it: q, k, v as one GEMM (llmzoo.nn.fused)
+        # Per-layer extra attention over learned prompt keys/values, added to the output: set by
+        # llmzoo.peft.adaption_prompt (LLaMA-Adapter); called with this module and the rotated queries.
+        self.prompt_attention: nn.Module | None = None
 
     def _self_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.fuse_projections and can_fuse(self.q_proj, self.k_proj, self.v_proj):
@@ -100,7 +103,10 @@ class Attention(nn.Module):
             q, k, v, mask=mask, is_causal=is_causal, scale=self.scale, softcap=self.softcap,
             dropout=self.dropout if self.training else 0.0,
         )
-        return self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+        out = self.o_proj(out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+        if self.prompt_attention is not None and not self.cross:
+            out = out + self.prompt_attention(self, q)
+        return out
 
     def _cross_kv(self, memory: torch.Tensor | None, cache) -> tuple[torch.Tensor, torch.Tensor]:
         # Encoder keys/values are computed once per generation and kept in the cache.
