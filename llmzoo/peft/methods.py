@@ -42,7 +42,8 @@ from torch import nn
 from llmzoo.errors import LlmzooError
 
 # Modules that register a method when imported. Add yours here.
-BUILTIN = ("llmzoo.peft.lora_method", "llmzoo.peft.ia3")
+BUILTIN = ("llmzoo.peft.lora_method", "llmzoo.peft.ia3", "llmzoo.peft.prompt_tuning", "llmzoo.peft.p_tuning",
+           "llmzoo.peft.prefix_tuning", "llmzoo.peft.adaption_prompt")
 
 
 @dataclass(frozen=True)
