@@ -31,7 +31,14 @@ class Generated:
 
 
 def _context_limit(model: nn.Module) -> int:
-    return model.config.max_seq_len
+    return model.config.max_seq_len - _virtual_positions(model)
+
+
+def _virtual_positions(model: nn.Module) -> int:
+    """Positions (and cache slots) a prompt/prefix adapter's virtual tokens take before the prompt
+    (llmzoo.peft.virtual_tokens); 0 without one."""
+    virtual = getattr(model, "virtual_tokens", None)
+    return virtual.n_tokens if virtual is not None and not virtual.disabled else 0
 
 
 @torch.inference_mode()
@@ -58,7 +65,10 @@ def generate_ids(
     limit = _context_limit(model)
     longest = max(len(p) for p in prompts)
     if longest >= limit:
-        raise LlmzooError(f"prompt of {longest} tokens does not fit this model's context of {limit} tokens; shorten it")
+        virtual = f" ({model.config.max_seq_len} less the adapter's {model.config.max_seq_len - limit} virtual tokens)" \
+            if limit < model.config.max_seq_len else ""
+        raise LlmzooError(f"prompt of {longest} tokens does not fit this model's context of {limit} tokens{virtual}; "
+                          f"shorten it")
     clamped = max_new_tokens > limit - longest  # warned about below if a row runs into the limit
     max_new_tokens = min(max_new_tokens, limit - longest)
     device = next(model.parameters()).device
@@ -76,7 +86,7 @@ def generate_ids(
     if sampling.repetition_penalty != 1.0:
         seen = torch.zeros(B, model.config.vocab_size, dtype=torch.bool, device=device)
         seen.scatter_(1, ids, mask.bool())
-    cache = KVCache.for_model(model, B, longest + max_new_tokens)
+    cache = KVCache.for_model(model, B, _virtual_positions(model) + longest + max_new_tokens)
     out = model(ids, attention_mask=mask if padded else None, cache=cache, logits_to_keep=1)
     eos = torch.tensor(sorted(eos_ids), dtype=torch.long, device=device)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
