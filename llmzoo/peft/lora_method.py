@@ -25,7 +25,7 @@ from llmzoo.peft.lora import LoraLinear, LoraSpec
 from llmzoo.peft.methods import Method, register
 from llmzoo.peft.module_io import PREFIX, check_no_options, group_tensors, leaf_targets, linear_or_error, module_count
 from llmzoo.peft.names import ModuleNames
-from llmzoo.peft.targets import find_targets
+from llmzoo.peft.targets import UNSUPPORTED, find_targets
 
 OPTIONS = ("target_modules", "r", "lora_alpha", "lora_dropout", "use_rslora", "use_dora", "quantize")
 SUFFIXES = ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector")
@@ -46,10 +46,11 @@ def apply_lora_method(model: nn.Module, **options: Any) -> None:
     spec = lora_spec(options.get("r", 8), options.get("lora_alpha", 8), options.get("lora_dropout", 0.0),
                      options.get("use_rslora", False), options.get("use_dora", False))
     names = find_targets(model, targets)
-    if quantize == "nf4":
+    if quantize == "nf4":  # QLoRA quantizes every linear layer of the base, targeted or not
         from llmzoo.peft.nf4 import quantize_linears
 
-        quantize_linears(model, names)
+        quantize_linears(model, [n for n, m in model.named_modules()
+                                 if isinstance(m, nn.Linear) and n.rsplit(".", 1)[-1] not in UNSUPPORTED])
     apply_lora(model, {name: spec for name in names})
 
 
@@ -82,9 +83,13 @@ def lora_modules(model: nn.Module) -> dict[str, LoraLinear]:
 
 
 def merge_lora(model: nn.Module) -> None:
+    """Fold each adapter into its weight; a QLoRA base comes back dequantized (plain nn.Linear throughout)."""
+    from llmzoo.peft.nf4 import dequantize_linears
+
     for name, module in lora_modules(model).items():
         parent, _, attr = name.rpartition(".")
         setattr(model.get_submodule(parent) if parent else model, attr, module.merged())
+    dequantize_linears(model)
 
 
 def save_lora(model: nn.Module, names: ModuleNames) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -34,8 +34,10 @@ def group_tensors(state: dict[str, torch.Tensor], suffixes: Iterable[str], where
 
 
 def is_linear(module: nn.Module) -> bool:
-    """A linear layer, the layers per-module methods wrap."""
-    return isinstance(module, nn.Linear)
+    """A plain or NF4-quantized linear layer (llmzoo.peft.nf4), the layers per-module methods wrap."""
+    from llmzoo.peft.nf4 import NF4Linear
+
+    return isinstance(module, (nn.Linear, NF4Linear))
 
 
 def linear_or_error(model: nn.Module, names: ModuleNames, hf_name: str, cfg: dict[str, Any],
