@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "data",
     "tokenizer",
     "pretrain",
+    "finetune",
     "models",
     "scaling",
     "eval",

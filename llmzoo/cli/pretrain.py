@@ -2,6 +2,8 @@
 
 Multi-process: `llmzoo pretrain --nproc-per-node 2 --recipe R parallel=ddp` (or zero1, zero2, fsdp,
 tp, pp) starts the processes itself; `torchrun --nproc_per_node 2 -m llmzoo pretrain ...` works too.
+`llmzoo finetune` (llmzoo/cli/finetune.py) is the same command for fine-tuning recipes: both run
+through add_training_arguments and run_training below.
 """
 
 from __future__ import annotations
@@ -23,39 +25,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "tp (tensor parallel) or pp (pipeline parallel). Outputs in run_dir: metrics.jsonl, loss_curve.png, "
                "checkpoints/step_XXXXXXX/, model/ (loadable with llmzoo.load / llmzoo generate).",
     )
-    p.add_argument("--recipe", help="recipe YAML file or built-in recipe name (default with --resume: the run's own)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe settings to override")
+    add_training_arguments(p)
     p.add_argument("--objective", help="pretraining objective (default clm; any name of llmzoo.objectives, e.g. prefix_lm, "
                                        "t5_span); the same as objective=NAME")
+    p.set_defaults(func=_pretrain)
+
+
+def add_training_arguments(p: argparse.ArgumentParser) -> None:
+    """--recipe, KEY=VALUE overrides, --resume and --nproc-per-node: shared by pretrain and finetune."""
+    p.add_argument("--recipe", help="recipe YAML file or built-in recipe name (default with --resume: the run's own)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="recipe settings to override")
     p.add_argument("--resume", metavar="DIR", help="continue from the latest complete checkpoint of this run dir "
                                                    "(or from this checkpoint directory)")
     p.add_argument("--nproc-per-node", type=int, metavar="N",
                    help="train in N local processes (with parallel=ddp, zero1, zero2, fsdp, tp or pp), started "
                         "through torch.distributed's launcher, as torchrun would")
-    p.set_defaults(func=_pretrain)
 
 
-def _recipe(args: argparse.Namespace):
+def _recipe(args: argparse.Namespace, command: str):
     from llmzoo.errors import ConfigError
     from llmzoo.train import checkpoint as ckpt_io
     from llmzoo.train.recipe import apply_overrides, load_recipe, recipe_from_dict
 
     if args.recipe:
-        return load_recipe(args.recipe, args.overrides)
-    if args.resume:
+        recipe = load_recipe(args.recipe, args.overrides)
+    elif args.resume:
         saved = ckpt_io.read_recipe(ckpt_io.find_checkpoint(args.resume))
-        return recipe_from_dict(apply_overrides(saved, args.overrides))
-    raise ConfigError("give --recipe FILE (or a built-in name such as `shakespeare`), or --resume RUN_DIR")
+        recipe = recipe_from_dict(apply_overrides(saved, args.overrides))
+    else:
+        example = "shakespeare" if command == "pretrain" else "a fine-tuning recipe (see `llmzoo finetune --help`)"
+        raise ConfigError(f"give --recipe FILE (or a built-in name: {example}), or --resume RUN_DIR")
+    if command == "pretrain" and recipe.is_finetune:
+        raise ConfigError(f"recipe {recipe.name!r} fine-tunes (task={recipe.task}); run it with `llmzoo finetune`")
+    if command == "finetune" and not recipe.is_finetune:
+        raise ConfigError(f"recipe {recipe.name!r} has no `task:`, so it pretrains; run it with `llmzoo pretrain`, "
+                          f"or set task=NAME (see docs/finetune.md)")
+    return recipe
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from llmzoo.train.loop import train
-
     if args.objective:
         args.overrides = [*args.overrides, f"objective={args.objective}"]
-    recipe = _recipe(args)
+    return run_training(args, "pretrain")
+
+
+def run_training(args: argparse.Namespace, command: str) -> int:
+    """Read the recipe, train (in --nproc-per-node processes if asked) and report what the run left."""
+    from llmzoo.train.loop import train
+
+    recipe = _recipe(args, command)
     if args.nproc_per_node is not None:
-        return _launch(args, recipe)
+        return _launch(args, recipe, command)
     result = train(recipe, resume=args.resume)
     if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 reports
         return 0
@@ -74,14 +94,15 @@ def _pretrain(args: argparse.Namespace) -> int:
     if result.rewinds:
         line += f", {len(result.rewinds)} spike rewind(s)"
     print(line)
-    for label, path in (("checkpoint", result.checkpoint), ("loss curve", result.curve), ("model", result.model_dir)):
+    for label, path in (("checkpoint", result.checkpoint), ("loss curve", result.curve), ("adapter", result.adapter_dir),
+                        ("model", result.model_dir)):
         if path is not None:
             print(f"{label}: {path}")
     sys.stdout.flush()
     return 0
 
 
-def _launch(args: argparse.Namespace, recipe) -> int:
+def _launch(args: argparse.Namespace, recipe, command: str) -> int:
     """The same command in --nproc-per-node processes; the layout is checked before any starts."""
     from llmzoo.errors import ConfigError
     from llmzoo.train.launch import launch
@@ -89,6 +110,6 @@ def _launch(args: argparse.Namespace, recipe) -> int:
     if args.nproc_per_node > 1 and recipe.parallel == "none":
         raise ConfigError(f"--nproc-per-node {args.nproc_per_node} needs a parallel layout: add parallel=ddp "
                           "(or zero1, zero2, fsdp, tp, pp)")
-    argv = ["pretrain", *(["--recipe", args.recipe] if args.recipe else []),
+    argv = [command, *(["--recipe", args.recipe] if args.recipe else []),
             *(["--resume", str(args.resume)] if args.resume else []), *args.overrides]
     return launch(args.nproc_per_node, argv)

@@ -53,3 +53,32 @@ class WindowSampler:
     @property
     def tokens_per_epoch(self) -> int:
         return self.num_windows * self.seq_len
+
+
+class ExampleSampler:
+    """The same scheme over the rows of a fine-tuning dataset (llmzoo.finetune registry): sample i
+    of the run is row perm_e[i mod N] of epoch e = i div N. The dataset's `rows(indices)` is a pure
+    function of the indices, so a batch is again a pure function of (seed, sample index)."""
+
+    def __init__(self, dataset, seed: int, *, shuffle: bool = True, what: str = "training") -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.shuffle = shuffle
+        self.num_windows = len(dataset)  # the name the engine reads for "rows available"
+        if self.num_windows < 1:
+            raise LlmzooError(f"the {what} data has no rows")
+        self._epoch = -1
+        self._perm: np.ndarray | None = None
+
+    def _row(self, sample: int) -> int:
+        epoch, index = divmod(sample, self.num_windows)
+        if not self.shuffle:
+            return index
+        if epoch != self._epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_windows)
+            self._epoch = epoch
+        return int(self._perm[index])
+
+    def rows(self, first_sample: int, count: int) -> dict[str, torch.Tensor]:
+        """Samples [first_sample, first_sample + count) as the dataset's stacked batch."""
+        return self.dataset.rows([self._row(first_sample + r) for r in range(count)])

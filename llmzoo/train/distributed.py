@@ -1,5 +1,6 @@
 """Scale-out with torch.distributed: how the model, its gradients and its optimizer state are
-spread over processes. CPU + gloo here; the same code takes NCCL on GPUs.
+spread over processes: gloo between CPU processes, NCCL between CUDA ones (the recipe's `device`;
+one GPU per process, LOCAL_RANK picks it).
 
     none   one process
     ddp    data parallel: full replicas, gradients all-reduced (Li et al. 2020, PyTorch DDP)
@@ -36,6 +37,7 @@ class DistEnv:
     rank: int = 0
     world_size: int = 1
     initialized_here: bool = False
+    device: torch.device = torch.device("cpu")
 
     @property
     def is_main(self) -> bool:
@@ -46,21 +48,39 @@ class DistEnv:
         return dist.is_available() and dist.is_initialized()
 
 
-def init_distributed(mode: str) -> DistEnv:
-    """Join the process group torchrun (or a test) describes through RANK / WORLD_SIZE / MASTER_*."""
+def training_device(kind: str) -> torch.device:
+    """The device this process trains on: the CPU, or its GPU (LOCAL_RANK of this node's GPUs);
+    `cuda` where torch sees none is a one-line ConfigError."""
+    if kind == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError("device=cuda, but torch sees no CUDA device here (torch.cuda.is_available() is False); "
+                          "set device=cpu, or run on a machine with a GPU and a CUDA build of torch")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if local >= torch.cuda.device_count():
+        raise ConfigError(f"process {local} of this node has no GPU of its own ({torch.cuda.device_count()} visible); "
+                          f"start at most that many processes per node")
+    torch.cuda.set_device(local)
+    return torch.device("cuda", local)
+
+
+def init_distributed(mode: str, device: str = "cpu") -> DistEnv:
+    """Join the process group torchrun (or a test) describes through RANK / WORLD_SIZE / MASTER_*:
+    NCCL for CUDA processes, gloo for CPU ones."""
+    where = training_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if mode == "none":
         if world > 1:
             raise ConfigError(f"started as {world} processes but parallel=none; set parallel=ddp, fsdp, tp or pp")
-        return DistEnv()
+        return DistEnv(device=where)
     if dist.is_initialized():
-        return DistEnv(dist.get_rank(), dist.get_world_size())
+        return DistEnv(dist.get_rank(), dist.get_world_size(), device=where)
     missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
         raise ConfigError(f"parallel={mode} needs several processes; run `llmzoo pretrain --nproc-per-node 2 ...` "
                           f"(or torchrun --nproc_per_node 2 -m llmzoo pretrain ...; missing {', '.join(missing)})")
-    dist.init_process_group("gloo")
-    return DistEnv(dist.get_rank(), dist.get_world_size(), initialized_here=True)
+    dist.init_process_group("nccl" if where.type == "cuda" else "gloo", device_id=where if where.type == "cuda" else None)
+    return DistEnv(dist.get_rank(), dist.get_world_size(), initialized_here=True, device=where)
 
 
 def shutdown(env: DistEnv) -> None:
@@ -106,7 +126,7 @@ def data_parallel_size(mode: str, env: DistEnv) -> int:
 def _mesh(env: DistEnv):
     from torch.distributed.device_mesh import init_device_mesh
 
-    return init_device_mesh("cpu", (env.world_size,))
+    return init_device_mesh(env.device.type, (env.world_size,))
 
 
 def blocks(model: nn.Module) -> list[nn.Module]:
@@ -252,8 +272,9 @@ def clip_grad_norm(params: list[nn.Parameter], max_norm: float, mode: str, env: 
         from torch.distributed.tensor import DTensor
     else:
         DTensor = ()  # noqa: N806 (nothing is a DTensor; skips importing torch.distributed.tensor)
-    local_sum = torch.zeros((), dtype=torch.float32)
-    shared_sum = torch.zeros((), dtype=torch.float32)
+    device = params[0].device if params else torch.device("cpu")
+    local_sum = torch.zeros((), dtype=torch.float32, device=device)
+    shared_sum = torch.zeros((), dtype=torch.float32, device=device)
     for p in params:
         g = p.grad
         if g is None:

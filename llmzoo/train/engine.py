@@ -5,6 +5,9 @@ Which rows a process reads: a step consumes `batch_size` consecutive samples of 
 (see batches.py). With gradient accumulation they are cut into `grad_accum` micro-batches; in
 data-parallel layouts each rank takes its slice of every micro-batch. Tensor and pipeline
 parallel ranks all read the same rows (they split the model, not the data).
+
+The model, its batches and the loss totals live on the run's device (DistEnv.device: the CPU or this
+process's GPU); bf16 autocast runs on that device. State dicts come back as CPU tensors.
 """
 
 from __future__ import annotations
@@ -40,8 +43,11 @@ class Engine:
             raise ConfigError(f"each micro-batch of {self.micro_global} rows (batch_size / grad_accum) must split "
                               f"evenly over {self.dp_size} data-parallel processes")
         self.micro_local = self.micro_global // self.dp_size
+        self.device = env.device
         bf16 = recipe.precision == "bf16"
-        self.emulate_bf16 = bf16 and use_bf16_emulation(recipe.bf16_gemm)
+        # the fp32-kernel route for bf16 GEMMs is for CPUs without bf16 units; GPUs have them
+        self.emulate_bf16 = bf16 and self.device.type == "cpu" and use_bf16_emulation(recipe.bf16_gemm)
+        model.to(self.device)
         if recipe.activation_checkpointing:
             enable_activation_checkpointing(model)
         if self.mode != "tp":  # TP shards each projection on its own; fusing would gather them
@@ -55,7 +61,8 @@ class Engine:
             if self.micro_global % recipe.pp_microbatches:
                 raise ConfigError(f"parallel=pp: the {self.micro_global} rows of a micro-step do not split into "
                                   f"pp_microbatches={recipe.pp_microbatches}")
-            self.pipeline = Pipeline(model, env, recipe.pp_microbatches, recipe.pp_schedule, recipe.grad_accum)
+            self.pipeline = Pipeline(model, env, recipe.pp_microbatches, recipe.pp_schedule, recipe.grad_accum,
+                                     self.device)
             self.module = self.pipeline.module
             self.base = self.module
         else:
@@ -85,7 +92,7 @@ class Engine:
     def autocast(self):
         """The forward pass's precision: fp32, or bf16 autocast (fp32 master weights), with bf16
         GEMMs through the fp32 kernel where the CPU has no bf16 units."""
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.recipe.precision == "bf16"):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.recipe.precision == "bf16"):
             with bf16_gemm_via_fp32(self.emulate_bf16):
                 yield
 
@@ -94,7 +101,10 @@ class Engine:
         return torch.Generator().manual_seed((self.recipe.seed * 1_000_003 + first_sample) % (2**63 - 1))
 
     def _batch(self, sampler, first: int, count: int) -> dict[str, torch.Tensor]:
-        return self.task.make_batch(sampler.rows(first, count), self._generator(first))
+        batch = self.task.make_batch(sampler.rows(first, count), self._generator(first))
+        if self.device.type == "cpu":
+            return batch
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _local_batch(self, sampler, first: int) -> dict[str, torch.Tensor]:
         """This rank's rows of the micro-batch starting at sample `first`."""
@@ -114,7 +124,7 @@ class Engine:
             return self.task(self.module, batch)
 
     def _mean_count(self, count: int) -> float:
-        total = torch.tensor(float(count))
+        total = torch.tensor(float(count), device=self.device)
         all_reduce_sum(total, self.env)
         return float(total) / self.dp_size
 
@@ -122,7 +132,8 @@ class Engine:
         """Accumulate the gradients of one optimizer step; return the step's mean loss (all ranks agree).
         `factor` multiplies the loss (1.0; the spike tests inject NaN or 1000)."""
         accum = self.recipe.grad_accum
-        total = torch.zeros(())
+        total = torch.zeros((), device=self.device)
+        tokens = 0
         for m in range(accum):
             if self.pipeline is not None:
                 batch = self._batch(sampler, samples + m * self.micro_global, self.micro_global)
@@ -130,6 +141,7 @@ class Engine:
                     total += self.pipeline.forward_backward(batch, factor)
                 continue
             batch = self._local_batch(sampler, samples + m * self.micro_global)
+            tokens += self._token_count(batch)
             with no_grad_sync(self.module, self.mode, sync=(m == accum - 1)):
                 with self.autocast():
                     loss = self._loss(batch) * factor
@@ -138,7 +150,21 @@ class Engine:
         if self.dp_size > 1:
             all_reduce_sum(total, self.env)
             total /= self.dp_size
+        self.step_tokens = self._global_tokens(tokens)
         return float(total) / accum
+
+    def _token_count(self, batch: dict[str, torch.Tensor]) -> int:
+        """Tokens this rank's micro-batch trains on, where the task counts them (fine-tuning rows
+        differ in length); pretraining steps always hold batch_size x seq_len."""
+        count = getattr(self.task, "token_count", None)
+        return count(batch) if count is not None else 0
+
+    def _global_tokens(self, local: int) -> int:
+        if self.dp_size == 1 or not hasattr(self.task, "token_count"):
+            return local
+        total = torch.tensor(float(local), device=self.device)
+        all_reduce_sum(total, self.env)
+        return int(total)
 
     def clip_gradients(self) -> float:
         """The global gradient norm (before clipping to grad_clip)."""
@@ -159,7 +185,7 @@ class Engine:
         if batches < 1:
             return None
         self.module.train(False)
-        total = torch.zeros(())
+        total = torch.zeros((), device=self.device)
         try:
             for b in range(batches):
                 if self.pipeline is not None:
@@ -184,6 +210,15 @@ class Engine:
     def optimizer_state(self) -> dict:
         return state_io.full_optimizer_state(self.module, self.optimizer, self.mode, self.env, self.names)
 
-    def load_state(self, model_state: dict[str, torch.Tensor], optimizer_state: dict) -> None:
-        state_io.load_model_state(self.module, self.mode, self.env, model_state)
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The tensors that train (a PEFT run's adapter): what its checkpoints hold of the model."""
+        trainable = {n for n, p in self.base.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.model_state().items() if k in trainable}
+
+    def load_state(self, model_state: dict[str, torch.Tensor], optimizer_state: dict, *,
+                   trainable_only: bool = False) -> None:
+        """trainable_only: `model_state` holds just the trainable tensors (trainable_state), loaded
+        onto the base weights this run started from."""
+        only = {n for n, p in self.base.named_parameters() if p.requires_grad} if trainable_only else None
+        state_io.load_model_state(self.module, self.mode, self.env, model_state, only=only)
         state_io.load_optimizer_state(self.module, self.optimizer, self.mode, self.env, self.names, optimizer_state)

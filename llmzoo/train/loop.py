@@ -1,4 +1,8 @@
-"""The one pretraining loop: `train(recipe)` or `llmzoo pretrain --recipe FILE`.
+"""The one training loop: `train(recipe)`, `llmzoo pretrain --recipe FILE` or `llmzoo finetune --recipe FILE`.
+
+Pretraining reads token windows of a prepared dataset through a Task of llmzoo/train/task.py; a
+fine-tuning recipe (`task:` set) loads its base from `model.from`, applies `peft:`, and reads the
+rows and loss of a llmzoo.finetune task (llmzoo/train/finetune.py). Everything below is shared.
 
 Per optimizer step: set the learning rate, accumulate gradients over the step's micro-batches,
 check the loss for a spike (NaN/inf, or far above the running median: rewind to the last good
@@ -25,7 +29,7 @@ from llmzoo.config import ModelConfig
 from llmzoo.errors import LlmzooError
 from llmzoo.train import checkpoint as ckpt_io
 from llmzoo.train import preflight
-from llmzoo.train.batches import WindowSampler
+from llmzoo.train.batches import ExampleSampler, WindowSampler
 from llmzoo.train.distributed import DistEnv, barrier, gather_objects, init_distributed, shutdown
 from llmzoo.train.engine import Engine
 from llmzoo.train.metrics import MetricsLog, plot_loss_curve
@@ -48,13 +52,15 @@ class TrainResult:
     sample: str | None = None
     sample_continues_prompt: bool = True  # False: an encoder-decoder's output for the prompt
     model_dir: Path | None = None
+    adapter_dir: Path | None = None  # a PEFT fine-tune's adapter, in peft's format
 
 
 def _rng_state() -> dict[str, Any]:
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {"python": [version, list(internal), gauss], "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
-            "torch": torch.get_rng_state().tolist()}
+            "torch": torch.get_rng_state().tolist(),
+            **({"cuda": torch.cuda.get_rng_state().tolist()} if torch.cuda.is_initialized() else {})}
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
@@ -63,12 +69,14 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():  # dropout on the GPU draws from its own generator
+        torch.cuda.set_rng_state(torch.tensor(state["cuda"], dtype=torch.uint8))
 
 
 class Trainer:
     def __init__(self, recipe: Recipe, resume: str | Path | None = None) -> None:
         self.recipe = recipe
-        self.env: DistEnv = init_distributed(recipe.parallel)
+        self.env: DistEnv = init_distributed(recipe.parallel, recipe.device)
         self.main = self.env.is_main
         if recipe.threads:
             torch.set_num_threads(recipe.threads)
@@ -80,14 +88,22 @@ class Trainer:
             latest = ckpt_io.complete_checkpoints(self.run_dir)[-1]
             raise LlmzooError(f"run_dir {self.run_dir} already has checkpoints (latest {latest.name}); pass "
                               f"--resume {self.run_dir} to continue it, or set run_dir=... for a new run")
-        # Pre-flight (llmzoo/train/preflight.py): refuse in one line what cannot work, before a
-        # tokenizer is trained, data prepared or a model allocated; the model first, so a refused run
-        # leaves no empty run_dir behind.
-        preflight.check_model_fits(recipe, self.run_dir, self.env.world_size)
-        if self.main:
-            preflight.prepare_run_dir(self.run_dir)
-        self._setup_data()
-        self._setup_model()
+        self.finetune = recipe.is_finetune
+        self.trainable_only = False  # checkpoints hold only the trainable tensors (PEFT runs)
+        if self.finetune:
+            model = self._setup_finetune()  # refuses a recipe that trains nothing before run_dir exists
+            if self.main:
+                preflight.prepare_run_dir(self.run_dir)
+        else:
+            # Pre-flight (llmzoo/train/preflight.py): refuse in one line what cannot work, before a
+            # tokenizer is trained, data prepared or a model allocated; the model first, so a refused run
+            # leaves no empty run_dir behind.
+            preflight.check_model_fits(recipe, self.run_dir, self.env.world_size)
+            if self.main:
+                preflight.prepare_run_dir(self.run_dir)
+            self._setup_data()
+            model = self._setup_pretraining_model()
+        self._setup_engine(model)
 
     # ------------------------------------------------------------------------------------------
     def _setup_data(self) -> None:
@@ -128,8 +144,36 @@ class Trainer:
         except (LlmzooError, OSError, ValueError):
             return None
 
-    def _setup_model(self) -> None:
-        from llmzoo.flops import flops_per_token
+    def _seed(self) -> None:
+        # Same seed on every rank: every layout starts from the same weights as one process would.
+        torch.manual_seed(self.recipe.seed)
+        random.seed(self.recipe.seed)
+        np.random.seed(self.recipe.seed % 2**32)
+
+    def _setup_finetune(self) -> torch.nn.Module:
+        """The base from model.from with peft applied, and the task's rows and loss."""
+        from llmzoo.train import finetune as ft
+
+        recipe = self.recipe
+        self._seed()  # adapter initialisation (LoRA's A) draws from it
+        model = ft.load_base(recipe)
+        self.config = model.config
+        if self.resume_from is not None:
+            ckpt_io.check_same_model(self.resume_from, self.config)
+        ft.apply_peft(model, recipe)
+        self.trainable_only = recipe.peft is not None
+        self.tokenizer = ft.load_tokenizer_for(recipe, model)
+        data = ft.build_data(recipe, self.tokenizer, model)
+        ft.check_trains_something(model, recipe)  # after the builder: a task may freeze parts (LLaMA-Pro)
+        self.task = ft.FinetuneTask(recipe.task, data.task)
+        self.sampler = ExampleSampler(data.train, recipe.seed)
+        self.val_sampler = None
+        if data.val is not None and len(data.val):
+            self.val_sampler = ExampleSampler(data.val, recipe.seed, shuffle=False, what="validation")
+        self.eos_id = None
+        return model
+
+    def _setup_pretraining_model(self) -> torch.nn.Module:
         from llmzoo.models.build import build_model
         from llmzoo.train.model import forward_kwargs, resolve_model_config
         from llmzoo.train.task import make_task
@@ -141,10 +185,8 @@ class Trainer:
         if self.resume_from is not None:
             ckpt_io.check_same_model(self.resume_from, self.config)
         self.tokenizer = self._load_tokenizer()
-        # Same seed on every rank: every layout starts from the same weights as one process would.
-        torch.manual_seed(recipe.seed)
-        random.seed(recipe.seed)
-        np.random.seed(recipe.seed % 2**32)
+        self.eos_id = self.train_data.eos_id
+        self._seed()
         plain = build_model(self.config)
         self.task = make_task(recipe.objective, recipe.objective_options, seq_len=recipe.seq_len, config=self.config,
                               tokenizer=self.tokenizer, accepted=forward_kwargs(plain), eos_id=self.train_data.eos_id,
@@ -156,10 +198,20 @@ class Trainer:
         if self.val_data is not None and self.val_data.num_tokens >= self.task.row_len:
             self.val_sampler = WindowSampler(self.val_data, recipe.seq_len, recipe.seed, window=self.task.row_len,
                                              shuffle=False, what="validation")
+        return model
+
+    def _setup_engine(self, model: torch.nn.Module) -> None:
+        from llmzoo.flops import flops_per_token
+
+        recipe = self.recipe
+        unique = {id(p): p for p in model.parameters()}.values()
+        self.n_params = sum(p.numel() for p in unique)
+        self.n_trainable = sum(p.numel() for p in unique if p.requires_grad)
         self.engine = Engine(model, recipe, self.env, self.task)
         self.flops_per_token = flops_per_token(self.config, recipe.seq_len).training
-        self.n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+        self.tokens_per_step = recipe.batch_size * recipe.seq_len  # a pretraining step's; fine-tuning counts them
         self.step = 0
+        self.tokens = 0
         self.samples = 0
         self.lr_scale = 1.0
         self.rewinds: list[dict[str, Any]] = []
@@ -168,13 +220,13 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------
     def _trainer_state(self) -> dict[str, Any]:
-        return {"step": self.step, "samples": self.samples, "lr_scale": self.lr_scale,
+        return {"step": self.step, "samples": self.samples, "tokens": self.tokens, "lr_scale": self.lr_scale,
                 "spikes": self.spikes.state_dict(), "rewinds": self.rewinds,
                 "rng": {str(r): s for r, s in enumerate(gather_objects(_rng_state(), self.env))},
                 "world_size": self.env.world_size, "parallel": self.recipe.parallel}
 
     def save(self) -> Path | None:
-        model_state = self.engine.model_state()
+        model_state = self.engine.trainable_state() if self.trainable_only else self.engine.model_state()
         optimizer_state = self.engine.optimizer_state()
         trainer = self._trainer_state()
         path = None
@@ -189,9 +241,10 @@ class Trainer:
 
     def _restore(self, checkpoint: Path, *, keep_history: bool = False) -> dict[str, Any]:
         state = ckpt_io.load_checkpoint(checkpoint)
-        self.engine.load_state(state.model, state.optimizer)
+        self.engine.load_state(state.model, state.optimizer, trainable_only=self.trainable_only)
         trainer = state.trainer
         self.step, self.samples = int(trainer["step"]), int(trainer["samples"])
+        self.tokens = int(trainer.get("tokens", self.step * self.tokens_per_step))
         self.lr_scale = float(trainer.get("lr_scale", 1.0))
         self.spikes.load_state_dict(trainer.get("spikes", {}))
         if not keep_history:
@@ -257,17 +310,18 @@ class Trainer:
         result = TrainResult(run_dir=self.run_dir, steps=self.step)
         # MFU against the GEMMs that actually run: bf16, or fp32 when bf16 is computed through it
         gemm_dtype = torch.bfloat16 if recipe.precision == "bf16" and not self.engine.emulate_bf16 else torch.float32
-        peak = recipe.peak_flops or measure_matmul_peak(gemm_dtype, seconds=1.0)
+        peak = recipe.peak_flops or measure_matmul_peak(gemm_dtype, seconds=1.0, device=self.env.device.type)
         throughput = Throughput(self.flops_per_token, peak * self.env.world_size)
-        tokens_per_step = recipe.batch_size * recipe.seq_len
         if self.main and recipe.progress:
-            print(f"pretraining {self.config.name}: {self.n_params / 1e6:.2f}M parameters, "
+            what = f"fine-tuning ({recipe.task})" if self.finetune else "pretraining"
+            trains = f" ({self.n_trainable / 1e6:.3f}M trainable)" if self.n_trainable != self.n_params else ""
+            print(f"{what} {self.config.name}: {self.n_params / 1e6:.2f}M parameters{trains}, on {self.env.device}, "
                   f"{recipe.max_steps} steps x {recipe.batch_size} x {recipe.seq_len} tokens, parallel={recipe.parallel} "
                   f"x{self.env.world_size}, matmul peak {peak / 1e9:.1f} GFLOP/s -> {self.run_dir}", file=sys.stderr)
         bar = ProgressBar(recipe.max_steps, self.step, enabled=self.main and recipe.progress)
         val_loss = None
         started = time.perf_counter()
-        throughput.update(self.step * tokens_per_step)
+        throughput.update(self.tokens)
         try:
             while self.step < recipe.max_steps:
                 lr = lr_at(self.step, recipe) * self.lr_scale
@@ -287,12 +341,13 @@ class Trainer:
                 self.engine.optimizer_step()
                 self.step += 1
                 self.samples += recipe.batch_size
+                self.tokens += self.engine.step_tokens if self.finetune else self.tokens_per_step
                 self.spikes.add(loss)
-                throughput.update(self.step * tokens_per_step)
+                throughput.update(self.tokens)
                 if self.step % recipe.log_every == 0 or self.step == recipe.max_steps:
                     self.metrics.write({"kind": "train", "step": self.step, "loss": loss, "lr": lr,
                                         "grad_norm": grad_norm, "batch": batch_index,
-                                        "tokens": self.step * tokens_per_step,
+                                        "tokens": self.tokens,
                                         "tokens_per_s": round(throughput.tokens_per_s, 1),
                                         "mfu": round(throughput.mfu, 4),
                                         "elapsed_s": round(time.perf_counter() - started, 3)})
@@ -317,9 +372,8 @@ class Trainer:
         if self.main:
             complete = ckpt_io.complete_checkpoints(self.run_dir)
             result.checkpoint = complete[-1] if complete else None
-            tokens = self.step * recipe.batch_size * recipe.seq_len
             result.curve = plot_loss_curve(self.run_dir, title=f"{recipe.name}: {self.n_params / 1e6:.1f}M parameters, "
-                                                               f"{self.step} steps, {tokens / 1e6:.2f}M tokens")
+                                                               f"{self.step} steps, {self.tokens / 1e6:.2f}M tokens")
             result.losses = {r["step"]: r["loss"] for r in _train_records(self.run_dir)}
         self._finish(result)
         return result
@@ -337,21 +391,30 @@ class Trainer:
 
     def _loss_is_token_mean(self) -> bool:
         """Whether exp(loss) is a perplexity: not for summed losses such as ELECTRA's (objectives/base.py)."""
-        return bool(getattr(getattr(self.task, "objective", None), "loss_is_token_mean", True))
+        owner = self.task if hasattr(self.task, "loss_is_token_mean") else getattr(self.task, "objective", None)
+        return bool(getattr(owner, "loss_is_token_mean", True))
 
     def _finish(self, result: TrainResult) -> None:
-        """Rank 0: save the final model as an HF-style directory and print a sample."""
+        """Rank 0: save the final model as an HF-style directory (and a fine-tune's adapter) and print a sample."""
         recipe = self.recipe
         model_state = self.engine.model_state()  # collective: every rank takes part
         if not self.main:
             return
-        model = self.task.build_model(self.config)
-        model.load_state_dict(model_state, strict=True)
-        model.eval()
-        from llmzoo.train.export import export_run_model
+        if self.finetune:
+            from llmzoo.train import finetune as ft
 
-        # HF layout where one exists, llmzoo's own otherwise (with a note): never nothing, never silently
-        result.model_dir = export_run_model(model, self.run_dir / "model", self.tokenizer, self.train_data.eos_id)
+            model = ft.load_base(recipe)  # a fresh copy in the plain layout, whatever the run's parallelism
+            ft.apply_peft(model, recipe)
+            model.load_state_dict(model_state, strict=True)
+            result.adapter_dir, result.model_dir = ft.export_finetuned(model, self.run_dir, recipe, self.tokenizer)
+        else:
+            model = self.task.build_model(self.config)
+            model.load_state_dict(model_state, strict=True)
+            model.eval()
+            from llmzoo.train.export import export_run_model
+
+            # HF layout where one exists, llmzoo's own otherwise (with a note): never nothing, never silently
+            result.model_dir = export_run_model(model, self.run_dir / "model", self.tokenizer, self.eos_id)
         if recipe.sample_tokens and self.tokenizer is not None and self.config.arch in ("decoder", "encoder_decoder"):
             import llmzoo
 

@@ -86,7 +86,8 @@ class StageModule(nn.Module):
 class Pipeline:
     """Runs one stage's part of a training or evaluation step."""
 
-    def __init__(self, model: nn.Module, env: DistEnv, microbatches: int, schedule: str, grad_accum: int) -> None:
+    def __init__(self, model: nn.Module, env: DistEnv, microbatches: int, schedule: str, grad_accum: int,
+                 device: torch.device = torch.device("cpu")) -> None:
         from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
         self.env = env
@@ -96,12 +97,12 @@ class Pipeline:
         self.microbatches = microbatches
         self.grad_accum = grad_accum
         self.factor = 1.0
-        stage = PipelineStage(self.module, self.stage_index, self.stages, torch.device("cpu"))
+        stage = PipelineStage(self.module, self.stage_index, self.stages, device)
         cls = ScheduleGPipe if schedule == "gpipe" else Schedule1F1B
         # scale_grads: the schedule divides gradients by the number of micro-batches, so a mean
         # loss per micro-batch gives the gradient of the batch mean.
         self.schedule = cls(stage, n_microbatches=microbatches, loss_fn=self._loss, scale_grads=True)
-        eval_stage = PipelineStage(self.module, self.stage_index, self.stages, torch.device("cpu"))
+        eval_stage = PipelineStage(self.module, self.stage_index, self.stages, device)
         self.eval_schedule = cls(eval_stage, n_microbatches=microbatches, loss_fn=self._eval_loss)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -121,7 +122,7 @@ class Pipeline:
         args = (batch["input_ids"],) if self.first else ()
         kwargs = {"target": batch["labels"], "losses": losses} if self.last else {}
         (schedule.eval if eval_mode else schedule.step)(*args, **kwargs)
-        value = torch.stack(losses).mean().detach().float() if self.last else torch.zeros(())
+        value = torch.stack(losses).mean().detach().float() if self.last else torch.zeros((), device=batch["input_ids"].device)
         dist.broadcast(value, src=self.stages - 1)  # every stage logs and decides on the same loss
         return value
 

@@ -34,6 +34,8 @@ def measure_matmul_peak(dtype: torch.dtype = torch.float32, seconds: float = 0.5
             for kernel in (torch.matmul, F.linear):
                 start = time.perf_counter()
                 kernel(a, b)
+                if device != "cpu":  # GPU kernels run asynchronously: time their completion
+                    torch.cuda.synchronize()
                 took = min(took, time.perf_counter() - start)
             reps += 1
         best = max(best, 2.0 * size**3 / took)

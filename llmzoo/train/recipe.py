@@ -281,6 +281,20 @@ def builtin_recipes() -> list[str]:
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def builtin_finetune_recipes() -> list[str]:
+    """The built-in recipes that fine-tune (those with a `task:`)."""
+    folder = resources.files("llmzoo") / "recipes"
+    names = []
+    for name in builtin_recipes():
+        try:
+            data = yaml.safe_load((folder / f"{name}.yaml").read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError:
+            continue
+        if isinstance(data, dict) and data.get("task"):
+            names.append(name)
+    return names
+
+
 def _read_recipe_file(source: str | Path) -> tuple[dict[str, Any], str]:
     path = Path(source)
     if not path.is_file():

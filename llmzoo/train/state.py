@@ -42,9 +42,21 @@ def full_model_state(module: nn.Module, mode: str, env: DistEnv) -> dict[str, to
     return get_model_state_dict(module, options=_options())
 
 
-def load_model_state(module: nn.Module, mode: str, env: DistEnv, state: dict[str, torch.Tensor]) -> None:
+def load_model_state(module: nn.Module, mode: str, env: DistEnv, state: dict[str, torch.Tensor],
+                     only: set[str] | None = None) -> None:
+    """only: the names `state` holds, all of them and no others (a PEFT run's trainable tensors);
+    the module's other tensors keep their values."""
     from torch.distributed.checkpoint.state_dict import set_model_state_dict
 
+    if only is not None:
+        if set(state) != only:
+            from llmzoo.errors import CheckpointError
+
+            odd = sorted(set(state) ^ only)
+            raise CheckpointError(f"the checkpoint's trainable tensors differ from this run's ({', '.join(odd[:3])}); "
+                                  f"it was written with other peft settings")
+        set_model_state_dict(module, state, options=_options(cpu_offload=False, strict=False))
+        return
     if mode == "pp":
         own = module.state_dict()
         module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
