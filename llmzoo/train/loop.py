@@ -32,6 +32,7 @@ from llmzoo.train import preflight
 from llmzoo.train.batches import ExampleSampler, WindowSampler
 from llmzoo.train.distributed import DistEnv, barrier, gather_objects, init_distributed, shutdown
 from llmzoo.train.engine import Engine
+from llmzoo.train.faults import faults_from_env
 from llmzoo.train.metrics import MetricsLog, plot_loss_curve
 from llmzoo.train.optim import lr_at, set_lr
 from llmzoo.train.progress import ProgressBar, Throughput, measure_matmul_peak
@@ -76,6 +77,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 class Trainer:
     def __init__(self, recipe: Recipe, resume: str | Path | None = None) -> None:
         self.recipe = recipe
+        self.faults = faults_from_env()  # test-only fault injection, from the environment (faults.py)
         self.env: DistEnv = init_distributed(recipe.parallel, recipe.device)
         self.main = self.env.is_main
         if recipe.threads:
@@ -233,7 +235,7 @@ class Trainer:
         if self.main:
             state = ckpt_io.TrainingState(model_state, optimizer_state, trainer, self.config, self.recipe.to_dict())
             path = ckpt_io.save_checkpoint(self.run_dir, self.step, state, keep_last=self.recipe.keep_last,
-                                           crash_midway=self.recipe.debug_crash_in_checkpoint == self.step)
+                                           crash_midway=self.faults.crash_in_checkpoint == self.step)
             self.metrics.write({"kind": "event", "event": "checkpoint", "step": self.step, "path": str(path)})
         barrier(self.env)
         self._last_saved = self.step
@@ -256,13 +258,6 @@ class Trainer:
         return trainer
 
     # ------------------------------------------------------------------------------------------
-    def _debug_factor(self, batch_index: int) -> float:
-        if batch_index in self.recipe.debug_nan_batches:
-            return math.nan
-        if batch_index in self.recipe.debug_spike_batches:
-            return 1000.0
-        return 1.0
-
     def _rewind(self, loss: float, reason: str, batch_index: int, log: ProgressBar) -> None:
         """PaLM-style recovery: back to the newest checkpoint, skip the batches since then (and
         spike_skip_after more), optionally with a lower learning rate (OPT)."""
@@ -327,7 +322,7 @@ class Trainer:
                 lr = lr_at(self.step, recipe) * self.lr_scale
                 set_lr(self.engine.optimizer, lr)
                 batch_index = self.samples // recipe.batch_size
-                loss = self.engine.forward_backward(self.sampler, self.samples, self._debug_factor(batch_index))
+                loss = self.engine.forward_backward(self.sampler, self.samples, self.faults.loss_factor(batch_index))
                 reason = self.spikes.is_spike(loss)
                 grad_norm = None
                 if reason is None:
@@ -358,8 +353,8 @@ class Trainer:
                 if recipe.checkpoint_every and self.step % recipe.checkpoint_every == 0:
                     self.save()
                 bar.update(self.step, loss, throughput, val_loss)
-                if recipe.debug_step_delay:
-                    time.sleep(recipe.debug_step_delay)
+                if self.faults.step_delay:
+                    time.sleep(self.faults.step_delay)
             if recipe.checkpoint_every and self._last_saved != self.step:
                 self.save()
         finally:

@@ -103,11 +103,6 @@ class Recipe:
     parallel: str = "none"
     pp_microbatches: int = 4
     pp_schedule: str = "gpipe"
-    # --- test hooks -----------------------------------------------------------------------------
-    debug_nan_batches: list = field(default_factory=list)  # batch indices whose loss becomes NaN
-    debug_spike_batches: list = field(default_factory=list)  # batch indices whose loss is scaled by 1000
-    debug_step_delay: float = 0.0  # seconds slept after each step (gives a test time to kill the run)
-    debug_crash_in_checkpoint: int | None = None  # SIGKILL itself half-way through writing this step's checkpoint
     # --- pre-flight overrides (llmzoo/train/preflight.py) ------------------------------------------
     allow_large_memory: bool = False  # start even when the estimated memory exceeds what the machine has free
     allow_long_sequences: bool = False  # seq_len above model.max_seq_len (RoPE/ALiBi/relative positions only)
@@ -212,7 +207,7 @@ def _unknown_key(key: str, known: list[str], where: str) -> ConfigError:
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """YAML reads `1e-3` as a string and `3` where a float is meant; convert by the field's type."""
     if value is None or default is None:
-        if key in ("threads", "decay_steps", "debug_crash_in_checkpoint") and isinstance(value, str):
+        if key in ("threads", "decay_steps") and isinstance(value, str):
             return _coerce(key, value, 0)
         if key == "peak_flops" and isinstance(value, (str, int)):
             return _coerce(key, value, 0.0)

@@ -62,6 +62,14 @@ def tiny_recipe(data: Path, run_dir: Path, **overrides) -> dict:
     return recipe
 
 
+def faults(**spec) -> dict[str, str]:
+    """The environment that injects `spec`'s faults into a training run (llmzoo/train/faults.py):
+    nan_batches, spike_batches, step_delay, crash_in_checkpoint."""
+    from llmzoo.train.faults import ENV
+
+    return {ENV: json.dumps(spec)}
+
+
 def train_losses(run_dir: Path) -> dict[int, float]:
     from llmzoo.train.metrics import read_metrics
 

@@ -17,11 +17,11 @@ def test_overrides_are_typed_like_the_field(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("model: {d_model: 64, n_layers: 2}\nlr: 1e-3\nmax_steps: 10\n")
     recipe = load_recipe(path, ["lr=3e-4", "max_steps=20", "compile=true", "model.n_layers=4", "model.n_heads=2",
-                                "debug_nan_batches=5"])
+                                "threads=2"])
     assert recipe.lr == 3e-4 and isinstance(recipe.lr, float)  # YAML alone reads "3e-4" as a string
     assert recipe.max_steps == 20 and recipe.compile is True
     assert recipe.model == {"d_model": 64, "n_layers": 4, "n_heads": 2}
-    assert recipe.debug_nan_batches == [5]
+    assert recipe.threads == 2
     assert recipe.name == "r"  # named after the file
 
 

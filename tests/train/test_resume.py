@@ -14,7 +14,7 @@ import pytest
 from llmzoo.train import checkpoint as ckpt_io
 from llmzoo.train.loop import train
 from llmzoo.train.recipe import recipe_from_dict
-from tests.train.helpers import REPO, cli, make_token_data, tiny_recipe, train_losses, write_recipe
+from tests.train.helpers import REPO, cli, faults, make_token_data, tiny_recipe, train_losses, write_recipe
 
 STEPS = 30
 
@@ -30,10 +30,10 @@ def setup(tmp_path_factory):
     return base, recipe, reference.losses
 
 
-def _launch(recipe_file, run_dir, *overrides):
+def _launch(recipe_file, run_dir, *overrides, **fault_spec):
     import os
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **faults(**fault_spec)}
     return subprocess.Popen([sys.executable, "-m", "llmzoo", "pretrain", "--recipe", str(recipe_file),
                              f"run_dir={run_dir}", *overrides], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -43,7 +43,7 @@ def test_sigkill_mid_run_then_resume_is_bit_exact(setup):
     base, recipe, reference = setup
     run_dir = base / "killed"
     recipe_file = write_recipe(base / "killed.yaml", recipe)
-    proc = _launch(recipe_file, run_dir, "debug_step_delay=0.05")
+    proc = _launch(recipe_file, run_dir, step_delay=0.05)
     deadline = time.monotonic() + 180
     while max(train_losses(run_dir), default=0) < 12:
         assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read()[-2000:]}"
@@ -57,7 +57,7 @@ def test_sigkill_mid_run_then_resume_is_bit_exact(setup):
     latest = ckpt_io.complete_checkpoints(run_dir)[-1]
     assert ckpt_io.checkpoint_step(latest) <= killed_at
 
-    done = cli("pretrain", "--resume", str(run_dir), "debug_step_delay=0")
+    done = cli("pretrain", "--resume", str(run_dir))
     assert done.returncode == 0, done.stderr[-2000:]
     resumed = train_losses(run_dir)
     assert sorted(resumed) == list(range(1, STEPS + 1))
@@ -68,7 +68,7 @@ def test_kill_while_writing_a_checkpoint_leaves_no_complete_looking_checkpoint(s
     base, recipe, reference = setup
     run_dir = base / "crashed"
     recipe_file = write_recipe(base / "crashed.yaml", recipe)
-    proc = _launch(recipe_file, run_dir, "debug_crash_in_checkpoint=15")
+    proc = _launch(recipe_file, run_dir, crash_in_checkpoint=15)
     proc.wait(timeout=180)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
 
@@ -79,8 +79,7 @@ def test_kill_while_writing_a_checkpoint_leaves_no_complete_looking_checkpoint(s
     assert [ckpt_io.checkpoint_step(p) for p in ckpt_io.complete_checkpoints(run_dir)] == [0, 5, 10]
     assert ckpt_io.find_checkpoint(run_dir).name == "step_0000010"
 
-    resumed = train(recipe_from_dict({**recipe, "run_dir": str(run_dir), "debug_crash_in_checkpoint": None}),
-                    resume=run_dir)
+    resumed = train(recipe_from_dict({**recipe, "run_dir": str(run_dir)}), resume=run_dir)
     assert resumed.losses == reference
     assert not any(p.name.startswith(".tmp-") for p in root.iterdir())  # the next save cleaned up
     assert [ckpt_io.checkpoint_step(p) for p in ckpt_io.complete_checkpoints(run_dir)] == [20, 25, 30]  # keep_last=3

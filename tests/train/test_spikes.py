@@ -14,7 +14,7 @@ from llmzoo.train.metrics import read_metrics
 from llmzoo.train.optim import lr_at
 from llmzoo.train.recipe import recipe_from_dict
 from llmzoo.train.spikes import SpikeDetector
-from tests.train.helpers import make_token_data, tiny_recipe
+from tests.train.helpers import faults, make_token_data, tiny_recipe
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,15 @@ def _train_records(run_dir):
     return [r for r in read_metrics(run_dir) if r.get("kind") == "train"]
 
 
-def test_nan_loss_rewinds_skips_batches_and_lowers_lr(data, tmp_path):
+def _inject(monkeypatch, **spec):
+    for key, value in faults(**spec).items():
+        monkeypatch.setenv(key, value)
+
+
+def test_nan_loss_rewinds_skips_batches_and_lowers_lr(data, tmp_path, monkeypatch):
+    _inject(monkeypatch, nan_batches=[6])
     recipe = recipe_from_dict(tiny_recipe(data, tmp_path / "run", max_steps=16, checkpoint_every=4,
-                                          debug_nan_batches=[6], spike_skip_after=2, spike_lr_factor=0.5))
+                                          spike_skip_after=2, spike_lr_factor=0.5))
     result = train(recipe)
 
     [event] = _events(tmp_path / "run")
@@ -49,9 +55,10 @@ def test_nan_loss_rewinds_skips_batches_and_lowers_lr(data, tmp_path):
     assert result.rewinds and result.steps == 16
 
 
-def test_loss_far_above_running_median_is_a_spike(data, tmp_path):
+def test_loss_far_above_running_median_is_a_spike(data, tmp_path, monkeypatch):
+    _inject(monkeypatch, spike_batches=[10])
     recipe = recipe_from_dict(tiny_recipe(data, tmp_path / "run", max_steps=14, checkpoint_every=5,
-                                          spike_factor=3.0, spike_min_history=4, debug_spike_batches=[10]))
+                                          spike_factor=3.0, spike_min_history=4))
     train(recipe)
     [event] = _events(tmp_path / "run")
     assert "running median" in event["reason"] and event["loss"] > 100
@@ -60,16 +67,16 @@ def test_loss_far_above_running_median_is_a_spike(data, tmp_path):
     assert max(r["loss"] for r in records) < 10 and [r["step"] for r in records] == list(range(1, 15))
 
 
-def test_repeated_spikes_stop_with_a_clear_error(data, tmp_path):
-    recipe = recipe_from_dict(tiny_recipe(data, tmp_path / "run", max_steps=10, checkpoint_every=2,
-                                          debug_nan_batches=list(range(3, 40)), max_rewinds=2))
+def test_repeated_spikes_stop_with_a_clear_error(data, tmp_path, monkeypatch):
+    _inject(monkeypatch, nan_batches=list(range(3, 40)))
+    recipe = recipe_from_dict(tiny_recipe(data, tmp_path / "run", max_steps=10, checkpoint_every=2, max_rewinds=2))
     with pytest.raises(LlmzooError, match="training diverged.*after 2 rewinds"):
         train(recipe)
 
 
-def test_spike_without_checkpoint_is_a_clear_error(data, tmp_path):
-    recipe = recipe_from_dict(tiny_recipe(data, tmp_path / "run", max_steps=6, checkpoint_every=0,
-                                          debug_nan_batches=[2]))
+def test_spike_without_checkpoint_is_a_clear_error(data, tmp_path, monkeypatch):
+    _inject(monkeypatch, nan_batches=[2])
+    recipe = recipe_from_dict(tiny_recipe(data, tmp_path / "run", max_steps=6, checkpoint_every=0))
     with pytest.raises(LlmzooError, match="no checkpoint to rewind to"):
         train(recipe)
 
