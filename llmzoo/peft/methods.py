@@ -43,7 +43,7 @@ from llmzoo.errors import LlmzooError
 
 # Modules that register a method when imported. Add yours here.
 BUILTIN = ("llmzoo.peft.lora_method", "llmzoo.peft.ia3", "llmzoo.peft.prompt_tuning", "llmzoo.peft.p_tuning",
-           "llmzoo.peft.prefix_tuning", "llmzoo.peft.adaption_prompt")
+           "llmzoo.peft.prefix_tuning", "llmzoo.peft.adaption_prompt", "llmzoo.peft.bottleneck")
 
 
 @dataclass(frozen=True)
