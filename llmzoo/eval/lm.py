@@ -117,22 +117,10 @@ class EvalLM:
 
     def generate_until(self, requests: Sequence[GenerateUntil],
                        progress: Progress | None = None) -> list[list[str]]:
-        from llmzoo.infer.generate import generate
+        """Greedy requests run in left-padded batches of batch_size (llmzoo.eval.generation)."""
+        from llmzoo.eval.generation import generate_until
 
-        out: list[list[str]] = []
-        for r in requests:  # one at a time: stop strings and sampling options differ per request
-            n = int(r.options.get("n", 1))
-            opts = {k: r.options[k] for k in ("temperature", "top_p", "top_k") if k in r.options}
-            seed = r.options.get("seed")
-            samples = []
-            for j in range(n):
-                s = None if seed is None else int(seed) + j
-                samples.append(generate(self.model, self.tokenizer, r.context, max_new_tokens=r.max_new_tokens,
-                                        stop=list(r.until), seed=s, **opts))
-            out.append(samples)
-            if progress is not None:
-                progress(1)
-        return out
+        return generate_until(self.model, self.tokenizer, requests, self.batch_size, progress)
 
     # -- scoring -----------------------------------------------------------------------------
 
