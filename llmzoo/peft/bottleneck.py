@@ -144,8 +144,11 @@ def _load_targets(model: nn.Module, cfg: dict[str, Any], state: dict[str, torch.
         except AttributeError:
             base = None
         if not isinstance(base, nn.Linear):
+            leaf = name.rsplit(".", 1)[-1]
+            like = next((n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n.endswith(leaf)), None)
             raise LlmzooError(f"{where}: adapter module {name!r} has no counterpart in this {model.config.family} "
-                              f"base (an adapter for another model?)")
+                              f"base{f' (whose layers are named like {like!r})' if like else ''}; "
+                              f"an adapter for another model?")
         d = base.out_features
         shapes = {"adapter_down.weight": (r, d), "adapter_down.bias": (r,), "adapter_up.weight": (d, r),
                   "adapter_up.bias": (d,)}

@@ -141,3 +141,55 @@ def test_dora_tensors_with_a_lora_config(tmp_path):
     (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps({**config, "use_dora": False}))
     with pytest.raises(LlmzooError, match="use_dora"):
         llmzoo.load(tmp_path / "base", adapter=tmp_path / "adapter")
+
+
+def cli_error(capsys, command) -> str:
+    capsys.readouterr()
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_ia3_adapter_for_a_wider_base_names_the_shape(tmp_path, llama, capsys):
+    hf_model = transformers.LlamaForCausalLM.from_pretrained(llama[0])
+    peft.get_peft_model(hf_model, peft.IA3Config(target_modules=["k_proj", "down_proj"], feedforward_modules=["down_proj"],
+                                                 task_type="CAUSAL_LM")).save_pretrained(tmp_path / "ia3")
+    wider = transformers.LlamaConfig(**{**LLAMA, "intermediate_size": 128})
+    transformers.LlamaForCausalLM(wider).save_pretrained(tmp_path / "wider")
+    err = cli_error(capsys, ["adapter", "merge", str(tmp_path / "wider"), str(tmp_path / "ia3"), str(tmp_path / "out")])
+    assert "down_proj.ia3_l" in err and "(1, 96)" in err and "128" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bottleneck_adapter_for_another_base_names_the_module(tmp_path, llama, capsys):
+    base_checkpoint(PEERS["t5"], tmp_path / "t5")
+    model = llmzoo.load(llama[0])
+    llmzoo.peft.apply(model, "houlsby", r=4)
+    llmzoo.peft.save_adapter(model, tmp_path / "houlsby")
+    err = cli_error(capsys, ["adapter", "merge", str(tmp_path / "t5"), str(tmp_path / "houlsby"), str(tmp_path / "o")])
+    assert "'layers.0." in err and "encoder.layers.0." in err and "another model" in err
+
+
+@pytest.mark.parametrize("method, options, words", [
+    ("ia3", {"target_modules": ["k_proj", "key"]}, "valid names"),
+    ("ia3", {"feedforward_modules": ["up_proj"]}, "not among the targeted"),
+    ("ia3", {"r": 4}, "unknown \\(IA\\)3 option"),
+    ("qlora", {"r": 0}, "positive integer"),
+    ("houlsby", {"r": 0}, "positive integer"), ("pfeiffer", {"r": -3}, "positive integer"),
+    ("houlsby", {"non_linearity": "softmax"}, "non_linearity"), ("pfeiffer", {"target_modules": ["q_proj"]}, "unknown"),
+])
+def test_bad_options_of_other_methods(llama, method, options, words):
+    model = llmzoo.load(llama[0])
+    with pytest.raises(LlmzooError, match=words) as e:
+        llmzoo.peft.apply(model, method, **options)
+    one_line(e)
+
+
+def test_a_second_adapter_of_another_method_is_refused(llama):
+    model = llmzoo.load(llama[0], adapter=llama[1])
+    with pytest.raises(LlmzooError, match="already has a LoRA adapter"):
+        llmzoo.peft.apply(model, "ia3")
+    model = llmzoo.peft.apply(llmzoo.load(llama[0]), "pfeiffer")
+    with pytest.raises(LlmzooError, match="already has a Pfeiffer"):
+        llmzoo.peft.load_adapter(model, llama[1])
