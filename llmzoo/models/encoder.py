@@ -72,12 +72,12 @@ class EncoderModel(nn.Module):
         return self.layers[0 if self.config.share_layers else i]
 
     def default_position_ids(self, input_ids: torch.Tensor | None, B: int, T: int,
-                             device: torch.device) -> torch.Tensor:
+                             device: torch.device, past: int = 0) -> torch.Tensor:
         if self.config.positions_skip_padding and input_ids is not None:
             # RoBERTa: real tokens get 0, 1, 2, ... in order; pads get -1, i.e. table row pad_id.
             real = (input_ids != self.config.pad_token_id).long()
-            return real.cumsum(-1) * real - 1
-        return torch.arange(T, device=device).expand(B, T)
+            return (real.cumsum(-1) + past) * real - 1
+        return torch.arange(past, past + T, device=device).expand(B, T)
 
     def forward(
         self,
@@ -88,9 +88,11 @@ class EncoderModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        cache=None,
     ) -> ModelOutput:
         """input_ids (B, T) -> ModelOutput(last_hidden_state (B, T, D), head outputs).
-        attention_mask (B, T): 1 for real tokens, 0 for padding."""
+        attention_mask (B, past + T): 1 for real tokens, 0 for padding. cache: keys/values of tokens
+        before the input (prefix tuning's, llmzoo.peft.prefix_tuning): every token attends to them."""
         config = self.config
         check_token_ids(input_ids, config.vocab_size, "input_ids", "vocab_size")
         check_token_ids(token_type_ids, max(config.type_vocab_size, 1), "token_type_ids", "type_vocab_size")
@@ -99,12 +101,13 @@ class EncoderModel(nn.Module):
             raise LlmzooError("pass input_ids (or inputs_embeds) to the encoder")
         B, T = ref.shape[:2]
         device = ref.device
-        if config.position == "learned" and T > config.max_seq_len:
-            raise LlmzooError(f"sequence of {T} tokens exceeds this model's context of {config.max_seq_len}")
-        if attention_mask is not None and tuple(attention_mask.shape) != (B, T):
-            raise LlmzooError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, T)}")
+        past = cache.length if cache is not None else 0
+        if config.position == "learned" and past + T > config.max_seq_len:
+            raise LlmzooError(f"sequence of {past + T} tokens exceeds this model's context of {config.max_seq_len}")
+        if attention_mask is not None and tuple(attention_mask.shape) != (B, past + T):
+            raise LlmzooError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, past + T)}")
         if position_ids is None:
-            position_ids = self.default_position_ids(input_ids, B, T, device)
+            position_ids = self.default_position_ids(input_ids, B, T, device, past)
         h = self.embeddings(input_ids, position_ids, token_type_ids, inputs_embeds)
         attn_kwargs = None
         if config.attention_type == "disentangled":
@@ -113,7 +116,7 @@ class EncoderModel(nn.Module):
             mask = padding_mask(attention_mask, T, h.dtype, device)
         hidden_states = [h] if output_hidden_states else None
         for i in range(config.n_layers):
-            h, _ = self.layer(i)(h, mask=mask, attn_kwargs=attn_kwargs)
+            h, _ = self.layer(i)(h, mask=mask, cache=cache, attn_kwargs=attn_kwargs)
             if hidden_states is not None:
                 hidden_states.append(h)
         if self.norm is not None:
