@@ -86,7 +86,10 @@ class _Decoder:
     def __init__(self, model: nn.Module, memory: torch.Tensor, attention_mask: torch.Tensor | None,
                  max_len: int, use_cache: bool) -> None:
         self.model, self.memory, self.attention_mask = model, memory, attention_mask
-        self.cache = KVCache.for_model(model, memory.shape[0], max_len, memory.dtype) if use_cache else None
+        # a prefix-tuning adapter's n keys/values take the first n slots (llmzoo.peft.prefix_tuning)
+        virtual = getattr(model, "virtual_tokens", None)
+        prefix = virtual.n_tokens if virtual is not None and virtual.kind == "prefix" and not virtual.disabled else 0
+        self.cache = KVCache.for_model(model, memory.shape[0], prefix + max_len, memory.dtype) if use_cache else None
 
     def next_logits(self, sequences: torch.Tensor) -> torch.Tensor:
         """sequences (N, t) -> next-token logits (N, V) in fp32."""
