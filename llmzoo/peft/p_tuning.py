@@ -21,7 +21,7 @@ from torch import nn
 from llmzoo.errors import LlmzooError
 from llmzoo.peft.methods import Method, register
 from llmzoo.peft.prompt_tuning import describe_prompt, load_prompt_tokens, prompt_config
-from llmzoo.peft.virtual_tokens import PROMPT_KEY, VirtualTokens, attach, check_n_tokens, saved_tokens
+from llmzoo.peft.virtual_tokens import VirtualTokens, attach, check_n_tokens, saved_tensors
 
 OPTIONS = ("num_virtual_tokens", "encoder_reparameterization_type", "encoder_hidden_size", "encoder_num_layers",
            "encoder_dropout")
@@ -78,11 +78,11 @@ def save_p_tuning(model: nn.Module, names) -> tuple[dict, dict]:
     settings = getattr(model.virtual_tokens, "settings", None) or {
         "encoder_reparameterization_type": "MLP", "encoder_hidden_size": model.config.d_model,
         "encoder_num_layers": 2, "encoder_dropout": 0.0}
-    return {PROMPT_KEY: saved_tokens(model)}, {**prompt_config(model), **settings}
+    return saved_tensors(model, names), {**prompt_config(model), **settings}
 
 
 def load_p_tuning(model: nn.Module, cfg: dict, tensors: dict, names, where: str) -> None:
-    load_prompt_tokens(model, cfg, tensors, where, PTuning)
+    load_prompt_tokens(model, cfg, tensors, names, where, PTuning)
     model.virtual_tokens.settings = {k: cfg[k] for k in OPTIONS[1:] if k in cfg}
 
 

@@ -20,8 +20,8 @@ from torch import nn
 
 from llmzoo.errors import LlmzooError
 from llmzoo.peft.methods import Method, register
-from llmzoo.peft.virtual_tokens import (PROMPT_KEY, Table, VirtualTokens, attach, check_n_tokens, config_int,
-                                        loaded_tokens, saved_tokens)
+from llmzoo.peft.virtual_tokens import (Table, VirtualTokens, attach, check_n_tokens, config_int,
+                                        loaded_tokens, saved_tensors)
 
 OPTIONS = ("num_virtual_tokens", "prefix_projection", "encoder_hidden_size")
 
@@ -29,21 +29,32 @@ OPTIONS = ("num_virtual_tokens", "prefix_projection", "encoder_hidden_size")
 class PrefixTuning(VirtualTokens):
     kind = "prefix"
 
-    def __init__(self, encoder: nn.Module, n_tokens: int, n_layers: int, n_kv_heads: int, head_dim: int) -> None:
+    def __init__(self, encoder: nn.Module, n_tokens: int, n_layers: int, n_kv_heads: int, head_dim: int,
+                 seq2seq: bool = False) -> None:
         super().__init__(encoder, n_tokens)
         self.shape = (n_layers, n_kv_heads, head_dim)
+        # Which of the table's L (key, value) pairs each layer reads. peft's SEQ_2_SEQ_LM prefix
+        # (num_transformer_submodules=2) doubles the L pairs and gives decoder layer i chunks 4i, 4i+1
+        # of the doubled list, i.e. pair 2i mod L; the other pairs it builds for cross-attention are
+        # dropped. llmzoo reads the same pairs, so adapters mean the same in both.
+        self.pairs = [(2 * i) % n_layers if seq2seq else i for i in range(n_layers)]
 
-    def fill(self, cache, batch: int) -> None:
-        """Write each layer's n prefix keys/values into the first slots of `cache`."""
+    def filled(self, cache, owner: nn.Module, batch: int, new_tokens: int):
+        """`cache` (a new one of n + new_tokens slots if None) with each layer's n prefix keys/values
+        in its first slots: the prefix is a past of n tokens."""
+        if cache is None:
+            from llmzoo.infer.cache import KVCache
+
+            cache = KVCache.for_model(owner, batch, self.n_tokens + new_tokens)
         n_layers, kv, hd = self.shape
-        n = self.n_tokens
-        # (n, L * 2 * KV * hd) -> (L * 2, KV, n, hd): peft's layout, layer i's keys at 2i, values at 2i + 1
-        table = self.tokens().view(n, n_layers * 2, kv, hd).permute(1, 2, 0, 3)
+        # (n, L * 2 * KV * hd) -> (L * 2, KV, n, hd): peft's layout, pair p's keys at 2p, values at 2p + 1
+        table = self.tokens().view(self.n_tokens, n_layers * 2, kv, hd).permute(1, 2, 0, 3)
         dtype = cache.k[0].dtype
-        for layer in range(n_layers):
-            k, v = (t.to(dtype)[None].expand(batch, -1, -1, -1) for t in (table[2 * layer], table[2 * layer + 1]))
+        for layer, pair in enumerate(self.pairs):
+            k, v = (t.to(dtype)[None].expand(batch, -1, -1, -1) for t in (table[2 * pair], table[2 * pair + 1]))
             cache.update(layer, k, v)
-        cache.advance(n)
+        cache.advance(self.n_tokens)
+        return cache
 
 
 class PrefixEncoder(nn.Module):
@@ -59,8 +70,9 @@ class PrefixEncoder(nn.Module):
 
 
 def _dims(model: nn.Module) -> tuple[int, int, int]:
+    """(layers that get a prefix, key/value heads, head dim): an encoder-decoder's decoder layers."""
     c = model.config
-    return c.n_layers, c.kv_heads, c.hd
+    return c.decoder_layers if c.arch == "encoder_decoder" else c.n_layers, c.kv_heads, c.hd
 
 
 def apply_prefix_tuning(model: nn.Module, **options: Any) -> None:
@@ -79,7 +91,7 @@ def apply_prefix_tuning(model: nn.Module, **options: Any) -> None:
     else:
         hidden = width
         encoder = Table(torch.randn(n, n_layers * 2 * width))  # nn.Embedding's N(0, 1), as peft's table
-    module = PrefixTuning(encoder.to(device), n, n_layers, kv, hd)
+    module = PrefixTuning(encoder.to(device), n, n_layers, kv, hd, seq2seq=model.config.arch == "encoder_decoder")
     module.settings = {"prefix_projection": bool(options.get("prefix_projection", False)),
                        "encoder_hidden_size": hidden}
     attach(model, module)
@@ -89,9 +101,10 @@ def save_prefix_tuning(model: nn.Module, names) -> tuple[dict, dict]:
     n_layers, kv, hd = _dims(model)
     vt = model.virtual_tokens
     settings = getattr(vt, "settings", None) or {"prefix_projection": False, "encoder_hidden_size": kv * hd}
-    return {PROMPT_KEY: saved_tokens(model)}, {
+    return saved_tensors(model, names), {
         "num_virtual_tokens": vt.n_tokens, "token_dim": kv * hd, "num_attention_heads": kv, "num_layers": n_layers,
-        "num_transformer_submodules": 1, "init_weights": None, **settings}
+        "num_transformer_submodules": 2 if model.config.arch == "encoder_decoder" else 1, "init_weights": None,
+        **settings}
 
 
 def load_prefix_tuning(model: nn.Module, cfg: dict, tensors: dict, names, where: str) -> None:
@@ -100,8 +113,13 @@ def load_prefix_tuning(model: nn.Module, cfg: dict, tensors: dict, names, where:
     config_int(cfg, "num_layers", n_layers, where, "layers")
     config_int(cfg, "token_dim", kv * hd, where, f"key/value width per layer (n_kv_heads {kv} x head_dim {hd})")
     config_int(cfg, "num_attention_heads", kv, where, "key/value heads")
-    values = loaded_tokens(tensors, where, n, n_layers * 2 * kv * hd, "num_virtual_tokens x layers x 2 x kv width")
-    module = PrefixTuning(Table(values.to(model.embeddings.tokens.weight.device)), n, n_layers, kv, hd)
+    values = loaded_tokens(model, tensors, names, where, n, n_layers * 2 * kv * hd, "num_virtual_tokens x layers x 2 x kv width")
+    submodules = cfg.get("num_transformer_submodules") or (2 if model.config.arch == "encoder_decoder" else 1)
+    if submodules != (2 if model.config.arch == "encoder_decoder" else 1):
+        raise LlmzooError(f"{where}: num_transformer_submodules={submodules} is not supported for a "
+                          f"{model.config.arch} base (peft writes {2 if submodules == 1 else 1})")
+    module = PrefixTuning(Table(values.to(model.embeddings.tokens.weight.device)), n, n_layers, kv, hd,
+                          seq2seq=submodules == 2)
     module.settings = {"prefix_projection": cfg.get("prefix_projection", False),
                        "encoder_hidden_size": cfg.get("encoder_hidden_size", kv * hd)}
     attach(model, module)

@@ -20,8 +20,8 @@ from torch import nn
 
 from llmzoo.errors import LlmzooError
 from llmzoo.peft.methods import Method, register
-from llmzoo.peft.virtual_tokens import (PROMPT_KEY, Table, VirtualTokens, attach, check_n_tokens, config_int,
-                                        loaded_tokens, saved_tokens)
+from llmzoo.peft.virtual_tokens import (Table, VirtualTokens, attach, check_n_tokens, config_int,
+                                        loaded_tokens, saved_tensors)
 
 OPTIONS = ("num_virtual_tokens", "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer")
 INITS = ("RANDOM", "SAMPLE_VOCAB", "TEXT")
@@ -69,18 +69,23 @@ def prompt_config(model: nn.Module) -> dict[str, Any]:
 
 def save_prompt_tuning(model: nn.Module, names) -> tuple[dict, dict]:
     # peft re-initialises nothing when loading (the embeddings are saved), so RANDOM is always valid
-    return {PROMPT_KEY: saved_tokens(model)}, {**prompt_config(model), "prompt_tuning_init": "RANDOM",
+    return saved_tensors(model, names), {**prompt_config(model), "prompt_tuning_init": "RANDOM",
                                               "prompt_tuning_init_text": None, "tokenizer_name_or_path": None}
 
 
-def load_prompt_tokens(model: nn.Module, cfg: dict, tensors: dict, where: str, cls: type[VirtualTokens]) -> None:
+def load_prompt_tokens(model: nn.Module, cfg: dict, tensors: dict, names, where: str,
+                       cls: type[VirtualTokens]) -> None:
     """Read peft's prompt_embeddings (prompt tuning or P-tuning) into a fixed, trainable table."""
-    if cfg.get("num_transformer_submodules", 1) != 1:
-        raise LlmzooError(f"{where}: num_transformer_submodules={cfg['num_transformer_submodules']} is not supported "
-                          f"(llmzoo prepends virtual tokens to one stack)")
+    # peft's SEQ_2_SEQ_LM default is 2 (n rows per stack) but its forward prepends only the first n
+    # rows, to the encoder input; so does llmzoo
+    submodules = cfg.get("num_transformer_submodules") or 1
+    if submodules not in ((1, 2) if model.config.arch == "encoder_decoder" else (1,)):
+        raise LlmzooError(f"{where}: num_transformer_submodules={submodules} is not supported for a "
+                          f"{model.config.arch} base")
     n = check_n_tokens(cfg.get("num_virtual_tokens"))
     config_int(cfg, "token_dim", model.config.d_model, where, "as its embedding width")
-    values = loaded_tokens(tensors, where, n, model.config.d_model, "num_virtual_tokens x embedding width")
+    values = loaded_tokens(model, tensors, names, where, n * submodules, model.config.d_model,
+                           "num_virtual_tokens x num_transformer_submodules x embedding width")[:n]
     attach(model, cls(Table(values.to(model.embeddings.tokens.weight.device)), n))
 
 
@@ -92,6 +97,6 @@ def describe_prompt(cfg: dict, shapes: dict) -> dict:
 register(Method(
     name="prompt_tuning", peft_type="PROMPT_TUNING", module_types=(PromptTuning,), apply=apply_prompt_tuning,
     save=save_prompt_tuning,
-    load=lambda model, cfg, tensors, names, where: load_prompt_tokens(model, cfg, tensors, where, PromptTuning),
+    load=lambda model, cfg, tensors, names, where: load_prompt_tokens(model, cfg, tensors, names, where, PromptTuning),
     describe=describe_prompt, title="prompt tuning",
 ))

@@ -21,6 +21,7 @@ encoder), which is what `load` reads back into a fixed table.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -66,15 +67,31 @@ def check_n_tokens(n: Any) -> int:
 
 
 def attach(model: nn.Module, module: VirtualTokens) -> None:
-    """Add `module` as model.virtual_tokens and hook the model's forward (see the module docstring)."""
-    if model.config.arch != "decoder":
-        raise LlmzooError(f"{type(module).__name__} on a {model.config.arch} model is not supported yet "
-                          f"(llmzoo has it for decoder models)")
+    """Add `module` as model.virtual_tokens and hook the forward that sees the tokens first: the
+    model's for decoders and encoders; for an encoder-decoder, the encoder stack's (input tokens,
+    as peft prepends them to the encoder input) or the decoder stack's (prefix: peft gives the
+    decoder's self-attention the past; the encoder sees none)."""
     if getattr(model, "virtual_tokens", None) is not None:
         raise LlmzooError("this model already has virtual tokens (a prompt/prefix adapter)")
+    c = model.config
+    if module.kind == "prefix" and (c.share_layers or c.attention_type != "standard"):
+        raise LlmzooError(f"prefix tuning needs one standard attention per layer; {c.name} has "
+                          f"{'shared layers' if c.share_layers else c.attention_type + ' attention'}")
     model.virtual_tokens = module
-    module._hooks = (model.register_forward_pre_hook(_before, with_kwargs=True),
-                     model.register_forward_hook(_after, with_kwargs=True))
+    if c.head == "seq_cls":  # a fresh classifier must learn too: peft's SEQ_CLS modules_to_save
+        for p in model.classifier.parameters():
+            p.requires_grad_(True)
+    if c.arch in ("decoder", "encoder"):
+        hooks = [model.register_forward_pre_hook(partial(_before, module, model), with_kwargs=True),
+                 model.register_forward_hook(partial(_after, module), with_kwargs=True)]
+    elif c.arch == "encoder_decoder" and module.kind == "input":
+        hooks = [model.encoder.register_forward_pre_hook(partial(_before_encoder_stack, module), with_kwargs=True),
+                 model.decoder.register_forward_pre_hook(partial(_before_decoder_stack, module), with_kwargs=True)]
+    elif c.arch == "encoder_decoder":
+        hooks = [model.decoder.register_forward_pre_hook(partial(_before_decoder_stack, module), with_kwargs=True)]
+    else:
+        raise LlmzooError(f"{type(module).__name__} on a {c.arch} model is not supported")
+    module._hooks = hooks
 
 
 def n_virtual(model: nn.Module) -> int:
@@ -83,8 +100,8 @@ def n_virtual(model: nn.Module) -> int:
     return vt.n_tokens if vt is not None and not vt.disabled else 0
 
 
-def _before(model: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-    vt: VirtualTokens = model.virtual_tokens
+def _before(vt: VirtualTokens, model: nn.Module, _module: nn.Module, args: tuple, kwargs: dict):
+    """Decoder or encoder forward: prepend the prompt or fill a prefix cache (module docstring)."""
     vt._added = 0
     if vt.disabled:
         return None
@@ -96,9 +113,7 @@ def _before(model: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] |
     n, device = vt.n_tokens, ref.device
     cache = kwargs.get("cache")
     fresh = cache is None or cache.length == 0  # the virtual tokens are not in the cache yet
-    if kwargs.get("attention_mask") is not None:  # the virtual tokens are always visible (peft: ones)
-        mask = kwargs["attention_mask"]
-        kwargs["attention_mask"] = torch.cat((mask.new_ones(B, n), mask), dim=1)
+    kwargs["attention_mask"] = _extended(kwargs.get("attention_mask"), n)
     if kwargs.get("position_ids") is not None:
         positions = kwargs["position_ids"] + n
         if vt.kind == "input" and fresh:
@@ -106,14 +121,15 @@ def _before(model: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] |
         kwargs["position_ids"] = positions
     if vt.kind == "input" and fresh:
         _prepend_prompt(model, vt, kwargs, B)
+        vt._added = (n, n + T)
     elif vt.kind == "prefix" and fresh:
-        if cache is None:  # a full forward: the prefix is a past of n tokens in a cache of n + T
-            from llmzoo.infer.cache import KVCache
-
-            cache = KVCache.for_model(model, B, n + T)
-            kwargs["cache"] = cache
-        vt.fill(cache, B)
+        kwargs["cache"] = vt.filled(cache, model, B, T)
     return (), kwargs
+
+
+def _extended(mask: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """The virtual tokens are always visible (peft prepends ones to the attention mask)."""
+    return None if mask is None else torch.cat((mask.new_ones(mask.shape[0], n), mask), dim=1)
 
 
 def _prepend_prompt(model: nn.Module, vt: VirtualTokens, kwargs: dict, batch: int) -> None:
@@ -123,37 +139,89 @@ def _prepend_prompt(model: nn.Module, vt: VirtualTokens, kwargs: dict, batch: in
         embeds = model.embeddings.tokens(ids)
     prompt = vt.tokens().to(embeds.dtype)[None].expand(batch, -1, -1)  # (B, n, D)
     kwargs["inputs_embeds"] = torch.cat((prompt, embeds), dim=1)
-    if kwargs.get("targets") is not None:  # the virtual positions predict nothing
-        targets = kwargs["targets"]
-        kwargs["targets"] = torch.cat((targets.new_full((batch, vt.n_tokens), -100), targets), dim=1)
-    vt._added = vt.n_tokens
+    for field, fill in (("targets", -100), ("token_type_ids", 0)):  # virtual positions: no target, type 0
+        if kwargs.get(field) is not None:
+            kwargs[field] = torch.cat((kwargs[field].new_full((batch, vt.n_tokens), fill), kwargs[field]), dim=1)
 
 
-def _after(model: nn.Module, args: tuple, kwargs: dict, out: Any) -> Any:
-    vt: VirtualTokens = model.virtual_tokens
-    n, vt._added = vt._added, 0
-    if not n:
+def _after(vt: VirtualTokens, _module: nn.Module, args: tuple, kwargs: dict, out: Any) -> Any:
+    """Drop the virtual positions from every per-token output (a pooled/classifier output stays)."""
+    added, vt._added = vt._added, 0
+    if not added:
         return out
-    if out.get("logits") is not None and not kwargs.get("logits_to_keep"):
-        out["logits"] = out["logits"][:, n:]
-    out["last_hidden_state"] = out["last_hidden_state"][:, n:]
-    if out.get("hidden_states") is not None:
-        out["hidden_states"] = tuple(h[:, n:] for h in out["hidden_states"])
+    n, total = added
+    for field, value in list(out.items()):
+        if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[1] == total:
+            out[field] = value[:, n:]
+        elif field == "hidden_states" and value is not None:
+            out[field] = tuple(h[:, n:] for h in value)
     return out
 
 
-def saved_tokens(model: nn.Module) -> torch.Tensor:
-    """The virtual tokens as peft saves them: (n, width), computed, detached."""
+def _before_encoder_stack(vt: VirtualTokens, _stack: nn.Module, args: tuple, kwargs: dict):
+    """Encoder-decoder: the prompt goes before the encoder's token embeddings h (B, S, D)."""
+    if vt.disabled:
+        return None
+    h = args[0] if args else kwargs.pop("h")
+    prompt = vt.tokens().to(h.dtype)[None].expand(h.shape[0], -1, -1)
+    kwargs = {**kwargs, "attention_mask": _extended(kwargs.get("attention_mask"), vt.n_tokens)}
+    return (torch.cat((prompt, h), dim=1),), kwargs
+
+
+def _before_decoder_stack(vt: VirtualTokens, stack: nn.Module, args: tuple, kwargs: dict):
+    """Encoder-decoder decoder: cross-attention sees the prompt's encoder positions (their mask is
+    extended); a prefix fills the first n slots of the decoder's self-attention cache."""
+    if vt.disabled:
+        return None
+    kwargs = dict(kwargs)
+    n = vt.n_tokens
+    if vt.kind == "input":
+        memory, mask = kwargs.get("memory"), kwargs.get("memory_attention_mask")
+        if memory is not None and mask is not None and mask.shape[1] + n == memory.shape[1]:
+            kwargs["memory_attention_mask"] = _extended(mask, n)
+        return args, kwargs
+    cache = kwargs.get("cache")
+    if cache is None or cache.length == 0:
+        h = args[0] if args else kwargs["h"]
+        kwargs["cache"] = vt.filled(cache, stack, h.shape[0], h.shape[1])
+    kwargs["attention_mask"] = _extended(kwargs.get("attention_mask"), n)
+    return args, kwargs
+
+
+def saved_tensors(model: nn.Module, names) -> dict[str, torch.Tensor]:
+    """What peft saves: the virtual tokens as computed, (n, width), and a classifier head's weights."""
     with torch.no_grad():
-        return model.virtual_tokens.tokens().detach().float().contiguous()
+        tokens = model.virtual_tokens.tokens().detach().float().contiguous()
+    return {PROMPT_KEY: tokens, **_head_tensors(model, names)}
 
 
-def loaded_tokens(tensors: dict[str, torch.Tensor], where: str, n: int, width: int, what: str) -> torch.Tensor:
-    """The `prompt_embeddings` tensor of a saved adapter, checked against this base."""
-    extra = sorted(set(tensors) - {PROMPT_KEY})
+def _head_tensors(model: nn.Module, names) -> dict[str, torch.Tensor]:
+    """peft trains (modules_to_save) and saves a SEQ_CLS model's classifier with the prompt, as
+    base_model.<hf module>.weight/bias; llmzoo does the same (see attach)."""
+    if model.config.head != "seq_cls":
+        return {}
+    hf = names.to_hf("classifier")
+    return {f"base_model.{hf}.{name}": p for name, p in model.classifier.named_parameters()}
+
+
+def loaded_tokens(model: nn.Module, tensors: dict[str, torch.Tensor], names, where: str, n: int, width: int,
+                  what: str) -> torch.Tensor:
+    """The `prompt_embeddings` tensor of a saved adapter, checked against this base (a classifier
+    head saved with it is copied into the model's)."""
+    head = _head_tensors(model, names)
+    missing = sorted(set(head) - set(tensors))
+    if missing:
+        raise LlmzooError(f"{where}: a classification adapter holds its classifier too; {missing[0]} is missing")
+    extra = sorted(set(tensors) - {PROMPT_KEY} - set(head))
     if PROMPT_KEY not in tensors or extra:
-        raise LlmzooError(f"{where}: a prompt-learning adapter holds one tensor {PROMPT_KEY!r}; found "
-                          f"{', '.join(sorted(tensors)) or 'none'}")
+        raise LlmzooError(f"{where}: a prompt-learning adapter holds one tensor {PROMPT_KEY!r}"
+                          f"{' and the classifier' if head else ''}; found {', '.join(sorted(tensors)) or 'none'}")
+    with torch.no_grad():
+        for key, param in head.items():
+            if tensors[key].shape != param.shape:
+                raise LlmzooError(f"{where}: {key} has shape {tuple(tensors[key].shape)} but this base's classifier "
+                                  f"needs {tuple(param.shape)} (another number of labels?)")
+            param.copy_(tensors[key])
     values = tensors[PROMPT_KEY]
     if tuple(values.shape) != (n, width):
         raise LlmzooError(f"{where}: {PROMPT_KEY} has shape {tuple(values.shape)} but this base needs ({n}, {width}) "
