@@ -135,3 +135,62 @@ def test_prompt_adapters_do_not_merge(base):
     with pytest.raises(LlmzooError) as e:
         llmzoo.peft.merge(_adapted(base[0], "prompt_tuning"))
     assert "cannot be merged" in one_line(e)
+
+
+ENCODER_METHODS = {k: v for k, v in METHODS.items() if k != "adaption_prompt"}
+
+
+@pytest.mark.parametrize("family", ["bert_cls", "t5"])
+@pytest.mark.parametrize("method", ENCODER_METHODS)
+def test_encoder_families_disabled_is_the_base_and_a_step_keeps_the_base(tmp_path, family, method):
+    """BERT (a classifier, whose head trains with the prompt as in peft) and T5."""
+    from tests.peft.test_prompt_methods_parity import FAMILIES, _base, _output
+
+    fam = FAMILIES[family]
+    _, inputs = _base(fam, tmp_path / "base")
+    model = llmzoo.load(tmp_path / "base")
+    with torch.no_grad():
+        base_out = _output(model, fam, inputs)
+    llmzoo.peft.apply(model, method, **ENCODER_METHODS[method])
+    with torch.no_grad():
+        with llmzoo.peft.disabled(model):
+            torch.testing.assert_close(_output(model, fam, inputs), base_out)
+        assert not torch.allclose(_output(model, fam, inputs), base_out, atol=1e-4)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert all(n.startswith("virtual_tokens.") or n.startswith("classifier.") for n in trained)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    optimizer = torch.optim.AdamW(llmzoo.peft.trainable_parameters(model), lr=1e-2)
+    _output(model, fam, inputs).square().mean().backward()
+    optimizer.step()
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[n], before) for n, before in frozen.items())
+
+
+@pytest.mark.parametrize("method", ENCODER_METHODS)
+def test_seq2seq_cached_generation_equals_uncached(tmp_path, method):
+    from llmzoo.infer.seq2seq import generate_seq2seq
+
+    _, inputs = base_checkpoint(PEERS["t5"], tmp_path / "base")
+    model = llmzoo.load(tmp_path / "base")
+    llmzoo.peft.apply(model, method, **ENCODER_METHODS[method])
+    args = (model, inputs["input_ids"], inputs["attention_mask"])
+    with torch.no_grad():
+        cached = generate_seq2seq(*args, max_new_tokens=6, use_cache=True)
+        full = generate_seq2seq(*args, max_new_tokens=6, use_cache=False)
+    torch.testing.assert_close(cached, full, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", ["bert", "t5"])
+def test_llama_adapter_is_decoder_only(tmp_path, family):
+    base_checkpoint(PEERS[family], tmp_path / "base")
+    with pytest.raises(LlmzooError) as e:
+        llmzoo.peft.apply(llmzoo.load(tmp_path / "base"), "adaption_prompt", adapter_len=2)
+    assert "decoder" in one_line(e)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_adapter_info_describes_prompt_adapters(tmp_path, base, capsys, method):
+    llmzoo.peft.save_adapter(_adapted(base[0], method), tmp_path / "adapter")
+    assert main(["adapter", "info", str(tmp_path / "adapter")]) == 0
+    out = capsys.readouterr().out
+    assert ("adapter_len" if method == "adaption_prompt" else "num_virtual_tokens") in out and "4" in out
