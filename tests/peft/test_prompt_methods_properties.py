@@ -194,3 +194,27 @@ def test_adapter_info_describes_prompt_adapters(tmp_path, base, capsys, method):
     assert main(["adapter", "info", str(tmp_path / "adapter")]) == 0
     out = capsys.readouterr().out
     assert ("adapter_len" if method == "adaption_prompt" else "num_virtual_tokens") in out and "4" in out
+
+
+class _Tokenizer:
+    """Stands in for llmzoo's tokenizer: only encode() is used."""
+
+    def encode(self, text: str) -> list[int]:
+        return [len(word) for word in text.split()]
+
+
+def test_prompt_tuning_init_from_text_and_vocabulary(base):
+    """peft's TEXT rule: the text's token embeddings, repeated and cut to n; SAMPLE_VOCAB: rows of
+    the embedding table."""
+    model = llmzoo.load(base[0])
+    table = model.embeddings.tokens.weight.detach().clone()
+    llmzoo.peft.apply(model, "prompt_tuning", num_virtual_tokens=5, prompt_tuning_init="TEXT",
+                      prompt_tuning_init_text="a tiny prompt", tokenizer=_Tokenizer())
+    torch.testing.assert_close(model.virtual_tokens.tokens(), table[[1, 4, 6, 1, 4]], rtol=0, atol=0)
+    model = llmzoo.load(base[0])
+    llmzoo.peft.apply(model, "prompt_tuning", num_virtual_tokens=6, prompt_tuning_init="SAMPLE_VOCAB")
+    rows = model.virtual_tokens.tokens().detach()
+    assert all(any(torch.equal(row, t) for t in table) for row in rows)
+    with pytest.raises(LlmzooError) as e:
+        llmzoo.peft.apply(llmzoo.load(base[0]), "prompt_tuning", prompt_tuning_init="TEXT")
+    assert "prompt_tuning_init_text" in one_line(e)
