@@ -20,7 +20,10 @@ FinetuneData holds:
   and `loss(outputs, batch) -> Tensor` (a scalar; the loop back-propagates it), the same shape as
   llmzoo/train/task.py's Task. Optional: `token_count(batch) -> int` (tokens the batch trains on,
   for tokens/s; default: the number of elements of `batch["input_ids"]`) and `loss_is_token_mean`
-  (True by default: exp(val loss) is reported as a perplexity).
+  (True by default: exp(val loss) is reported as a perplexity), `forward(model, batch) -> outputs`
+  where a plain `model(**model_inputs(batch))` is not how the task runs its model (ELECTRA's two
+  passes; llmzoo/objectives/modeling/train.py), and `uses_every_parameter` (False by default: DDP
+  then tolerates parameters a step leaves without gradient).
 - `train` and optional `val`: datasets with `__len__()` (rows) and
   `rows(indices: list[int]) -> dict[str, Tensor]`, the stacked batch of those rows. `rows` must be
   a pure function of `indices` (no hidden state, no randomness of its own): the loop draws the
@@ -30,7 +33,8 @@ FinetuneData holds:
 Registering: `register_task("my-task", builder)`. Built-in tasks live in the modules listed in
 TASK_MODULES, each calling register_task when imported; `get_task` imports them on demand. A
 recipe may also name a task outside llmzoo as `package.module:name`: the module is imported (it
-registers `name`), which is how a task defined in a user's own file reaches `llmzoo finetune`.
+registers `name`; the working directory is searched too), which is how a task defined in a user's
+own file reaches `llmzoo finetune`.
 """
 
 from __future__ import annotations
@@ -130,6 +134,7 @@ def get_task(name: str) -> Builder:
         raise ConfigError(f"task must be the name of a fine-tuning task, got {name!r}")
     module, sep, short = name.strip().rpartition(":")
     if sep:
+        _search_working_directory()
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:
@@ -142,6 +147,17 @@ def get_task(name: str) -> Builder:
     if builder is None:
         raise LlmzooError(f"unknown fine-tuning task {name!r}{_hint(name, sorted(_TASKS))}")
     return builder
+
+
+def _search_working_directory() -> None:
+    """`task: my_tasks:name` finds my_tasks.py in the working directory, as `python -m` would, also
+    when llmzoo runs as its console script (whose sys.path starts at the script's own directory)."""
+    import os
+    import sys
+
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)
 
 
 def _hint(name: str, known: Sequence[str]) -> str:
