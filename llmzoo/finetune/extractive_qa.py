@@ -2,7 +2,7 @@
 of context tokens between the predicted start and end, trained by the mean of the start and end
 cross-entropies (BERT, Devlin et al. 2019, section 4.2).
 
-    llmzoo finetune task=qa model.from=minilm data.train=squad_train.jsonl data.val=squad_dev.jsonl
+    llmzoo finetune --recipe cls-minilm-sst2 task=qa model.head=qa data.builtin=null data.train=squad.jsonl
 
 Rows (SQuAD's own shape): `question`, `context`, `answers: {text: [...], answer_start: [...]}`
 (the first answer trains). An answer cut off by `max_len` points at the first token ([CLS]), as
@@ -68,7 +68,7 @@ def encode_squad(rows: list[dict[str, Any]], backend, pad: int) -> PaddedRows:
 
 def build_qa(recipe, tokenizer, model) -> FinetuneData:
     data = recipe.data
-    ensure_head(model, "qa", "qa", model.config.n_labels)
+    ensure_head(model, "qa", "qa", None)
     if data_setting(data, "train") is None:
         raise LlmzooError("set data.train=FILE.jsonl (SQuAD-style rows: question, context, answers)")
     backend = truncating_backend(tokenizer, int(data_setting(data, "max_len", recipe.seq_len)))
@@ -76,8 +76,9 @@ def build_qa(recipe, tokenizer, model) -> FinetuneData:
     pad = pad_id(tokenizer, model)
     train = encode_squad(read_jsonl(data["train"], required, "training"), backend, pad)
     val = data_setting(data, "val")
-    return FinetuneData(ExtractiveQATask(model.config.type_vocab_size > 0), train,
-                        encode_squad(read_jsonl(val, required, "validation"), backend, pad) if val else None)
+    task = ExtractiveQATask(model.config.type_vocab_size > 0)
+    task.held_out = encode_squad(read_jsonl(val, required, "validation"), backend, pad) if val else None
+    return FinetuneData(task, train, task.held_out)
 
 
 register_task("qa", build_qa)

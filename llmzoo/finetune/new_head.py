@@ -23,10 +23,10 @@ def attach_head(model: nn.Module, head: str, n_labels: int = 2) -> list[str]:
     from llmzoo.models.build import build_model
 
     config = model.config
-    if config.arch != "encoder":
-        raise LlmzooError(f"a {head} head goes on an encoder; {config.name} is a {config.arch}")
     if config.head == head and (head not in ("seq_cls", "token_cls") or config.n_labels == n_labels):
         return []
+    if config.arch != "encoder":
+        raise LlmzooError(f"a {head} head goes on an encoder; {config.name} is a {config.arch} with head {config.head!r}")
     changes = {"head": head, "n_labels": n_labels}
     if head == "seq_cls" and config.pooler is None:
         changes["pooler"] = "tanh"  # BERT's pooled [CLS]; the checkpoint has none, so it starts fresh too

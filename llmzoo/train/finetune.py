@@ -62,6 +62,8 @@ def load_base(recipe: Recipe) -> nn.Module:
     source = base_source(recipe)
     model = llmzoo.load(source, dtype=torch.float32)
     changes = {k: v for k, v in recipe.model.items() if k != "from"}
+    # model.head / model.n_labels add a task head, which the checkpoint may lack (new_head.py)
+    head_changes = {k: changes.pop(k) for k in ("head", "n_labels") if k in changes}
     if changes:
         from llmzoo.models.build import build_model
 
@@ -76,6 +78,10 @@ def load_base(recipe: Recipe) -> nn.Module:
                               f"a fine-tune may change only settings that keep the weights (e.g. rope_scaling)")
         changed.tokenizer_source, changed.source = model.tokenizer_source, model.source
         model = changed
+    if head_changes:
+        from llmzoo.finetune.new_head import attach_head
+
+        attach_head(model, head_changes.get("head", model.config.head), head_changes.get("n_labels", model.config.n_labels))
     model.train()
     return model
 

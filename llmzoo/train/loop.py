@@ -402,6 +402,11 @@ class Trainer:
             ft.apply_peft(model, recipe)
             model.load_state_dict(model_state, strict=True)
             result.adapter_dir, result.model_dir = ft.export_finetuned(model, self.run_dir, recipe, self.tokenizer)
+            report = getattr(self.task.task, "held_out_report", None)  # e.g. a classifier's held-out accuracy
+            scores = report(model) if report is not None else None
+            if scores:
+                self.metrics.write({"kind": "held_out", "step": self.step, **scores})
+                print("held-out " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
         else:
             model = self.task.build_model(self.config)
             model.load_state_dict(model_state, strict=True)

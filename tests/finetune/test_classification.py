@@ -15,7 +15,9 @@ import transformers
 import llmzoo
 from llmzoo.errors import LlmzooError
 from llmzoo.finetune.classification import classification_loss, correct_and_count, evaluate
+from llmzoo.eval.tasks.sst2_heldout import sst2_halves
 from llmzoo.finetune.extractive_qa import span_loss
+from llmzoo.finetune.new_head import attach_head
 from llmzoo.finetune.registry import get_task
 from llmzoo.models.build import build_model
 from llmzoo.tokenizer import load_tokenizer
@@ -33,9 +35,9 @@ def tokenizer(minilm_dir):
     return load_tokenizer(minilm_dir)
 
 
-def tiny_bert() -> torch.nn.Module:
+def tiny_bert(head: str = "seq_cls", n_labels: int = 2) -> torch.nn.Module:
     """A small random encoder with MiniLM's vocabulary and layout (post-norm BERT, token types)."""
-    config = llmzoo.load(MINILM).config.replace(d_model=32, n_layers=2, n_heads=2, d_ff=64)
+    config = llmzoo.load(MINILM).config.replace(d_model=32, n_layers=2, n_heads=2, d_ff=64, head=head, n_labels=n_labels)
     torch.manual_seed(0)
     return build_model(config)
 
@@ -65,15 +67,24 @@ def test_loss_and_accuracy_are_the_hand_computed_ones():
         (math.log1p(math.exp(-2)) + math.log(2)) / 2, rel=1e-6)
 
 
-def test_sentence_pairs_tokenise_as_transformers_does_and_the_head_starts_fresh(tmp_path, tokenizer, minilm_dir, capsys):
+def test_a_checkpoint_without_the_head_gets_a_fresh_one_with_a_note(capsys):
+    model = llmzoo.load(MINILM)
+    encoder = {k: v.clone() for k, v in model.state_dict().items()}
+    assert model.config.head == "none" and not hasattr(model, "classifier")
+    assert attach_head(model, "seq_cls", 3) == ["classifier"]
+    assert "no trained seq_cls head; classifier initialised fresh (n_labels=3)" in capsys.readouterr().err
+    assert model.config.head == "seq_cls" and model.classifier.out_features == 3
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in encoder.items())  # encoder and pooler kept
+    assert attach_head(model, "seq_cls", 3) == []  # already there: nothing new
+
+
+def test_sentence_pairs_tokenise_as_transformers_does(tmp_path, tokenizer, minilm_dir):
     rows = [{"text": "A charming film.", "text_pair": "I liked it a lot.", "label": "pos"},
             {"text": "Dull and far too long; a waste of an evening.", "label": "neg"}]
     model = tiny_bert()
-    assert model.config.head == "none"
     data = get_task("seq-cls")(recipe(tmp_path, train=write_jsonl(tmp_path / "t.jsonl", rows), labels=["neg", "pos"]),
                                tokenizer, model)
-    assert "no trained seq_cls head; classifier initialised fresh" in capsys.readouterr().err
-    assert model.config.head == "seq_cls" and model.config.n_labels == 2
     batch = data.train.rows([0, 1])
     reference = transformers.AutoTokenizer.from_pretrained(minilm_dir)
     for i, row in enumerate(rows):  # row by row: the batch mixes a pair and a single sentence
@@ -90,8 +101,8 @@ def test_sentence_pairs_tokenise_as_transformers_does_and_the_head_starts_fresh(
 
 def test_token_tags_go_on_the_first_sub_word(tmp_path, tokenizer):
     rows = [{"tokens": ["Hugging", "unaffable", "Paris"], "tags": [1, 0, 2]}]
-    data = get_task("token-cls")(recipe(tmp_path, train=write_jsonl(tmp_path / "t.jsonl", rows), n_labels=3),
-                                 tokenizer, tiny_bert())
+    data = get_task("token-cls")(recipe(tmp_path, train=write_jsonl(tmp_path / "t.jsonl", rows)),
+                                 tokenizer, tiny_bert("token_cls", 3))
     batch = data.train.rows([0])
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     words = [tokenizer.decode([i]) for i in ids]
@@ -107,7 +118,7 @@ def test_qa_span_covers_the_answer(tmp_path, tokenizer):
     context = "The Eiffel Tower was completed in 1889 for the World's Fair."
     rows = [{"question": "When was it completed?", "context": context,
              "answers": {"text": ["1889"], "answer_start": [context.index("1889")]}}]
-    data = get_task("qa")(recipe(tmp_path, train=write_jsonl(tmp_path / "q.jsonl", rows)), tokenizer, tiny_bert())
+    data = get_task("qa")(recipe(tmp_path, train=write_jsonl(tmp_path / "q.jsonl", rows)), tokenizer, tiny_bert("qa"))
     batch = data.train.rows([0])
     s, e = batch["start_positions"].item(), batch["end_positions"].item()
     assert tokenizer.decode(batch["input_ids"][0, s:e + 1].tolist()) == "1889"
@@ -136,6 +147,9 @@ def test_sst2_split_is_deterministic_and_disjoint(tmp_path, tokenizer):
     again = build(recipe(tmp_path, builtin="sst2", train_fraction=0.5), tokenizer, tiny_bert())
     assert len(first.train) + len(first.val) == 872  # GLUE SST-2 validation
     assert first.train.examples == again.train.examples
+    # the same held-out half as the SFT recipe's `llmzoo eval --tasks sst2_heldout`
+    held_out = [tokenizer.encode(r["sentence"].strip()) for r in sst2_halves()[1]]
+    assert [e["input_ids"] for e in first.val.examples] == held_out
     as_key = lambda ex: tuple(ex["input_ids"])
     assert not {as_key(e) for e in first.train.examples} & {as_key(e) for e in first.val.examples}
 
@@ -150,6 +164,13 @@ def test_bad_rows_are_one_line_errors(tmp_path, tokenizer, rows, data, message):
     (tmp_path / "t.jsonl").write_text("\n".join(rows) + "\n")
     with pytest.raises(LlmzooError, match=message):
         get_task("seq-cls")(recipe(tmp_path, train=str(tmp_path / "t.jsonl"), **data), tokenizer, tiny_bert())
+
+
+def test_a_model_without_the_head_is_told_how_to_add_it(tmp_path, tokenizer):
+    with pytest.raises(LlmzooError, match="set model.head=seq_cls model.n_labels=N"):
+        get_task("seq-cls")(recipe(tmp_path, builtin="sst2"), tokenizer, tiny_bert("none"))
+    with pytest.raises(LlmzooError, match="data.labels names 3 labels but model.n_labels is 2"):
+        get_task("seq-cls")(recipe(tmp_path, builtin="sst2", labels=["a", "b", "c"]), tokenizer, tiny_bert())
 
 
 def test_a_decoder_is_refused_for_classification(tmp_path, tokenizer):
