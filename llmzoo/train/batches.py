@@ -16,6 +16,25 @@ import torch
 from llmzoo.errors import LlmzooError
 
 
+class EpochOrder:
+    """Sample i of the run -> item perm_e[i mod n] of epoch e = i div n, with one seeded
+    permutation per (seed, epoch): any epoch's order is reproducible on its own."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True) -> None:
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self._epoch = -1
+        self._perm: np.ndarray | None = None
+
+    def __call__(self, sample: int) -> int:
+        epoch, index = divmod(sample, self.n)
+        if not self.shuffle:
+            return index
+        if epoch != self._epoch:
+            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            self._epoch = epoch
+        return int(self._perm[index])
+
+
 class WindowSampler:
     def __init__(self, dataset, seq_len: int, seed: int, *, window: int | None = None, shuffle: bool = True,
                  what: str = "training") -> None:
@@ -29,18 +48,7 @@ class WindowSampler:
             raise LlmzooError(f"the {what} data has {dataset.num_tokens} tokens, fewer than one row of {self.window}; "
                               f"use more data or a smaller seq_len")
         self.num_windows = (dataset.num_tokens - self.window) // seq_len + 1
-        self._epoch = -1
-        self._perm: np.ndarray | None = None
-
-    def _window(self, sample: int) -> int:
-        epoch, index = divmod(sample, self.num_windows)
-        if not self.shuffle:
-            return index
-        if epoch != self._epoch:
-            # One generator per (seed, epoch): any epoch's order is reproducible on its own.
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_windows)
-            self._epoch = epoch
-        return int(self._perm[index])
+        self._window = EpochOrder(self.num_windows, seed, shuffle)
 
     def rows(self, first_sample: int, count: int) -> torch.Tensor:
         """Samples [first_sample, first_sample + count) as a (count, window) LongTensor."""
@@ -67,17 +75,7 @@ class ExampleSampler:
         self.num_windows = len(dataset)  # the name the engine reads for "rows available"
         if self.num_windows < 1:
             raise LlmzooError(f"the {what} data has no rows")
-        self._epoch = -1
-        self._perm: np.ndarray | None = None
-
-    def _row(self, sample: int) -> int:
-        epoch, index = divmod(sample, self.num_windows)
-        if not self.shuffle:
-            return index
-        if epoch != self._epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_windows)
-            self._epoch = epoch
-        return int(self._perm[index])
+        self._row = EpochOrder(self.num_windows, seed, shuffle)
 
     def rows(self, first_sample: int, count: int) -> dict[str, torch.Tensor]:
         """Samples [first_sample, first_sample + count) as the dataset's stacked batch."""
