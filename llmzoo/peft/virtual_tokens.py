@@ -71,9 +71,14 @@ def attach(model: nn.Module, module: VirtualTokens) -> None:
     model's for decoders and encoders; for an encoder-decoder, the encoder stack's (input tokens,
     as peft prepends them to the encoder input) or the decoder stack's (prefix: peft gives the
     decoder's self-attention the past; the encoder sees none)."""
-    if getattr(model, "virtual_tokens", None) is not None:
-        raise LlmzooError("this model already has virtual tokens (a prompt/prefix adapter)")
+    from llmzoo.models.decoder import DecoderLM
+    from llmzoo.models.encoder import EncoderModel
+    from llmzoo.models.encoder_decoder import EncoderDecoderLM
+
     c = model.config
+    if not isinstance(model, (DecoderLM, EncoderModel, EncoderDecoderLM)):
+        raise LlmzooError(f"{type(module).__name__} is not supported on {c.name} ({type(model).__name__}); it works on "
+                          f"decoders, encoders and encoder-decoders built from the standard stacks")
     if module.kind == "prefix" and (c.share_layers or c.attention_type != "standard"):
         raise LlmzooError(f"prefix tuning needs one standard attention per layer; {c.name} has "
                           f"{'shared layers' if c.share_layers else c.attention_type + ' attention'}")
@@ -81,23 +86,15 @@ def attach(model: nn.Module, module: VirtualTokens) -> None:
     if c.head == "seq_cls":  # a fresh classifier must learn too: peft's SEQ_CLS modules_to_save
         for p in model.classifier.parameters():
             p.requires_grad_(True)
-    if c.arch in ("decoder", "encoder"):
+    if isinstance(model, (DecoderLM, EncoderModel)):
         hooks = [model.register_forward_pre_hook(partial(_before, module, model), with_kwargs=True),
                  model.register_forward_hook(partial(_after, module), with_kwargs=True)]
-    elif c.arch == "encoder_decoder" and module.kind == "input":
+    elif module.kind == "input":
         hooks = [model.encoder.register_forward_pre_hook(partial(_before_encoder_stack, module), with_kwargs=True),
                  model.decoder.register_forward_pre_hook(partial(_before_decoder_stack, module), with_kwargs=True)]
-    elif c.arch == "encoder_decoder":
-        hooks = [model.decoder.register_forward_pre_hook(partial(_before_decoder_stack, module), with_kwargs=True)]
     else:
-        raise LlmzooError(f"{type(module).__name__} on a {c.arch} model is not supported")
+        hooks = [model.decoder.register_forward_pre_hook(partial(_before_decoder_stack, module), with_kwargs=True)]
     module._hooks = hooks
-
-
-def n_virtual(model: nn.Module) -> int:
-    """Positions the virtual tokens take before the input (0 without, or while disabled)."""
-    vt = getattr(model, "virtual_tokens", None)
-    return vt.n_tokens if vt is not None and not vt.disabled else 0
 
 
 def _before(vt: VirtualTokens, model: nn.Module, _module: nn.Module, args: tuple, kwargs: dict):
