@@ -55,6 +55,16 @@ class RopeScaling:
             raise ConfigError(f"rope_scaling {self.kind!r} needs original_max_seq_len")
 
 
+def rope_scaling_from_dict(data: dict[str, Any]) -> RopeScaling:
+    """A RopeScaling from a mapping ({kind: linear, factor: 4}); unknown keys name the valid ones."""
+    valid = [f.name for f in fields(RopeScaling)]
+    unknown = sorted(set(map(str, data)) - set(valid))
+    if unknown or "kind" not in data:
+        problem = f"unknown key(s) {unknown}" if unknown else "no 'kind'"
+        raise ConfigError(f"rope_scaling has {problem}; its keys are {', '.join(valid)} (kind one of {ROPE_SCALINGS})")
+    return RopeScaling(**data)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # --- identity -------------------------------------------------------------------------
@@ -153,6 +163,9 @@ class ModelConfig:
         def need(cond: bool, msg: str) -> None:
             if not cond:
                 raise ConfigError(f"{self.name}: {msg}")
+
+        if isinstance(self.rope_scaling, dict):  # config.replace(rope_scaling={...}), a recipe's model.rope_scaling
+            object.__setattr__(self, "rope_scaling", rope_scaling_from_dict(self.rope_scaling))
 
         need(self.arch in ARCHS, f"arch {self.arch!r} is not one of {ARCHS}")
         need(self.position in POSITIONS, f"position {self.position!r} is not one of {POSITIONS}")
@@ -263,7 +276,7 @@ class ModelConfig:
         data = dict(data)
         if data.get("rope_scaling") is not None:
             if isinstance(data["rope_scaling"], dict):
-                data["rope_scaling"] = RopeScaling(**data["rope_scaling"])
+                data["rope_scaling"] = rope_scaling_from_dict(data["rope_scaling"])
         if data.get("layer_pattern") is not None:
             data["layer_pattern"] = tuple(data["layer_pattern"])
         if "extra" in data:
