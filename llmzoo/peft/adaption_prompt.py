@@ -47,7 +47,7 @@ class AdaptionPrompt(nn.Module):
         v = attn.v_proj(prompt).view(1, n, attn.n_kv_heads, hd).transpose(1, 2)
         k, v = (t.repeat_interleave(H // attn.n_kv_heads, dim=1) for t in (k, v))  # (1, H, n, hd)
         scores = (q @ k.transpose(-1, -2)) * hd**-0.5  # (B, H, T, n)
-        probs = self.adaption_gate * F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+        probs = self.adaption_gate.to(q.dtype) * F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
         out = (probs @ v).transpose(1, 2).reshape(B, T, H * hd)
         return attn.o_proj(out)
 
