@@ -155,3 +155,38 @@ def test_padded_batch_matches_peft(tmp_path, case):
         got = model(inputs["input_ids"], attention_mask=mask,
                     position_ids=torch.arange(10).expand(2, 10)).logits
     torch.testing.assert_close(got[mask.bool()], expected[mask.bool()])
+
+
+GRADS = {  # case -> (peft parameter name suffix, llmzoo parameter name suffix) of the trained tensors
+    "prompt_tuning": [("prompt_encoder.default.embedding.weight", "virtual_tokens.encoder.weight")],
+    "prefix_tuning": [("prompt_encoder.default.embedding.weight", "virtual_tokens.encoder.weight")],
+    "adaption_prompt": [("layers.1.self_attn.adaption_prompt", "layers.1.self_attn.prompt_attention.adaption_prompt"),
+                        ("layers.1.self_attn.adaption_gate", "layers.1.self_attn.prompt_attention.adaption_gate")],
+}
+
+
+@pytest.mark.parametrize("family, case", [("llama", c) for c in GRADS] + [("t5", "prefix_tuning"),
+                                                                          ("bert_cls", "prompt_tuning")])
+def test_training_step_matches_peft(tmp_path, family, case):
+    """Same batch, same loss and the same gradient of the trained tensors as peft in training mode
+    (no dropout in these configs), so training moves both the same way."""
+    fam = FAMILIES[family]
+    hf_model, inputs = _base(fam, tmp_path / "base")
+    reference = _peft_model(hf_model, fam, case)
+    reference.save_pretrained(tmp_path / "adapter")
+    model = llmzoo.load(tmp_path / "base", adapter=tmp_path / "adapter")
+    ours = _output(model, fam, inputs)
+    theirs = _real(_output(reference, fam, inputs), fam, case)
+    targets = torch.randint(0, ours.shape[-1], ours.shape[:-1], generator=torch.Generator().manual_seed(2))
+    losses = [torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), targets.reshape(-1))
+              for out in (theirs, ours)]
+    for loss in losses:
+        loss.backward()
+    torch.testing.assert_close(losses[1], losses[0])
+    ref_params = {n: p for n, p in reference.named_parameters() if p.requires_grad}
+    params = dict(model.named_parameters())
+    pairs = GRADS[case] + ([("classifier.modules_to_save.default.weight", "classifier.weight")]
+                           if fam.task_type == "SEQ_CLS" else [])
+    for peft_suffix, zoo_name in pairs:
+        (peft_name,) = [n for n in ref_params if n.endswith(peft_suffix)]
+        torch.testing.assert_close(params[zoo_name].grad, ref_params[peft_name].grad, msg=lambda m: f"{zoo_name}: {m}")
