@@ -12,7 +12,8 @@ Either way the model itself is unchanged: a `VirtualTokens` module is added as `
 and a forward pre-hook rewrites the call (prepends embeddings, fills the cache, extends the
 attention mask by n ones, shifts explicit position ids by n, prepends -100 targets); a forward
 hook drops the virtual positions from the returned logits and hidden states, so outputs cover the
-real tokens only (peft's CAUSAL_LM logits include the n virtual positions first).
+real tokens only (peft's CAUSAL_LM logits include the n virtual positions first). An encoder-decoder's
+encoder output keeps them (the decoder's cross-attention reads them), as in peft.
 
 peft saves every one of them as one tensor, `prompt_embeddings` (n, width): the virtual tokens as
 computed (for P-tuning and projected prefixes, the encoder's output: peft does not save the
@@ -43,7 +44,7 @@ class VirtualTokens(nn.Module):
         self.encoder = encoder
         self.n_tokens = n_tokens
         self.disabled = False
-        self._added = 0  # virtual positions the running forward prepended (the post-hook strips them)
+        self._added: tuple[int, int] | int = 0  # (n, n + T) while a forward runs on prepended tokens, else 0
 
     def tokens(self) -> torch.Tensor:
         return self.encoder()
