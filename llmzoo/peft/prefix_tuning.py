@@ -20,7 +20,7 @@ from torch import nn
 
 from llmzoo.errors import LlmzooError
 from llmzoo.peft.methods import Method, register
-from llmzoo.peft.virtual_tokens import (Table, VirtualTokens, attach, check_n_tokens, config_int,
+from llmzoo.peft.virtual_tokens import (Table, VirtualTokens, attach, check_n_tokens, check_task, config_int,
                                         loaded_tokens, saved_tensors)
 
 OPTIONS = ("num_virtual_tokens", "prefix_projection", "encoder_hidden_size")
@@ -108,6 +108,7 @@ def save_prefix_tuning(model: nn.Module, names) -> tuple[dict, dict]:
 
 
 def load_prefix_tuning(model: nn.Module, cfg: dict, tensors: dict, names, where: str) -> None:
+    check_task(model, cfg, where)
     n_layers, kv, hd = _dims(model)
     n = check_n_tokens(cfg.get("num_virtual_tokens"))
     config_int(cfg, "num_layers", n_layers, where, "layers")

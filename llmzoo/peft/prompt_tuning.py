@@ -20,7 +20,7 @@ from torch import nn
 
 from llmzoo.errors import LlmzooError
 from llmzoo.peft.methods import Method, register
-from llmzoo.peft.virtual_tokens import (Table, VirtualTokens, attach, check_n_tokens, config_int,
+from llmzoo.peft.virtual_tokens import (Table, VirtualTokens, attach, check_n_tokens, check_task, config_int,
                                         loaded_tokens, saved_tensors)
 
 OPTIONS = ("num_virtual_tokens", "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer")
@@ -76,6 +76,7 @@ def save_prompt_tuning(model: nn.Module, names) -> tuple[dict, dict]:
 def load_prompt_tokens(model: nn.Module, cfg: dict, tensors: dict, names, where: str,
                        cls: type[VirtualTokens]) -> None:
     """Read peft's prompt_embeddings (prompt tuning or P-tuning) into a fixed, trainable table."""
+    check_task(model, cfg, where)
     # peft's SEQ_2_SEQ_LM default is 2 (n rows per stack) but its forward prepends only the first n
     # rows, to the encoder input; so does llmzoo
     submodules = cfg.get("num_transformer_submodules") or 1

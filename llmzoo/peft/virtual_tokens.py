@@ -227,6 +227,20 @@ def loaded_tokens(model: nn.Module, tensors: dict[str, torch.Tensor], names, whe
     return values
 
 
+# peft task types by the kind of model they adapt (FEATURE_EXTRACTION fits any)
+TASK_ARCH = {"CAUSAL_LM": "decoder", "SEQ_2_SEQ_LM": "encoder_decoder", "SEQ_CLS": "encoder",
+             "TOKEN_CLS": "encoder", "QUESTION_ANS": "encoder"}
+
+
+def check_task(model: nn.Module, cfg: dict[str, Any], where: str) -> None:
+    """A prompt adapter places its tokens by task type: one for another kind of model is refused."""
+    task = cfg.get("task_type")
+    arch = TASK_ARCH.get(task)
+    if arch is not None and arch != model.config.arch:
+        raise LlmzooError(f"{where}: a {task} adapter is for a {arch.replace('_', '-')} model but this base "
+                          f"({model.config.name}) is a {model.config.arch.replace('_', '-')} model")
+
+
 def config_int(cfg: dict[str, Any], field: str, want: int, where: str, what: str) -> None:
     """A layer count or width in the adapter's config that must match this base: say which differs."""
     got = cfg.get(field)

@@ -218,3 +218,12 @@ def test_prompt_tuning_init_from_text_and_vocabulary(base):
     with pytest.raises(LlmzooError) as e:
         llmzoo.peft.apply(llmzoo.load(base[0]), "prompt_tuning", prompt_tuning_init="TEXT")
     assert "prompt_tuning_init_text" in one_line(e)
+
+
+def test_prompt_adapter_for_another_kind_of_model(tmp_path, base):
+    """A CAUSAL_LM prompt of the right width on a BERT base (same d_model) is refused, not misapplied."""
+    llmzoo.peft.save_adapter(_adapted(base[0], "prompt_tuning"), tmp_path / "adapter")
+    base_checkpoint(PEERS["bert_bare"], tmp_path / "bert")
+    with pytest.raises(LlmzooError) as e:
+        llmzoo.load(tmp_path / "bert", adapter=tmp_path / "adapter")
+    assert "CAUSAL_LM adapter is for a decoder model" in one_line(e) and "encoder" in str(e.value)
