@@ -20,9 +20,9 @@ each row's logits equal its unbatched ones.
 Shared contexts: requests whose context tokens are the same but whose continuations differ
 (HellaSwag's four endings, PIQA's two solutions) run the context once: a batch of contexts
 fills a KV cache, which is repeated for each continuation, and the continuations run on top of
-it (`_score_shared`). A batch holds `batch_size` contexts and all their
-continuations, which run in length-sorted sub-batches of `batch_size` rows so that a few long
-endings do not pad all the short ones.
+it (`_score_shared`). A wave holds WAVE_BATCHES * batch_size contexts, run in forwards of
+`batch_size` rows, and all their continuations, which run in length-sorted sub-batches of
+`batch_size` rows so that a few long endings do not pad all the short ones.
 """
 
 from __future__ import annotations
@@ -45,6 +45,12 @@ from llmzoo.eval.requests import (
 from llmzoo.models.decoder import DecoderLM
 
 Progress = Callable[[int], None]  # called with the number of requests just answered
+
+# Shared contexts are scored in waves of WAVE_BATCHES * batch_size contexts: the wave's
+# continuations are sorted by length before they are cut into batches, so a wider pool of
+# lengths pads less (HellaSwag, first 200 documents: 16.9k positions fed instead of 19.4k).
+# One wave's KV cache holds them all (64 contexts of ~100 slots: ~300 MB for SmolLM2-135M).
+WAVE_BATCHES = 8
 
 
 def check_lm_head(model: nn.Module) -> None:
@@ -182,10 +188,12 @@ class EvalLM:
         shared = [fam for fam in families.values() if len(fam) > 1]
         if not shared:
             return unique
-        # longest first, as the plain path: a batch that does not fit fails at once
-        shared.sort(key=lambda fam: -(len(pairs[fam[0][0]][0]) + max(len(pairs[g[0]][1]) for g in fam)))
-        for start in range(0, len(shared), self.batch_size):
-            batch = shared[start:start + self.batch_size]
+        # longest contexts first, as the plain path: a batch that does not fit fails at once; and
+        # contexts of similar length run together, so their forwards pad little
+        shared.sort(key=lambda fam: (-len(pairs[fam[0][0]][0]), -max(len(pairs[g[0]][1]) for g in fam)))
+        wave = self.batch_size * WAVE_BATCHES
+        for start in range(0, len(shared), wave):
+            batch = shared[start:start + wave]
             scored = self._score_shared([[[pairs[i] for i in grp] for grp in fam] for fam in batch])
             for fam, fam_scores in zip(batch, scored):
                 for grp, rs in zip(fam, fam_scores):
@@ -198,34 +206,48 @@ class EvalLM:
 
     def _score_shared(self, families: list[list[list[tuple[list[int], list[int]]]]]) -> list[list[list[LoglikelihoodResult]]]:
         """families[f][g]: the requests of group g (one input row) under context f. The contexts
-        run once (right-padded, causal); each group's continuation then runs on a copy of its
-        context's cache, masked so it sees only the real context tokens, at positions that
-        continue its own context."""
+        run once (right-padded, causal) into one cache; each group's continuation then runs on a
+        copy of its context's cache row, masked so it sees only the real context tokens, at
+        positions that continue its own context."""
         from llmzoo.infer.cache import KVCache
 
         contexts = [fam[0][0][0] for fam in families]
         suffixes = [[grp[0][1][:-1] for grp in fam] for fam in families]  # the last token is predicted, never fed
         width = max(map(len, contexts))
         span = max(len(sfx) for fam in suffixes for sfx in fam)
-        dev = self.device
-        ids = torch.zeros(len(contexts), width, dtype=torch.long)
-        for f, ctx in enumerate(contexts):
-            ids[f, :len(ctx)] = torch.tensor(ctx)
         cache = KVCache.for_model(self.model, len(contexts), width + span)
-        h_ctx = self.model(ids.to(dev), cache=cache, logits_to_keep=1).last_hidden_state  # (F, W, D)
+        last = self._fill_context_cache(cache, contexts)
         owner = [f for f, fam in enumerate(suffixes) for _ in fam]
         flat = [sfx for fam in suffixes for sfx in fam]
         h_sfx = self._suffix_hidden(cache, owner, [len(contexts[f]) for f in owner], width, flat) if span else None
         items, r = [], 0
         for f, fam in enumerate(families):
-            last = h_ctx[f, len(contexts[f]) - 1:len(contexts[f])]  # predicts each continuation's first token
             for grp in fam:
                 n = len(grp[0][1]) - 1
-                h = torch.cat([last, h_sfx[r]]) if n else last
+                h = torch.cat([last[f], h_sfx[r]]) if n else last[f]
                 items.extend((h, cont) for _, cont in grp)
                 r += 1
         scored = iter(_score_hidden(self._head_logits, items))
         return [[[next(scored) for _ in grp] for grp in fam] for fam in families]
+
+    def _fill_context_cache(self, cache, contexts: list[list[int]]) -> list[torch.Tensor]:
+        """Run the contexts (longest first) in forwards of batch_size rows, each padded only to
+        its own longest, writing their keys/values into rows of the one cache (slots a chunk
+        does not reach stay zero and are masked later). Returns each context's last hidden
+        state (1, D), which predicts its continuations' first token."""
+        last = []
+        for start in range(0, len(contexts), self.batch_size):
+            chunk = contexts[start:start + self.batch_size]
+            ids = torch.zeros(len(chunk), max(map(len, chunk)), dtype=torch.long)
+            for r, ctx in enumerate(chunk):
+                ids[r, :len(ctx)] = torch.tensor(ctx)
+            rows = copy.copy(cache)  # views of this chunk's rows: the forward writes through to `cache`
+            rows.k = [t[start:start + len(chunk)] for t in cache.k]
+            rows.v = [t[start:start + len(chunk)] for t in cache.v]
+            h = self.model(ids.to(self.device), cache=rows, logits_to_keep=1).last_hidden_state
+            last.extend(h[r, len(ctx) - 1:len(ctx)] for r, ctx in enumerate(chunk))
+        cache.advance(max(map(len, contexts)))
+        return last
 
     def _suffix_hidden(self, cache, owner: list[int], ctx_lens: list[int], width: int,
                        suffixes: list[list[int]]) -> list[torch.Tensor]:
@@ -252,8 +274,12 @@ class EvalLM:
         the real context tokens; positions continue each row's own context."""
         dev = self.device
         span = max(map(len, suffixes))
-        sub = copy.copy(cache)  # reorder rebinds the tensors, so the shared context cache is kept
-        sub.reorder(torch.tensor(cache_rows, device=dev))
+        # a copy of the rows' cache slots up to this forward's end (a new cache; the shared one is kept)
+        index, end = torch.tensor(cache_rows, device=dev), width + span
+        sub = copy.copy(cache)
+        sub.k = [t[index, :, :end] for t in cache.k]
+        sub.v = [t[index, :, :end] for t in cache.v]
+        sub.max_len = end
         ids = torch.zeros(len(suffixes), span, dtype=torch.long)
         mask = torch.zeros(len(suffixes), width + span, dtype=torch.long)
         for r, (n_ctx, sfx) in enumerate(zip(ctx_lens, suffixes)):

@@ -156,3 +156,22 @@ def test_a_continuation_longer_than_the_context_window_is_refused(tok):
     small = tiny_decoder(tok.vocab_size, max_seq_len=4)
     with pytest.raises(LlmzooError, match="does not fit"):
         EvalLM(small, tok).score_tokens([([1], list(range(10, 16)))])
+
+
+def test_shared_contexts_score_as_full_forwards(model, tok, monkeypatch):
+    # HellaSwag-like: contexts of different lengths, each with endings of different lengths. With
+    # batch_size=2 the contexts run in forwards of 2 rows, in waves of WAVE_BATCHES * 2 contexts.
+    from llmzoo.eval import lm as lm_module
+
+    words = "the quick brown fox jumps over the lazy dog a stitch in time saves nine".split()
+    contexts = [" ".join(words[start:start + n]) for start in range(3) for n in range(3, 11)]  # 24, distinct
+    endings = [" saves nine.", " over the lazy dog and the quick brown fox.", " in", " jumps"]
+    pairs = [(c, e) for i, c in enumerate(contexts) for e in endings[:2 + i % 3]]
+    lm = EvalLM(model, tok, batch_size=2)
+    waves = []
+    original = lm._score_shared
+    monkeypatch.setattr(lm, "_score_shared", lambda fams: waves.append(len(fams)) or original(fams))
+    got = lm.loglikelihood([Loglikelihood(c, e) for c, e in pairs])
+    assert sum(waves) == len(contexts) and len(waves) == -(-len(contexts) // (2 * lm_module.WAVE_BATCHES))
+    for (c, e), r in zip(pairs, got):
+        assert r.logprob == pytest.approx(_reference(model, tok, c, e), abs=1e-4)
