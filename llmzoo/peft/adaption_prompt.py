@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmzoo.errors import LlmzooError
+from llmzoo.peft.names import ModuleNames
 from llmzoo.peft.methods import Method, register
 from llmzoo.peft.module_io import PREFIX
 
@@ -80,7 +81,7 @@ def adapted(model: nn.Module) -> dict[str, AdaptionPrompt]:
             if isinstance(attn.prompt_attention, AdaptionPrompt)}
 
 
-def save_adaption_prompt(model: nn.Module, names) -> tuple[dict, dict]:
+def save_adaption_prompt(model: nn.Module, names: ModuleNames) -> tuple[dict, dict]:
     modules = adapted(model)
     tensors = {}
     for name, module in modules.items():
@@ -92,7 +93,7 @@ def save_adaption_prompt(model: nn.Module, names) -> tuple[dict, dict]:
                      "target_modules": "self_attn"}
 
 
-def load_adaption_prompt(model: nn.Module, cfg: dict, state: dict, names, where: str) -> None:
+def load_adaption_prompt(model: nn.Module, cfg: dict, state: dict, names: ModuleNames, where: str) -> None:
     n, layers = cfg.get("adapter_len"), cfg.get("adapter_layers")
     apply_adaption_prompt(model, adapter_len=n, adapter_layers=layers)
     modules = adapted(model)

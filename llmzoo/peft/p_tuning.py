@@ -19,9 +19,11 @@ import torch
 from torch import nn
 
 from llmzoo.errors import LlmzooError
+from llmzoo.peft.names import ModuleNames
 from llmzoo.peft.methods import Method, register
 from llmzoo.peft.prompt_tuning import describe_prompt, load_prompt_tokens, prompt_config
-from llmzoo.peft.virtual_tokens import VirtualTokens, attach, check_n_tokens, saved_tensors
+from llmzoo.peft.prompt_format import saved_tensors
+from llmzoo.peft.virtual_tokens import VirtualTokens, attach, check_n_tokens
 
 OPTIONS = ("num_virtual_tokens", "encoder_reparameterization_type", "encoder_hidden_size", "encoder_num_layers",
            "encoder_dropout")
@@ -74,14 +76,14 @@ def apply_p_tuning(model: nn.Module, **options: Any) -> None:
     attach(model, module)
 
 
-def save_p_tuning(model: nn.Module, names) -> tuple[dict, dict]:
+def save_p_tuning(model: nn.Module, names: ModuleNames) -> tuple[dict, dict]:
     settings = getattr(model.virtual_tokens, "settings", None) or {
         "encoder_reparameterization_type": "MLP", "encoder_hidden_size": model.config.d_model,
         "encoder_num_layers": 2, "encoder_dropout": 0.0}
     return saved_tensors(model, names), {**prompt_config(model), **settings}
 
 
-def load_p_tuning(model: nn.Module, cfg: dict, tensors: dict, names, where: str) -> None:
+def load_p_tuning(model: nn.Module, cfg: dict, tensors: dict, names: ModuleNames, where: str) -> None:
     load_prompt_tokens(model, cfg, tensors, names, where, PTuning)
     model.virtual_tokens.settings = {k: cfg[k] for k in OPTIONS[1:] if k in cfg}
 

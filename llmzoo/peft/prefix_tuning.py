@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from llmzoo.errors import LlmzooError
+from llmzoo.peft.names import ModuleNames
 from llmzoo.peft.methods import Method, register
-from llmzoo.peft.virtual_tokens import (Table, VirtualTokens, attach, check_n_tokens, check_task, config_int,
-                                        loaded_tokens, saved_tensors)
+from llmzoo.peft.prompt_format import check_task, config_int, loaded_tokens, saved_tensors
+from llmzoo.peft.virtual_tokens import Table, VirtualTokens, attach, check_n_tokens
 
 OPTIONS = ("num_virtual_tokens", "prefix_projection", "encoder_hidden_size")
 
@@ -97,7 +98,7 @@ def apply_prefix_tuning(model: nn.Module, **options: Any) -> None:
     attach(model, module)
 
 
-def save_prefix_tuning(model: nn.Module, names) -> tuple[dict, dict]:
+def save_prefix_tuning(model: nn.Module, names: ModuleNames) -> tuple[dict, dict]:
     n_layers, kv, hd = _dims(model)
     vt = model.virtual_tokens
     settings = getattr(vt, "settings", None) or {"prefix_projection": False, "encoder_hidden_size": kv * hd}
@@ -107,14 +108,15 @@ def save_prefix_tuning(model: nn.Module, names) -> tuple[dict, dict]:
         **settings}
 
 
-def load_prefix_tuning(model: nn.Module, cfg: dict, tensors: dict, names, where: str) -> None:
+def load_prefix_tuning(model: nn.Module, cfg: dict, tensors: dict, names: ModuleNames, where: str) -> None:
     check_task(model, cfg, where)
     n_layers, kv, hd = _dims(model)
     n = check_n_tokens(cfg.get("num_virtual_tokens"))
     config_int(cfg, "num_layers", n_layers, where, "layers")
     config_int(cfg, "token_dim", kv * hd, where, f"key/value width per layer (n_kv_heads {kv} x head_dim {hd})")
     config_int(cfg, "num_attention_heads", kv, where, "key/value heads")
-    values = loaded_tokens(model, tensors, names, where, n, n_layers * 2 * kv * hd, "num_virtual_tokens x layers x 2 x kv width")
+    values = loaded_tokens(model, tensors, names, where, n, n_layers * 2 * kv * hd,
+                           "num_virtual_tokens x layers x 2 x kv width")
     submodules = cfg.get("num_transformer_submodules") or (2 if model.config.arch == "encoder_decoder" else 1)
     if submodules != (2 if model.config.arch == "encoder_decoder" else 1):
         raise LlmzooError(f"{where}: num_transformer_submodules={submodules} is not supported for a "

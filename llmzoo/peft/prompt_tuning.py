@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from llmzoo.errors import LlmzooError
+from llmzoo.peft.names import ModuleNames
 from llmzoo.peft.methods import Method, register
-from llmzoo.peft.virtual_tokens import (Table, VirtualTokens, attach, check_n_tokens, check_task, config_int,
-                                        loaded_tokens, saved_tensors)
+from llmzoo.peft.prompt_format import check_task, config_int, loaded_tokens, saved_tensors
+from llmzoo.peft.virtual_tokens import Table, VirtualTokens, attach, check_n_tokens
 
 OPTIONS = ("num_virtual_tokens", "prompt_tuning_init", "prompt_tuning_init_text", "tokenizer")
 INITS = ("RANDOM", "SAMPLE_VOCAB", "TEXT")
@@ -67,13 +68,13 @@ def prompt_config(model: nn.Module) -> dict[str, Any]:
             "num_transformer_submodules": 1, "num_attention_heads": c.n_heads, "num_layers": c.n_layers}
 
 
-def save_prompt_tuning(model: nn.Module, names) -> tuple[dict, dict]:
+def save_prompt_tuning(model: nn.Module, names: ModuleNames) -> tuple[dict, dict]:
     # peft re-initialises nothing when loading (the embeddings are saved), so RANDOM is always valid
     return saved_tensors(model, names), {**prompt_config(model), "prompt_tuning_init": "RANDOM",
                                               "prompt_tuning_init_text": None, "tokenizer_name_or_path": None}
 
 
-def load_prompt_tokens(model: nn.Module, cfg: dict, tensors: dict, names, where: str,
+def load_prompt_tokens(model: nn.Module, cfg: dict, tensors: dict, names: ModuleNames, where: str,
                        cls: type[VirtualTokens]) -> None:
     """Read peft's prompt_embeddings (prompt tuning or P-tuning) into a fixed, trainable table."""
     check_task(model, cfg, where)

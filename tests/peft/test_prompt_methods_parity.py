@@ -48,7 +48,8 @@ FAMILIES = {
                  "SEQ_2_SEQ_LM", "logits", False),
 }
 CASES = {  # case -> (peft config class and fields, llmzoo method and options, adds input positions)
-    "prompt_tuning": (peft.PromptTuningConfig, {"num_virtual_tokens": N}, "prompt_tuning", {"num_virtual_tokens": N}, True),
+    "prompt_tuning": (peft.PromptTuningConfig, {"num_virtual_tokens": N}, "prompt_tuning", {"num_virtual_tokens": N},
+                      True),
     "p_tuning_mlp": (peft.PromptEncoderConfig, {"num_virtual_tokens": N, "encoder_hidden_size": 32}, "p_tuning",
                      {"num_virtual_tokens": N, "encoder_hidden_size": 32}, True),
     "p_tuning_lstm": (peft.PromptEncoderConfig, {"num_virtual_tokens": N, "encoder_hidden_size": 16,
