@@ -227,3 +227,20 @@ def test_prompt_adapter_for_another_kind_of_model(tmp_path, base):
     with pytest.raises(LlmzooError) as e:
         llmzoo.load(tmp_path / "bert", adapter=tmp_path / "adapter")
     assert "CAUSAL_LM adapter is for a decoder model" in one_line(e) and "encoder" in str(e.value)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_few_steps_lower_the_loss(base, method):
+    """Training reaches the adapter through the hooks: 30 AdamW steps on one batch lower its loss."""
+    base_dir, ids = base
+    model = _adapted(base_dir, method)
+    optimizer = torch.optim.AdamW(llmzoo.peft.trainable_parameters(model), lr=3e-2)
+    targets = torch.roll(ids, -1, dims=1)
+    losses = []
+    for _ in range(30):
+        loss = model(ids, targets=targets).loss
+        losses.append(float(loss))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[-1] < losses[0] - 0.1, losses
