@@ -90,3 +90,19 @@ def test_data_of_a_larger_vocabulary_is_refused(pretrained, tmp_path, capsys):
     recipe = continued(pretrained["hf"], big, tmp_path / "run")
     assert main(["finetune", "--recipe", str(write_recipe(tmp_path / "cpt.yaml", recipe))]) == 2
     assert "holds ids up to 999 but" in capsys.readouterr().err
+
+
+def test_llama_pro_block_expansion_as_the_recipe_peft_method(pretrained, tmp_path):
+    """Wu et al. 2024's recipe: expand, then continue pretraining only the new blocks on the new domain."""
+    recipe = continued(pretrained["hf"], pretrained["data"], tmp_path / "run", lr=3e-3,
+                       peft={"method": "llama_pro", "every": 2})
+    assert main(["finetune", "--recipe", str(write_recipe(tmp_path / "pro.yaml", recipe))]) == 0
+    base, tuned = llmzoo.load(pretrained["hf"]), llmzoo.load(tmp_path / "run" / "model")
+    assert base.config.n_layers == 2 and tuned.config.n_layers == 3  # one copy after the 2-block group
+    old, new = base.state_dict(), tuned.state_dict()
+    for key, value in old.items():  # the old blocks and embeddings are frozen: unchanged
+        assert torch.equal(new[key], value), key  # every=2 adds its copy after layers.1: old names keep
+    assert new["layers.2.self_attn.o_proj.weight"].abs().sum() > 0  # the zero-init copy trained
+    adapter = llmzoo.load(pretrained["hf"], adapter=tmp_path / "run" / "adapter")
+    ids = torch.randint(1, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(adapter(ids).logits, tuned(ids).logits)
