@@ -2,10 +2,15 @@
 prediction over windows of a dataset `llmzoo data prepare` wrote, starting from the weights of
 any source llmzoo.load reads (a zoo name with weights, an HF or llmzoo directory, a .gguf file).
 
-    llmzoo finetune task=clm model.from=runs/shakespeare/model data.tokens=runs/shakespeare/data \\
-        seq_len=512 max_steps=200
-    # context extension (Chen et al. 2023, "position interpolation"): longer windows, RoPE scaled
-    llmzoo finetune ... model.rope_scaling='{kind: linear, factor: 4}' model.max_seq_len=1024
+    # cpt.yaml                                   llmzoo finetune --recipe cpt.yaml
+    task: clm
+    model: {from: runs/shakespeare/model}        # or an HF dir, a zoo name with weights, a .gguf
+    data: {tokens: runs/new-text/data}           # `llmzoo data prepare` output, the model's tokenizer
+    seq_len: 256
+
+Context extension (Chen et al. 2023, "position interpolation") is the same task with longer windows
+and RoPE scaled: `model.rope_scaling={kind: linear, factor: 4} model.max_seq_len=1024 seq_len=1024`
+(recipe context-pi-shakespeare, docs/context_extension.md).
 
 The optimizer starts fresh (a new run) or resumes exactly with `--resume RUN_DIR`, as every fine-tune.
 Rows are consecutive, non-overlapping windows of seq_len + 1 tokens (inputs and next-token targets),

@@ -3,7 +3,8 @@ T0 (Sanh et al. 2022) and FLAN (Wei et al. 2022) cast every task as text in, tex
 is the encoder's input, the target the decoder's, trained by teacher-forced cross-entropy on the
 target tokens.
 
-    llmzoo finetune task=seq2seq model.from=DIR data.train=train.jsonl
+    # t0.yaml: task: seq2seq, model: {from: DIR}, data: {train: train.jsonl, prompt: "...", response: "..."}
+    llmzoo finetune --recipe t0.yaml
 
 Data (recipe `data:`): JSONL `train` (and `val`) rows with `source` and `target`, or any fields
 rendered by `prompt` and `response` templates (Python format strings over the row's fields, e.g.
