@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_mix(sub)
     _register_inspect(sub)
     _register_decontaminate(sub)
+    _register_self_instruct(sub)
 
 
 def _register_prepare(sub: argparse._SubParsersAction) -> None:
@@ -135,6 +136,32 @@ def _register_decontaminate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", help="tokenizer to decode token shards with (default: the one in their manifest)")
     p.add_argument("--split", default="train", choices=("train", "val"), help="split of token shards (default train)")
     p.set_defaults(func=_decontaminate)
+
+
+def _register_self_instruct(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "self-instruct", help="generate instruction-tuning data from seed tasks with a model (Wang et al. 2022)",
+        description="Self-Instruct: prompt the model with sampled seed tasks to write new instructions, drop "
+                    "near-duplicates (ROUGE-L > 0.7 with any earlier one), let the model answer each, and write "
+                    "SFT-ready JSONL rows {instruction, input, output} (llmzoo finetune task=sft reads them).",
+    )
+    p.add_argument("--model", required=True, help="model source: zoo name, HF/llmzoo directory or .gguf")
+    p.add_argument("--seeds", required=True, type=Path, help='seed tasks, one {"instruction": ...} per line')
+    p.add_argument("--n", required=True, type=int, help="number of new instructions to generate")
+    p.add_argument("--out", required=True, type=Path, help="output JSONL file")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for new tasks (default 0.7)")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="tokens per generation (default 96)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the task sampling and generation (default 0)")
+    p.set_defaults(func=_self_instruct)
+
+
+def _self_instruct(args: argparse.Namespace) -> int:
+    from llmzoo.data.self_instruct import run_self_instruct
+
+    rows = run_self_instruct(args.model, args.seeds, args.n, args.out, temperature=args.temperature,
+                             max_new_tokens=args.max_new_tokens, seed=args.seed)
+    print(f"wrote {rows} instruction/output rows to {args.out}")
+    return 0
 
 
 def _ngram(text: str) -> int | str:
