@@ -1,10 +1,12 @@
 """Evaluation speed: llmzoo's harness vs lm-eval-harness's HF backend, same task rows, same weights.
 
     .venv/bin/python benchmarks/eval.py [--tasks piqa,hellaswag] [--limit 200] [--batch-size 8]
-                                        [--threads 1] [--out benchmarks/results]
+                                        [--threads 1] [--dtypes float32,bfloat16] [--out benchmarks/results]
 
 Weights: `llmzoo convert smollm2-135m-instruct DIR` writes an HF directory; lm-eval's HF backend
-(`HFLM`, fp32, CPU) and llmzoo (`llmzoo.load(DIR)`, fp32) both load that directory. Rows: the first
+(`HFLM`, CPU) and llmzoo (`llmzoo.load(DIR)`) both load that directory, in each of --dtypes (default
+float32; bfloat16 rows are separate rows, compared with lm-eval in bfloat16: rounding changes the
+loglikelihoods, so their accuracies may differ from the fp32 ones). Rows: the first
 --limit documents of our offline copy of each task, written as JSON lines that lm-eval reads through
 its own task YAML (as tests/eval/test_lm_eval_parity.py does), so both see the same documents, with
 HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set.
@@ -19,7 +21,9 @@ Besides docs/s both workers time their model's forward passes (hooks on the top 
 table says how much of each run is the network itself and how much is tokenisation, batching and
 bookkeeping; the llmzoo worker also counts the token positions it fed (padding included) against
 the real ones. Accuracies must be identical (the parity test checks per-request loglikelihoods);
-the table prints both and whether they match.
+the table prints both and whether they match. On a machine shared with other jobs the wall time
+also counts waiting for a core; each worker also reports its process CPU time (one thread: the
+time it actually computed), and the table gives the ratio of both.
 
 Writes eval.json and eval.png (a bar chart of docs/s) under --out.
 """
@@ -120,17 +124,17 @@ def _llmzoo_worker(args: argparse.Namespace) -> dict:
     import llmzoo
     import torch
 
-    model = llmzoo.load(args.model_dir, dtype=torch.float32)
+    model = llmzoo.load(args.model_dir, dtype=getattr(torch, args.dtype))
     tok = llmzoo.load_tokenizer(args.model_dir)
     timer = ForwardTimer(model)
     run = lambda n: llmzoo.evaluate(model, tok, [args.task], limit=n, batch_size=args.batch_size,  # noqa: E731
                                     progress=False)
     run(WARMUP_DOCS)
     timer.reset()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     res = run(args.limit)["results"][args.task]
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "acc": res["acc"], "acc_norm": res.get("acc_norm"), "n": res["n"],
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu, "acc": res["acc"], "acc_norm": res.get("acc_norm"), "n": res["n"],
             "forward_seconds": timer.seconds, "forwards": timer.calls, "positions": timer.positions,
             "real_positions": _real_positions(model, tok, args.task, args.limit)}
 
@@ -156,17 +160,17 @@ def _lm_eval_worker(args: argparse.Namespace) -> dict:
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    lm = HFLM(pretrained=args.model_dir, dtype="float32", batch_size=args.batch_size, device="cpu")
+    lm = HFLM(pretrained=args.model_dir, dtype=args.dtype, batch_size=args.batch_size, device="cpu")
     tasks = get_task_dict([f"bench_{args.task}"], TaskManager(include_path=args.tasks_dir))
     timer = ForwardTimer(lm.model)
     run = lambda n: evaluate(lm, tasks, limit=n, bootstrap_iters=0, log_samples=False,  # noqa: E731
                              verbosity="ERROR")
     run(WARMUP_DOCS)
     timer.reset()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     res = run(args.limit)["results"][f"bench_{args.task}"]
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "acc": res["acc,none"], "acc_norm": res.get("acc_norm,none"), "n": args.limit,
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"seconds": seconds, "cpu_seconds": cpu, "acc": res["acc,none"], "acc_norm": res.get("acc_norm,none"), "n": args.limit,
             "forward_seconds": timer.seconds, "forwards": timer.calls, "positions": timer.positions}
 
 
@@ -183,8 +187,9 @@ def _worker(args: argparse.Namespace) -> None:
 # parent side
 
 
-def run_worker(impl: str, task: str, args: argparse.Namespace, model_dir: Path, tasks_dir: Path) -> dict:
+def run_worker(impl: str, task: str, dtype: str, args: argparse.Namespace, model_dir: Path, tasks_dir: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", "llmzoo" if impl == "llmzoo" else "lm-eval", "--task", task,
+           "--dtype", dtype,
            "--limit", str(args.limit), "--batch-size", str(args.batch_size), "--threads", str(args.threads),
            "--model-dir", str(model_dir), "--tasks-dir", str(tasks_dir)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -202,15 +207,17 @@ def _fmt(value: float | None) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"\n{'task':<10} {'implementation':<14} {'docs/s':>8} {'ratio':>7} {'acc':>7} {'acc_norm':>9} "
-          f"{'peak RSS':>9} {'forward':>8} {'fed/real positions':>19}")
+    print(f"\n{'task':<10} {'implementation':<19} {'docs/s':>7} {'ratio':>6} {'docs/cpu-s':>10} {'ratio':>6} "
+          f"{'acc':>7} {'acc_norm':>9} {'peak RSS':>9} {'forward':>8} {'fed/real positions':>19}")
     for r in rows:
         share = f"{100 * r['forward_seconds'] / r['seconds']:.0f}%"
         fed = f"{r['positions']}/{r['real_positions']}" if "real_positions" in r else f"{r['positions']}"
-        print(f"{r['task']:<10} {r['impl']:<14} {r['docs_per_s']:>8.2f} {r['ratio']:>6.2f}x {_fmt(r['acc']):>7} "
-              f"{_fmt(r['acc_norm']):>9} {r['max_rss_mb']:>6.0f} MB {share:>8} {fed:>19}")
-    print("ratio = docs/s against lm-eval's HF backend on the same task; forward = share of the run inside the "
-          "model's forward passes; positions = token positions fed to the model (padding included)")
+        print(f"{r['task']:<10} {r['impl']:<19} {r['docs_per_s']:>7.2f} {r['ratio']:>5.2f}x {r['docs_per_cpu_s']:>10.2f} "
+              f"{r['cpu_ratio']:>5.2f}x {_fmt(r['acc']):>7} {_fmt(r['acc_norm']):>9} {r['max_rss_mb']:>6.0f} MB "
+              f"{share:>8} {fed:>19}")
+    print("ratio = against lm-eval's HF backend on the same task in the same dtype (docs/s: wall time; docs/cpu-s: "
+          "the worker's CPU time); forward = share of the run inside the model's forward passes; positions = "
+          "token positions fed to the model (padding included)")
 
 
 def save_chart(rows: list[dict], path: Path, title: str) -> None:
@@ -220,11 +227,12 @@ def save_chart(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    width = 0.38
-    for k, impl in enumerate(IMPLS):
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    fig, ax = plt.subplots(figsize=(6 + len(impls) - 2, 3.5))
+    width = 0.8 / len(impls)
+    for k, impl in enumerate(impls):
         values = [next(r["docs_per_s"] for r in rows if r["task"] == t and r["impl"] == impl) for t in tasks]
-        bars = ax.bar([i + (k - 0.5) * width for i in range(len(tasks))], values, width, label=impl)
+        bars = ax.bar([i + (k - (len(impls) - 1) / 2) * width for i in range(len(tasks))], values, width, label=impl)
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_ylabel("documents / s")
@@ -240,9 +248,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200, help="the first N documents of each task")
     parser.add_argument("--batch-size", type=int, default=8, help="the same for both implementations")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dtypes", default="float32", help="comma-separated: float32, bfloat16 (one row pair each)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--task", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     parser.add_argument("--tasks-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -260,6 +270,9 @@ def main() -> None:
     unknown = [t for t in tasks if t not in LM_EVAL_YAML]
     if unknown:
         parser.error(f"unknown task(s) {unknown}; this benchmark knows {sorted(LM_EVAL_YAML)}")
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not dtypes or any(d not in ("float32", "bfloat16") for d in dtypes):
+        parser.error(f"--dtypes takes float32 and/or bfloat16, got {args.dtypes!r}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     from llmzoo.cli import main as llmzoo_cli
@@ -269,24 +282,26 @@ def main() -> None:
     if llmzoo_cli(["convert", "smollm2-135m-instruct", str(model_dir)]) != 0:
         raise SystemExit("llmzoo convert failed")
     tasks_dir = write_lm_eval_tasks(tasks, args.limit, root)
-    setting = (f"SmolLM2-135M-Instruct fp32, first {args.limit} docs, 0-shot, batch {args.batch_size}, "
+    setting = (f"SmolLM2-135M-Instruct {'/'.join(dtypes)}, first {args.limit} docs, 0-shot, batch {args.batch_size}, "
                f"{args.threads} thread{'s' if args.threads > 1 else ''}")
     print(setting, flush=True)
 
     rows: list[dict] = []
-    for i, task in enumerate(tasks):
+    for i, (dtype, task) in enumerate((d, t) for d in dtypes for t in tasks):
         got = {}
         for impl in (IMPLS if i % 2 == 0 else IMPLS[::-1]):
-            got[impl] = run_worker(impl, task, args, model_dir, tasks_dir)
-            print(f"{task} {impl}: {got[impl]['seconds']:.1f} s, acc {_fmt(got[impl]['acc'])}", flush=True)
-        base = args.limit / got["lm-eval hf"]["seconds"]
+            got[impl] = run_worker(impl, task, dtype, args, model_dir, tasks_dir)
+            print(f"{task} {impl} {dtype}: {got[impl]['seconds']:.1f} s ({got[impl]['cpu_seconds']:.1f} s CPU), "
+                  f"acc {_fmt(got[impl]['acc'])}", flush=True)
+        base, base_cpu = (args.limit / got["lm-eval hf"][k] for k in ("seconds", "cpu_seconds"))
+        suffix = "" if dtype == "float32" else " bf16"
         for impl in IMPLS:
-            r = {"task": task, "impl": impl, **got[impl]}
-            r["docs_per_s"] = args.limit / r["seconds"]
-            r["ratio"] = r["docs_per_s"] / base
+            r = {"task": task, "impl": impl + suffix, "dtype": dtype, **got[impl]}
+            r["docs_per_s"], r["docs_per_cpu_s"] = args.limit / r["seconds"], args.limit / r["cpu_seconds"]
+            r["ratio"], r["cpu_ratio"] = r["docs_per_s"] / base, r["docs_per_cpu_s"] / base_cpu
             rows.append(r)
         same = all(got["llmzoo"][m] == got["lm-eval hf"][m] for m in ("acc", "acc_norm"))
-        print(f"{task}: accuracies {'match' if same else 'DIFFER'} (acc {_fmt(got['llmzoo']['acc'])} vs "
+        print(f"{task} {dtype}: accuracies {'match' if same else 'DIFFER'} (acc {_fmt(got['llmzoo']['acc'])} vs "
               f"{_fmt(got['lm-eval hf']['acc'])}, acc_norm {_fmt(got['llmzoo']['acc_norm'])} vs "
               f"{_fmt(got['lm-eval hf']['acc_norm'])})", flush=True)
     print_table(rows)
