@@ -57,21 +57,26 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, scale, ignore_index, compute, emulate, chunk_rows):
         wants_grad = any(ctx.needs_input_grad[:3])
+        # A frozen head (LoRA and the other PEFT methods freeze it) needs no d_weight: its GEMM and the
+        # per-chunk fp32 accumulation over the whole (vocab x d) weight were half the step's head time.
+        weight_grad = ctx.needs_input_grad[1]
         with torch.autocast(hidden.device.type, enabled=False):
             loss, grads = _loss_and_grads(hidden, weight, bias, targets, scale, ignore_index, compute, emulate,
-                                          chunk_rows, wants_grad)
+                                          chunk_rows, wants_grad, weight_grad)
         ctx.save_for_backward(*grads)
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss):
         d_hidden, d_weight, d_bias = ctx.saved_tensors
-        return (d_hidden * grad_loss.to(d_hidden.dtype), d_weight * grad_loss.to(d_weight.dtype),
+        return (d_hidden * grad_loss.to(d_hidden.dtype),
+                d_weight * grad_loss.to(d_weight.dtype) if ctx.needs_input_grad[1] else None,
                 d_bias * grad_loss.to(d_bias.dtype) if ctx.needs_input_grad[2] else None,
                 None, None, None, None, None, None)
 
 
-def _loss_and_grads(hidden, weight, bias, targets, scale, ignore_index, compute, emulate, chunk_rows, wants_grad):
+def _loss_and_grads(hidden, weight, bias, targets, scale, ignore_index, compute, emulate, chunk_rows, wants_grad,
+                    weight_grad=True):
     # Operands as the GEMMs see them: rounded to the compute dtype (autocast's casts), held in
     # fp32 when bf16 products go through the fp32 kernel (llmzoo.nn.bf16).
     gemm_dtype = torch.float32 if emulate else compute
@@ -85,7 +90,7 @@ def _loss_and_grads(hidden, weight, bias, targets, scale, ignore_index, compute,
     row_weight = valid.float() / count
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
     d_hidden = torch.empty_like(hidden) if wants_grad else None
-    d_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if wants_grad else None
+    d_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if wants_grad and weight_grad else None
     d_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if wants_grad and bias is not None else None
     for start in range(0, h.shape[0], chunk_rows):
         end = min(start + chunk_rows, h.shape[0])
@@ -110,6 +115,8 @@ def _loss_and_grads(hidden, weight, bias, targets, scale, ignore_index, compute,
             d_bias += grad.float().sum(0)
         grad = grad.to(gemm_dtype)
         d_hidden[start:end] = (grad @ w).to(compute)
+        if d_weight is None:
+            continue
         if gemm_dtype == torch.float32:
             d_weight.addmm_(grad.t(), h_chunk)
         else:
@@ -117,6 +124,6 @@ def _loss_and_grads(hidden, weight, bias, targets, scale, ignore_index, compute,
     if not wants_grad:
         return total, ()
     # Round d_weight as one GEMM over all rows would have (then back to the parameter's dtype).
-    d_weight = d_weight.to(compute).to(weight.dtype)
+    d_weight = d_weight.to(compute).to(weight.dtype) if d_weight is not None else torch.zeros(())
     d_bias = d_bias.to(compute).to(bias.dtype) if d_bias is not None else torch.zeros(())
     return total, (d_hidden, d_weight, d_bias)

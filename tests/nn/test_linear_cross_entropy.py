@@ -96,3 +96,16 @@ def test_model_targets_give_the_loss_of_its_logits():
     params = list(model.parameters())
     for got, want in zip(torch.autograd.grad(out.loss, params), torch.autograd.grad(unfused, params)):
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)
+
+
+def test_frozen_head_gets_no_weight_gradient():
+    """A frozen head (as PEFT leaves it) skips d_weight; d_hidden still equals the unfused one."""
+    hidden, weight, b, targets = _inputs(True)
+    weight.requires_grad_(False)
+    b.requires_grad_(False)
+    fused = linear_cross_entropy(hidden, weight, targets, bias=b, chunk_rows=16)
+    reference = _reference(hidden, weight, b, targets, None)
+    fused.backward()
+    (want,) = torch.autograd.grad(reference, [hidden])
+    assert weight.grad is None and b.grad is None
+    assert torch.allclose(hidden.grad, want, rtol=1e-5, atol=1e-7)
