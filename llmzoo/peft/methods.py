@@ -15,8 +15,9 @@ How a method registers (one file per method, e.g. llmzoo/peft/ia3.py):
         save=save_ia3,              # save(model, names: ModuleNames) -> (tensors, config): peft's key names
                                     # ("base_model.model.<hf module>.ia3_l") and peft's config fields; the
                                     # caller adds peft_type, task_type, base_model_name_or_path and writes
-        load=load_ia3,              # load(model, config, tensors, names) -> None: wrap and fill in place;
-                                    # a tensor that fits no module of this base raises, naming it
+        load=load_ia3,              # load(model, config, tensors, names, where) -> None: wrap and fill in
+                                    # place (base already frozen); a tensor that fits no module of this
+                                    # base raises LlmzooError naming it; `where` is the directory, for messages
         describe=describe_ia3,      # describe(config, shapes) -> dict of method fields for `adapter info`
         merge=merge_ia3,            # merge(model) -> None, folding into the weights; None: not mergeable
         title="(IA)3",              # how messages name it
