@@ -101,6 +101,10 @@ def _before(vt: VirtualTokens, model: nn.Module, _module: nn.Module, args: tuple
     kwargs = dict(kwargs)
     if args:  # input_ids is the only positional argument of a model's forward
         kwargs["input_ids"] = args[0]
+    for field in ("document_ids", "prefix_lengths"):  # their masks would hide the virtual tokens from some rows
+        if kwargs.get(field) is not None:
+            raise LlmzooError(f"{field} (packed documents / prefix-LM rows) cannot be combined with a "
+                              f"{type(vt).__name__} adapter yet; pad the rows instead of packing them")
     ref = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")
     B, T = ref.shape[:2]
     n, device = vt.n_tokens, ref.device

@@ -244,3 +244,11 @@ def test_a_few_steps_lower_the_loss(base, method):
         loss.backward()
         optimizer.step()
     assert losses[-1] < losses[0] - 0.1, losses
+
+
+def test_packed_rows_are_refused(base):
+    base_dir, ids = base
+    model = _adapted(base_dir, "prompt_tuning")
+    with pytest.raises(LlmzooError) as e:
+        model(ids, document_ids=torch.zeros_like(ids))
+    assert "document_ids" in one_line(e) and "pad" in str(e.value)
