@@ -75,7 +75,10 @@ class EvalLM:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.seq2seq = model.config.arch == "encoder_decoder"
-        self.max_length = model.config.max_seq_len
+        # a prompt/prefix adapter's n virtual tokens take the first n positions (llmzoo.peft.virtual_tokens)
+        virtual = getattr(model, "virtual_tokens", None)
+        self.virtual = virtual.n_tokens if virtual is not None else 0
+        self.max_length = model.config.max_seq_len - self.virtual
         self.device = next(model.parameters()).device
         prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         self.prefix_token_id = prefix if prefix is not None else 0
@@ -173,7 +176,7 @@ class EvalLM:
         the padding between a short context and its continuation."""
         model = self.model
         return (isinstance(model, DecoderLM) and model.lm_head is not None and not self.seq2seq
-                and model.config.sliding_window is None
+                and model.config.sliding_window is None and not self.virtual  # its cache has no room for them
                 and not hasattr(model, "alibi_slopes") and not hasattr(model, "relative_bias"))
 
     def _score_shared_contexts(self, pairs: Sequence[tuple[list[int], list[int]]], unique: list[list[int]],
