@@ -252,3 +252,23 @@ def test_packed_rows_are_refused(base):
     with pytest.raises(LlmzooError) as e:
         model(ids, document_ids=torch.zeros_like(ids))
     assert "document_ids" in one_line(e) and "pad" in str(e.value)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_eval_harness_scores_with_the_adapter(base, method):
+    """llmzoo eval's scorer (shared contexts included) gives each continuation the log-likelihood
+    of a full forward of the adapted model."""
+    from llmzoo.eval.lm import EvalLM
+
+    model = _adapted(base[0], method).eval()
+
+    class Tokenizer:
+        bos_token_id, eos_token_id = 1, 2
+
+    pairs = [([5, 6, 7, 8], [9, 10]), ([5, 6, 7, 8], [11, 12, 13]), ([20, 21], [22])]
+    got = EvalLM(model, Tokenizer(), batch_size=2).score_tokens(pairs)
+    for (ctx, cont), result in zip(pairs, got):
+        with torch.no_grad():
+            logprobs = model(torch.tensor([ctx + cont])).logits[0].log_softmax(-1)
+        expected = sum(float(logprobs[len(ctx) - 1 + i, t]) for i, t in enumerate(cont))
+        assert result.logprob == pytest.approx(expected, abs=1e-4)
