@@ -47,7 +47,9 @@ class FinetuneTask:
         return int(ids.numel()) if torch.is_tensor(ids) else 0
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.task.loss(model(**self.task.model_inputs(batch)), batch)
+        forward = getattr(self.task, "forward", None)  # a task with its own way of running the model
+        outputs = forward(model, batch) if forward is not None else model(**self.task.model_inputs(batch))
+        return self.task.loss(outputs, batch)
 
 
 def base_source(recipe: Recipe) -> str:

@@ -75,8 +75,13 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, resume: str | Path | None = None) -> None:
+    def __init__(self, recipe: Recipe, resume: str | Path | None = None, *, model: torch.nn.Module | None = None) -> None:
+        """model (fine-tuning recipes only): train this in-memory model in place instead of loading
+        model.from; the caller keeps it, so the run writes no model directory (train_objective)."""
         self.recipe = recipe
+        self.given_model = model
+        if model is not None and not recipe.is_finetune:
+            raise LlmzooError("Trainer(model=...) takes a fine-tuning recipe (task: set); pretraining builds its own model")
         self.faults = faults_from_env()  # test-only fault injection, from the environment (faults.py)
         self.env: DistEnv = init_distributed(recipe.parallel, recipe.device)
         self.main = self.env.is_main
@@ -158,7 +163,7 @@ class Trainer:
 
         recipe = self.recipe
         self._seed()  # adapter initialisation (LoRA's A) draws from it
-        model = ft.load_base(recipe)
+        model = self.given_model if self.given_model is not None else ft.load_base(recipe)
         self.config = model.config
         if self.resume_from is not None:
             ckpt_io.check_same_model(self.resume_from, self.config)
@@ -172,6 +177,10 @@ class Trainer:
         self.val_sampler = None
         if data.val is not None and len(data.val):
             self.val_sampler = ExampleSampler(data.val, recipe.seed, shuffle=False, what="validation")
+            rows = recipe.batch_size // recipe.grad_accum  # validation runs whole micro-batches
+            if len(data.val) < rows and self.main:
+                print(f"note: the validation data has {len(data.val)} rows, fewer than one micro-batch of {rows} "
+                      f"(batch_size / grad_accum); no validation loss", file=sys.stderr)
         self.eos_id = None
         return model
 
@@ -392,6 +401,8 @@ class Trainer:
     def _finish(self, result: TrainResult) -> None:
         """Rank 0: save the final model as an HF-style directory (and a fine-tune's adapter) and print a sample."""
         recipe = self.recipe
+        if self.given_model is not None:
+            return  # trained in place: the caller holds the model
         model_state = self.engine.model_state()  # collective: every rank takes part
         if not self.main:
             return
@@ -435,14 +446,15 @@ def _train_records(run_dir: Path) -> list[dict[str, Any]]:
     return [r for r in read_metrics(run_dir) if r.get("kind") == "train"]
 
 
-def train(recipe: Recipe, resume: str | Path | None = None) -> TrainResult:
-    """Run `recipe` (or continue the run in `resume`); returns the losses, paths and a sample."""
+def train(recipe: Recipe, resume: str | Path | None = None, *, model: torch.nn.Module | None = None) -> TrainResult:
+    """Run `recipe` (or continue the run in `resume`); returns the losses, paths and a sample.
+    model: for a fine-tuning recipe, an in-memory model to train in place (see Trainer)."""
     # threads and determinism are process-wide: give them back as they were (train() may run
     # inside a larger program, or a test session)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     trainer = None
     try:
-        trainer = Trainer(recipe, resume=resume)
+        trainer = Trainer(recipe, resume=resume, model=model)
         return trainer.run()
     finally:
         if trainer is not None:

@@ -173,6 +173,9 @@ class Recipe:
         if self.peft is not None:
             need(isinstance(self.peft, dict) and isinstance(self.peft.get("method"), str),
                  "`peft` must be a mapping with a `method` (e.g. peft.method=lora peft.r=8)")
+            # TP's plan shards nn.Linear projections by name; an adapter-wrapped one is another module
+            need(self.parallel != "tp", "parallel=tp does not shard adapter-wrapped layers; use ddp, zero1, zero2 "
+                                        "or fsdp with peft")
         self.model = normalise_base_spec(self.model)
 
     @property

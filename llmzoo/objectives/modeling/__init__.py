@@ -1,6 +1,7 @@
 """The model side of pretraining objectives: the architecture each objective trains, the pieces no
 model family provides (ELECTRA's generator/discriminator pair, SpanBERT's span-boundary head,
-XLM's language embeddings), how each objective runs its model, and a small training loop.
+XLM's language embeddings), how each objective runs its model, and train_objective (a run of the
+one training loop on an in-memory token stream).
 
     from llmzoo.objectives.modeling import model_for_objective, forward_for_objective, train_objective
     model = model_for_objective("t5_span", vocab_size=V, special_tokens=specials, size="tiny")

@@ -1,9 +1,11 @@
-"""train_objective: a small, self-contained pretraining run of one objective on a token stream.
+"""train_objective: a small pretraining run of one objective on an in-memory token stream.
 
 For checking that an objective and its model learn (tests, docs/objectives.md) and for trying one
-out; real runs go through `llmzoo pretrain`. Each step draws `batch_size` random windows of
-`seq_len` tokens from the stream, corrupts them with the objective (seeded), runs the model with
-forward_for_objective and takes one AdamW step.
+out; real runs go through `llmzoo pretrain`. It is a thin front of the one training loop
+(llmzoo/train/loop.py): the stream becomes the rows of the `objective-stream` fine-tuning task
+(llmzoo.finetune registry) and the given model trains in place. Each step draws `batch_size`
+random windows of `seq_len` tokens from the stream, corrupts them with the objective (one seeded
+generator for the run), runs the model with forward_for_objective and takes one AdamW step.
 
 XLM's objectives need more than one language, which a monolingual stream lacks. The run makes a
 second one: a substitution cipher of the stream (a fixed random permutation of the non-special
@@ -22,8 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from llmzoo.errors import LlmzooError
+from llmzoo.finetune.registry import FinetuneData, register_task
 from llmzoo.objectives.modeling.build import model_for_objective, resolve_objective
 from llmzoo.objectives.modeling.forward import check_fits, forward_for_objective
+
+TASK = "objective-stream"
 
 
 def cipher_table(vocab_size: int, special_ids: Tensor, seed: int = 0) -> Tensor:
@@ -72,6 +77,65 @@ class BatchSource:
         return self.objective.make_batch(rows, generator)
 
 
+class StreamRows:
+    """`rows` training rows of an objective over a stream, drawn by BatchSource from one generator
+    that runs through the whole run (the objective's forward draws from it too, as ELECTRA's
+    replacement sampling does).
+
+    Unlike the registry contract's datasets, a batch is not a pure function of its indices: it is
+    the next draw. That keeps train_objective's batches what they were before it ran on the shared
+    loop (tests/objectives/test_training_runs.py measured its bars on them; GLM's context gap, for
+    one, measured -0.029 nats on per-batch seeded draws and +0.035 on these), and is safe because such a run never
+    resumes or rewinds: it writes no checkpoints."""
+
+    def __init__(self, source: BatchSource, rows: int, generator: torch.Generator) -> None:
+        self.source, self.n, self.generator = source, rows, generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def rows(self, indices: list[int]) -> dict[str, Tensor]:
+        self.source.batch_size = len(indices)
+        return self.source(self.generator)
+
+
+class StreamObjectiveTask:
+    """An objective's loss on its own way of running the model (forward_for_objective)."""
+
+    def __init__(self, objective: Any, generator: torch.Generator) -> None:
+        self.objective = objective
+        self.generator = generator
+        self.loss_is_token_mean = bool(getattr(objective, "loss_is_token_mean", True))
+
+    def model_inputs(self, batch: dict[str, Tensor]) -> dict[str, Any]:
+        return {"input_ids": batch["input_ids"]}
+
+    def forward(self, model: nn.Module, batch: dict[str, Tensor]):
+        from llmzoo.train.distributed import unwrap
+
+        return forward_for_objective(unwrap(model), self.objective, batch, self.generator, through=model)
+
+    def loss(self, outputs, batch: dict[str, Tensor]) -> Tensor:
+        return self.objective.loss(outputs, batch)[0]
+
+    def token_count(self, batch: dict[str, Tensor]) -> int:
+        return int(batch["input_ids"].numel())
+
+
+def _build_stream_task(recipe, tokenizer, model) -> FinetuneData:
+    data = recipe.data or {}
+    source = data.get("source")
+    if not isinstance(source, BatchSource):
+        raise LlmzooError(f"task {TASK!r} trains on an in-memory token stream; call "
+                          f"llmzoo.objectives.modeling.train_objective(...) rather than naming it in a recipe file")
+    generator = torch.Generator().manual_seed(recipe.seed)
+    return FinetuneData(task=StreamObjectiveTask(source.objective, generator),
+                        train=StreamRows(source, recipe.max_steps * recipe.batch_size, generator))
+
+
+register_task(TASK, _build_stream_task)
+
+
 def train_objective(
     objective: Any,
     tokens: Tensor,
@@ -93,11 +157,18 @@ def train_objective(
 ) -> list[float]:
     """Train `objective` (a name or an Objective) on random windows of the 1-D `tokens` stream and
     return the loss of every step. The model is the objective's matching architecture at `size`
-    (model_for_objective) unless one is given; AdamW with linear warmup, gradients clipped at 1.
+    (model_for_objective) unless one is given (it trains in place); AdamW with linear warmup to a
+    constant `lr` (weight decay on matrices only, as llmzoo.train.optim groups them), gradients
+    clipped at 1, fp32.
 
     lr 1e-3: at 3e-3 the tiny post-norm encoders (ALBERT) and XLNet sometimes settle within 200
     steps into predicting their targets' frequencies whatever the input says (measured with
     evaluate.context_check); at 1e-3 every encoder-only and decoder-only model reads its context."""
+    import tempfile
+
+    from llmzoo.train.loop import train
+    from llmzoo.train.recipe import Recipe
+
     obj = resolve_objective(objective, special_tokens, vocab_size, options)
     obj.check(seq_len=seq_len)
     if steps < 1 or batch_size < 1:
@@ -107,32 +178,12 @@ def train_objective(
         model = model_for_objective(obj, vocab_size=vocab_size, special_tokens=special_tokens, size=size)
     check_fits(model, obj)
     source = BatchSource(obj, tokens, batch_size, seq_len, vocab_size, seed)
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay, foreach=True)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup)))
-    model.train()
-    losses: list[float] = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc=f"{obj.name}", unit="step")
-    for _ in range(steps):
-        batch = source(generator)
-        outputs = forward_for_objective(model, obj, batch, generator)
-        loss, _ = obj.loss(outputs, batch)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise LlmzooError(f"{obj.name}: the loss became {value} at step {len(losses)}; lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(value)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    if bar is not None:
-        bar.close()
-    return losses
+    with tempfile.TemporaryDirectory(prefix=f"llmzoo-{obj.name}-") as run_dir:
+        # checkpoint_every=0: nothing to resume (the stream and model live in memory only)
+        recipe = Recipe(name=f"objective-{obj.name}", task=TASK, model={"from": "(in memory)"}, data={"source": source},
+                        run_dir=run_dir, seed=seed, seq_len=seq_len, batch_size=batch_size, max_steps=steps,
+                        lr=lr, min_lr=lr, warmup_steps=warmup, decay="constant", weight_decay=weight_decay,
+                        beta1=betas[0], beta2=betas[1], grad_clip=1.0, precision="fp32", fuse_projections=False,
+                        eval_every=0, checkpoint_every=0, progress=progress, peak_flops=1e12)
+        result = train(recipe, model=model)
+    return [result.losses[step] for step in range(1, steps + 1)]
