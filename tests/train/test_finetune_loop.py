@@ -109,3 +109,13 @@ def test_pretrain_and_finetune_refuse_each_others_recipes(base, tmp_path, capsys
     assert "llmzoo finetune" in capsys.readouterr().err
     assert main(["finetune", "--recipe", "shakespeare"]) == 2
     assert "llmzoo pretrain" in capsys.readouterr().err
+
+
+def test_model_fields_change_the_base_config_where_the_weights_stay_valid(base, tmp_path, capsys):
+    recipe = write_recipe(tmp_path / "ft.yaml", finetune_recipe(base, tmp_path / "run", max_steps=2))
+    assert main(["finetune", "--recipe", str(recipe), "model.rope_base=40000", "checkpoint_every=0"]) == 0
+    assert llmzoo.load(tmp_path / "run" / "model").config.rope_base == 40000  # written into the saved config
+    capsys.readouterr()
+    assert main(["finetune", "--recipe", str(recipe), "model.n_layers=3", f"run_dir={tmp_path / 'other'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "change its parameters" in err
