@@ -14,7 +14,9 @@ import llmzoo.peft as peft
 from llmzoo.config import ModelConfig
 from llmzoo.errors import LlmzooError
 from llmzoo.models.build import build_model
+from llmzoo.infer.seq2seq import generate_seq2seq
 from tests.parity.base import check_cached_decoding
+from tests.peft.peers import PEERS, base_checkpoint
 
 DECODER = ModelConfig(vocab_size=97, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128, max_seq_len=64)
 METHODS = {"ia3": {}, "qlora": {"target_modules": ["q_proj", "v_proj", "down_proj"], "r": 4},
@@ -105,6 +107,21 @@ def test_kv_cached_decoding_with_adapter(method):
     peft.apply(model, method, **METHODS[method])
     perturb(model)
     check_cached_decoding(model)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_seq2seq_cached_generation_with_adapter(tmp_path, method):
+    """T5: cached greedy decoding (cross-attention keys/values computed once, through the adapter)
+    equals uncached."""
+    _, inputs = base_checkpoint(PEERS["t5"], tmp_path / "base")
+    model = llmzoo.load(tmp_path / "base")
+    peft.apply(model, method, **METHODS[method])
+    perturb(model)
+    args = (model, inputs["input_ids"], inputs["attention_mask"])
+    with torch.no_grad():
+        cached = generate_seq2seq(*args, max_new_tokens=6, use_cache=True)
+        full = generate_seq2seq(*args, max_new_tokens=6, use_cache=False)
+    torch.testing.assert_close(cached, full, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("method", ["ia3", "houlsby", "pfeiffer"])
