@@ -34,7 +34,7 @@ def quantize_nf4(weight: torch.Tensor) -> dict[str, torch.Tensor]:
     blocks = flat.view(-1, BLOCK)  # (n_blocks, 64)
     absmax = blocks.abs().amax(dim=1)  # (n_blocks,)
     normalized = blocks / absmax.clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(1)
-    levels = torch.tensor(NF4_LEVELS)
+    levels = torch.tensor(NF4_LEVELS, device=flat.device)
     codes = torch.bucketize(normalized, (levels[1:] + levels[:-1]) / 2).to(torch.uint8).flatten()  # nearest level
     packed = (codes[0::2] << 4) | codes[1::2]
     return {"codes": packed, **quantize_absmax(absmax)}
