@@ -51,7 +51,7 @@ def preflight(tasks: str | Sequence[str | Task], num_fewshot: int = 0, limit: in
         for leaf in task.subtasks() or [task]:
             if not leaf.docs():
                 raise LlmzooError(f"task {leaf.name!r} has no documents")
-            if leaf.output != "loglikelihood_rolling":
+            if leaf.output not in ("loglikelihood_rolling", "embedding"):
                 PromptBuilder(leaf, num_fewshot)  # raises if the few-shot pool is too small
     return resolved
 
@@ -62,11 +62,17 @@ def evaluate(model: nn.Module, tokenizer, tasks: str | Sequence[str | Task], num
     """Evaluate `model` on `tasks` (names or Task objects). progress=None shows a progress bar
     on stderr when it is a terminal; True always, False never."""
     resolved = preflight(tasks, num_fewshot, limit)
-    lm = EvalLM(model, tokenizer, batch_size=batch_size)
+    # an encoder without an LM head can still run embedding tasks: the LM side is built only when needed
+    lm = EvalLM(model, tokenizer, batch_size=batch_size) if any(t.output != "embedding" for t in resolved) else None
     results: dict[str, dict[str, float]] = {}
     samples: dict[str, list[dict]] = {}
     for task in resolved:
         members = task.subtasks()
+        if task.output == "embedding":
+            docs = list(task.docs())[:limit]
+            results[task.name] = {**task.evaluate_embeddings(model, tokenizer, docs), "n": len(docs)}
+            samples[task.name] = []
+            continue
         if not members:
             results[task.name], samples[task.name] = _run(task, lm, num_fewshot, limit, chat, fewshot_seed, progress)
             continue

@@ -44,6 +44,7 @@ _TASK_MODULES: list[str] = [
     "llmzoo.eval.tasks.gsm8k",
     "llmzoo.eval.tasks.triviaqa",
     "llmzoo.eval.tasks.sst2_heldout",
+    "llmzoo.eval.tasks.sst2_embeddings",
     "llmzoo.eval.tasks.perplexity",
     "llmzoo.eval.humaneval",
 ]
