@@ -10,12 +10,12 @@ from torch import nn
 from llmzoo.errors import LlmzooError
 from llmzoo.peft.methods import method_of
 from llmzoo.peft.names import ModuleNames
-from llmzoo.peft.peft_format import _read, read_adapter_tensors
+from llmzoo.peft.peft_format import read_adapter_tensors, read_config_and_method
 
 
 def load_adapter(model: nn.Module, directory: str | Path) -> nn.Module:
     """Add the adapter in `directory` to `model` and load its tensors (in place); freezes the base."""
-    cfg, method = _read(directory)
+    cfg, method = read_config_and_method(directory)
     state = read_adapter_tensors(directory)
     present = method_of(model)
     if present is not None:

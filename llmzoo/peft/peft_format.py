@@ -26,10 +26,11 @@ TASK_TYPES = {"decoder": "CAUSAL_LM", "encoder_decoder": "SEQ_2_SEQ_LM", "seq_cl
 
 def read_adapter_config(directory: str | Path) -> dict[str, Any]:
     """The parsed adapter_config.json, once its method is one llmzoo loads."""
-    return _read(directory)[0]
+    return read_config_and_method(directory)[0]
 
 
-def _read(directory: str | Path) -> tuple[dict[str, Any], Method]:
+def read_config_and_method(directory: str | Path) -> tuple[dict[str, Any], Method]:
+    """The parsed adapter_config.json and the registered method it names (else a one-line error)."""
     directory = Path(directory)
     path = directory / CONFIG
     if not path.is_file():
@@ -59,7 +60,7 @@ def describe_adapter(directory: str | Path) -> dict[str, Any]:
     """What `llmzoo adapter info` prints, read from the config and the safetensors header alone."""
     from safetensors import safe_open
 
-    cfg, method = _read(directory)
+    cfg, method = read_config_and_method(directory)
     path = Path(directory) / WEIGHTS
     if not path.is_file():
         read_adapter_tensors(directory)  # raises the one-line reason (missing, or a pickle)
