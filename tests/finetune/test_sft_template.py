@@ -61,23 +61,23 @@ def test_labels_predict_each_target_token_from_the_one_before():
 
 
 @pytest.mark.asset
-@pytest.mark.parametrize("name, expected", [
-    ("chatml", ["Paris.<|im_end|>", "Rome, since 1871.<|im_end|>"]),
-    ("alpaca", None),  # alpaca has no system slot after the first turn: checked below
-])
-def test_named_templates_for_base_models(name, expected):
+def test_named_chatml_template_marks_the_same_targets():
     tokenizer = smollm2_tokenizer()
-    template = resolve_template(name, tokenizer)
-    if expected is None:
-        tokenized = tokenize_conversation(CONVERSATION, template, tokenizer)
-        runs = [tokenizer.decode(run) for run in _runs(tokenized.ids, tokenized.targets)]
-        eos = tokenizer.eos_token
-        assert runs == [f"Paris.{eos}", f"Rome, since 1871.{eos}"]
-        text = tokenizer.decode(tokenized.ids)
-        assert text.startswith("You answer briefly.\n\n### Instruction:\nWhat is the capital of France?\n\n### Response:\n")
-        return
-    tokenized = tokenize_conversation(CONVERSATION, template, tokenizer)
-    assert [tokenizer.decode(r) for r in _runs(tokenized.ids, tokenized.targets)] == expected
+    tokenized = tokenize_conversation(CONVERSATION, resolve_template("chatml", tokenizer), tokenizer)
+    assert [tokenizer.decode(r) for r in _runs(tokenized.ids, tokenized.targets)] == [
+        "Paris.<|im_end|>", "Rome, since 1871.<|im_end|>"]
+
+
+@pytest.mark.asset
+def test_named_alpaca_template_ends_each_response_with_eos():
+    tokenizer = smollm2_tokenizer()
+    tokenized = tokenize_conversation(CONVERSATION, resolve_template("alpaca", tokenizer), tokenizer)
+    eos = tokenizer.eos_token
+    assert [tokenizer.decode(r) for r in _runs(tokenized.ids, tokenized.targets)] == [
+        f"Paris.{eos}", f"Rome, since 1871.{eos}"]
+    # Taori et al. 2023's layout, the system message in place of the default preamble
+    assert tokenizer.decode(tokenized.ids).startswith(
+        "You answer briefly.\n\n### Instruction:\nWhat is the capital of France?\n\n### Response:\nParis.")
 
 
 @pytest.mark.asset
