@@ -1,6 +1,6 @@
 """docs/context_extension.md's commands, shortened (one play, a tiny model, a few steps): pretrain at
-window W, fine-tune at 4W with position interpolation (recipe context-pi-shakespeare) and without
-(the control), then benchmarks/context_extension.py measures both against the base."""
+window W, fine-tune at 4W with position interpolation (recipe context-pi-shakespeare), with YaRN and
+without scaling (the control), then benchmarks/context_extension.py measures both against the base."""
 
 from __future__ import annotations
 
@@ -36,6 +36,10 @@ def test_the_documented_context_extension_run(tmp_path):
                  *where]) == 0
     assert main(["finetune", "--recipe", "context-pi-shakespeare", "model.rope_scaling=null",
                  f"run_dir={tmp_path / 'context-no-pi'}", *where]) == 0
+    assert main(["finetune", "--recipe", "context-pi-shakespeare",
+                 f"model.rope_scaling={{kind: yarn, factor: 4, original_max_seq_len: {W}}}",
+                 f"run_dir={tmp_path / 'context-yarn'}", *where]) == 0
+    assert llmzoo.load(tmp_path / "context-yarn" / "model").config.rope_scaling == RopeScaling("yarn", 4.0, W)
     assert llmzoo.load(tmp_path / "context-pi-shakespeare" / "model").config.rope_scaling == RopeScaling("linear", 4.0)
     assert llmzoo.load(tmp_path / "context-no-pi" / "model").config.rope_scaling is None
 
