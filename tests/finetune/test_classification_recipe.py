@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import transformers
 
@@ -35,3 +36,21 @@ def test_shortened_recipe_run_leaves_a_classifier_both_libraries_load(tmp_path, 
     reference = transformers.AutoModelForSequenceClassification.from_pretrained(run / "model").eval()
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, reference(ids).logits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("task, head, rows", [
+    ("qa", "qa", [{"question": "When was it completed?", "context": "The tower was completed in 1889.",
+                   "answers": {"text": ["1889"], "answer_start": [27]}}] * 4),
+    ("token-cls", "token_cls", [{"tokens": ["Paris", "is", "nice"], "tags": [1, 0, 0]}] * 4),
+])
+def test_the_other_encoder_tasks_run_from_the_same_recipe(tmp_path, capsys, task, head, rows):
+    """The docstrings' form: the SST-2 recipe with another task, head and JSONL file."""
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = tmp_path / "run"
+    assert main(["finetune", "--recipe", "cls-minilm-sst2", f"task={task}", f"model.head={head}", "data.builtin=null",
+                 f"data.train={data}", f"data.val={data}", "max_steps=1", "batch_size=2", "eval_batches=1",
+                 "threads=1", "progress=false", f"run_dir={run}"]) == 0
+    captured = capsys.readouterr()
+    assert f"no trained {head} head" in captured.err and "held-out " in captured.out
+    assert llmzoo.load(run / "model").config.head == head
