@@ -78,7 +78,7 @@ class EncoderClassificationTask:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task, dataset, batch_size: int = 32) -> dict[str, float]:
-    """Held-out accuracy of `model` on every row of `dataset` (eval mode, in order)."""
+    """Held-out accuracy (task.metric names it) of `model` on every row of `dataset` (eval mode, in order)."""
     was_training = model.training
     model.eval()
     correct = count = 0
@@ -87,7 +87,7 @@ def evaluate(model: torch.nn.Module, task, dataset, batch_size: int = 32) -> dic
         c, n = task.score(model(**task.model_inputs(batch)), batch)
         correct, count = correct + c, count + n
     model.train(was_training)
-    return {"accuracy": correct / max(count, 1), "examples": float(count)}
+    return {getattr(task, "metric", "accuracy"): correct / max(count, 1), "examples": float(count)}
 
 
 # --- reading and tokenising -----------------------------------------------------------------------

@@ -27,6 +27,8 @@ def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start: torch
 
 
 class ExtractiveQATask(EncoderClassificationTask):
+    metric = "exact_match"  # of the predicted token span, SQuAD's EM at the token level
+
     def loss(self, outputs, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return span_loss(outputs.start_logits, outputs.end_logits, batch["start_positions"], batch["end_positions"])
 
