@@ -322,7 +322,8 @@ class Trainer:
             print(f"{what} {self.config.name}: {self.n_params / 1e6:.2f}M parameters{trains}, on {self.env.device}, "
                   f"{recipe.max_steps} steps x {recipe.batch_size} x {recipe.seq_len} tokens, parallel={recipe.parallel} "
                   f"x{self.env.world_size}, matmul peak {peak / 1e9:.1f} GFLOP/s -> {self.run_dir}", file=sys.stderr)
-        bar = ProgressBar(recipe.max_steps, self.step, enabled=self.main and recipe.progress)
+        bar = ProgressBar(recipe.max_steps, self.step, enabled=self.main and recipe.progress,
+                          desc="finetune" if self.finetune else "pretrain")
         val_loss = None
         started = time.perf_counter()
         throughput.update(self.tokens)

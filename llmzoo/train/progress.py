@@ -76,12 +76,12 @@ class Throughput:
 class ProgressBar:
     """tqdm over optimizer steps; tqdm supplies the ETA, we add loss, tokens/s and MFU."""
 
-    def __init__(self, total: int, initial: int, enabled: bool) -> None:
+    def __init__(self, total: int, initial: int, enabled: bool, desc: str = "pretrain") -> None:
         self.bar = None
         if enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="pretrain")
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc=desc)
 
     def update(self, step: int, loss: float, throughput: Throughput, val_loss: float | None = None) -> None:
         if self.bar is None:
