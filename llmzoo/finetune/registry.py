@@ -23,7 +23,10 @@ FinetuneData holds:
   (True by default: exp(val loss) is reported as a perplexity), `forward(model, batch) -> outputs`
   where a plain `model(**model_inputs(batch))` is not how the task runs its model (ELECTRA's two
   passes; llmzoo/objectives/modeling/train.py), and `uses_every_parameter` (False by default: DDP
-  then tolerates parameters a step leaves without gradient).
+  then tolerates parameters a step leaves without gradient), `target_count(batch) -> int` where the
+  loss is a mean over a number of targets that varies between batches (SFT's assistant tokens):
+  the loop then weights micro-batches and data-parallel ranks so that a step's loss is the mean
+  over all its targets, the same however the batch is split (llmzoo/train/engine.py).
 - `train` and optional `val`: datasets with `__len__()` (rows) and
   `rows(indices: list[int]) -> dict[str, Tensor]`, the stacked batch of those rows. `rows` must be
   a pure function of `indices` (no hidden state, no randomness of its own): the loop draws the

@@ -134,17 +134,20 @@ class Engine:
         accum = self.recipe.grad_accum
         total = torch.zeros((), device=self.device)
         tokens = 0
-        for m in range(accum):
-            if self.pipeline is not None:
+        if self.pipeline is not None:
+            for m in range(accum):
                 batch = self._batch(sampler, samples + m * self.micro_global, self.micro_global)
                 with self.autocast():
                     total += self.pipeline.forward_backward(batch, factor)
-                continue
-            batch = self._local_batch(sampler, samples + m * self.micro_global)
+            self.step_tokens = 0  # pretraining only: the loop counts batch_size x seq_len
+            return float(total) / accum
+        batches = [self._local_batch(sampler, samples + m * self.micro_global) for m in range(accum)]
+        weights = self._target_weights(batches)
+        for m, batch in enumerate(batches):
             tokens += self._token_count(batch)
             with no_grad_sync(self.module, self.mode, sync=(m == accum - 1)):
                 with self.autocast():
-                    loss = self._loss(batch) * factor
+                    loss = self._loss(batch) * factor * weights[m]
                 (loss / accum).backward()
             total += loss.detach().float()
         if self.dp_size > 1:
@@ -152,6 +155,25 @@ class Engine:
             total /= self.dp_size
         self.step_tokens = self._global_tokens(tokens)
         return float(total) / accum
+
+    def _target_weights(self, batches: list[dict[str, torch.Tensor]]) -> list[float]:
+        """Per micro-batch loss weights that make the step's loss the mean over all its targets.
+
+        A task whose loss is a mean over a varying number of targets (SFT's assistant tokens) says
+        how many a batch has (`target_count`). Averaging micro-batch and rank means would weight a
+        target in a short micro-batch more than one in a long one; weighting each mean by its count
+        over the mean count gives the batch's own token mean, however it is split into micro-batches
+        and processes. Tasks without target_count (pretraining: equal counts) get weights of 1."""
+        count = getattr(self.task, "target_count", None)
+        if count is None or len(batches) * self.dp_size == 1:
+            return [1.0] * len(batches)
+        local = torch.tensor([float(count(b)) for b in batches], device=self.device)
+        total = local.sum()
+        if self.dp_size > 1:
+            all_reduce_sum(total, self.env)
+        if float(total) == 0:
+            return [1.0] * len(batches)
+        return (local * (len(batches) * self.dp_size) / total).tolist()
 
     def _token_count(self, batch: dict[str, torch.Tensor]) -> int:
         """Tokens this rank's micro-batch trains on, where the task counts them (fine-tuning rows

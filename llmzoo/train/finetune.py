@@ -32,6 +32,8 @@ class FinetuneTask:
         # it does not train); frozen (PEFT) parameters are not DDP's concern either way.
         self.uses_every_parameter = bool(getattr(task, "uses_every_parameter", False))
         self.loss_is_token_mean = bool(getattr(task, "loss_is_token_mean", True))
+        # targets per batch, where the task's loss is a mean over a varying number (engine weights)
+        self.target_count = getattr(task, "target_count", None)
 
     def make_batch(self, rows: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
         return rows

@@ -15,20 +15,27 @@ from tests.train.helpers import VOCAB, markov_tokens
 
 TASK = "tests.train.finetune_helpers:next-token"
 ROW = 17  # 16 inputs + the shifted targets
+IGNORE = -100  # a label without a target
 
 
 class Rows:
     """Fixed (n, ROW) token rows; `rows` is a pure function of the indices, as the contract asks."""
 
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int, masked: bool = False) -> None:
         self.tokens = torch.from_numpy(markov_tokens(n * ROW, seed)).view(n, ROW)
+        # masked: row i scores only its last ROW - 1 - (5 i mod 13) targets, so rows' target counts differ
+        self.masked = masked
 
     def __len__(self) -> int:
         return self.tokens.size(0)
 
     def rows(self, indices: list[int]) -> dict[str, torch.Tensor]:
         chosen = self.tokens[torch.tensor(indices, dtype=torch.long)]
-        return {"input_ids": chosen[:, :-1], "labels": chosen[:, 1:]}
+        labels = chosen[:, 1:].clone()
+        if self.masked:
+            for r, i in enumerate(indices):
+                labels[r, : (5 * i) % 13] = IGNORE
+        return {"input_ids": chosen[:, :-1], "labels": labels}
 
 
 class NextToken:
@@ -37,10 +44,18 @@ class NextToken:
 
     def loss(self, outputs, batch):
         logits = outputs.logits
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), batch["labels"].reshape(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), batch["labels"].reshape(-1),
+                               ignore_index=IGNORE)
 
     def token_count(self, batch):
         return batch["labels"].numel()
+
+
+class MaskedNextToken(NextToken):
+    """The loss is a mean over a varying number of targets: says how many (the loop weights by it)."""
+
+    def target_count(self, batch):
+        return int((batch["labels"] != IGNORE).sum())
 
 
 def build(recipe, tokenizer, model) -> FinetuneData:
@@ -48,7 +63,9 @@ def build(recipe, tokenizer, model) -> FinetuneData:
     if data.get("freeze_all"):  # a task that leaves nothing to train: the loop must refuse it
         for p in model.parameters():
             p.requires_grad_(False)
-    return FinetuneData(task=NextToken(), train=Rows(int(data.get("rows", 48)), seed=0), val=Rows(8, seed=1))
+    masked = bool(data.get("masked"))
+    task = MaskedNextToken() if masked else NextToken()
+    return FinetuneData(task=task, train=Rows(int(data.get("rows", 48)), seed=0, masked=masked), val=Rows(8, seed=1))
 
 
 register_task("next-token", build)

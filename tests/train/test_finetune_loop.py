@@ -119,3 +119,15 @@ def test_model_fields_change_the_base_config_where_the_weights_stay_valid(base, 
     assert main(["finetune", "--recipe", str(recipe), "model.n_layers=3", f"run_dir={tmp_path / 'other'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "change its parameters" in err
+
+
+def test_grad_accum_keeps_the_token_mean_when_rows_have_different_target_counts(base, tmp_path):
+    """One step's loss is the mean over all its targets, however the batch is cut into micro-batches."""
+    losses = {}
+    for accum in (1, 2, 4):
+        recipe = finetune_recipe(base, tmp_path / f"accum{accum}", data={"masked": True}, grad_accum=accum,
+                                 max_steps=4, checkpoint_every=0, eval_every=0)
+        losses[accum] = Trainer(recipe_from_dict(recipe)).run().losses
+    for accum in (2, 4):
+        for step in range(1, 5):
+            assert losses[accum][step] == pytest.approx(losses[1][step], rel=1e-5), (accum, step)
