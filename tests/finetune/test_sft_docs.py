@@ -78,3 +78,26 @@ def test_every_command_of_the_doc_runs(workdir):
             assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
             rows = [json.loads(line) for line in (workdir / "generated.jsonl").read_text().splitlines()]
             assert len(rows) == 1 and rows[0]["instruction"]
+
+
+def _readme_commands() -> list[str]:
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("### Supervised fine-tuning (SFT)")[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.startswith("llmzoo ")]
+
+
+@pytest.mark.asset
+def test_the_readme_sft_commands_run_in_order(workdir):
+    """README's before / fine-tune / after commands, with the tiny base standing in for SmolLM2."""
+    base = str(workdir / "base")
+    commands = _readme_commands()
+    assert [c.split()[1] for c in commands] == ["eval", "finetune", "eval"]
+    for command in commands:
+        if command.startswith("llmzoo finetune"):
+            done = _run(workdir, command, f"model.from={base}", *SHORT, "peft.target_modules=layers\\.1\\..*_proj",
+                        "run_dir=runs/sft-lora-smollm2")
+        else:
+            done = _run(workdir, command.replace("smollm2-135m-instruct", base), "--limit", "2")
+        assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
+        if command.startswith("llmzoo eval"):
+            assert "sst2_heldout" in done.stdout
