@@ -10,7 +10,20 @@ engine (the model in its parallel layout), distributed / pipeline / state (torch
 checkpoint (atomic save, resume), spikes (PaLM-style rewinds), metrics, progress, loop.
 """
 
-from llmzoo.train.loop import TrainResult, Trainer, train
-from llmzoo.train.recipe import Recipe, builtin_recipes, load_recipe
+from __future__ import annotations
 
-__all__ = ["Recipe", "TrainResult", "Trainer", "builtin_recipes", "load_recipe", "train"]
+import importlib
+from typing import Any
+
+# Resolved on first use (PEP 562): `llmzoo finetune --help` and `llmzoo models` read recipe names
+# through llmzoo.train.recipe, and importing the package must not pull torch in with the loop.
+_EXPORTS = {"TrainResult": "loop", "Trainer": "loop", "train": "loop",
+            "Recipe": "recipe", "builtin_recipes": "recipe", "load_recipe": "recipe"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'llmzoo.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"llmzoo.train.{_EXPORTS[name]}"), name)

@@ -87,9 +87,12 @@ def _readme_commands() -> list[str]:
 
 
 @pytest.mark.asset
-def test_the_readme_sft_commands_run_in_order(workdir):
-    """README's before / fine-tune / after commands, with the tiny base standing in for SmolLM2."""
-    base = str(workdir / "base")
+def test_the_readme_sft_commands_run_in_order(tmp_path):
+    """README's before / fine-tune / after commands, with the tiny base standing in for SmolLM2.
+    A directory of its own: the doc's test leaves runs/sft-lora-smollm2 behind, and a second
+    fine-tune into it is (rightly) refused without --resume."""
+    workdir = tmp_path
+    base = str(tiny_chat_base(workdir / "base"))
     commands = _readme_commands()
     assert [c.split()[1] for c in commands] == ["eval", "finetune", "eval"]
     for command in commands:
