@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: this resolves to the local CPU wheel (a bare `torch` pulls CUDA).
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
+	# lm-eval reads no plugins: a .pth hook makes `lm_eval --model llmzoo` known (llmzoo/eval/lm_eval_plugin.py)
+	$(BIN)/python -m llmzoo.eval.lm_eval_plugin install
 	touch $(STAMP)
 
 setup: $(STAMP) assets

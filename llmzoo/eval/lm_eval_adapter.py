@@ -1,8 +1,10 @@
 """llmzoo models inside lm-eval-harness: `--model llmzoo`.
 
-lm-eval (0.4.13) finds models only in its own registry, so this module registers `llmzoo`
-there when imported, and running it runs lm-eval's own command line with that done:
+lm-eval (0.4.13) finds models only in its own registry. This module registers `llmzoo` there when
+imported; lm-eval's own `lm_eval` command finds it through the start-up hook `make setup` installs
+(llmzoo/eval/lm_eval_plugin.py), and running this module runs lm-eval's command line without the hook:
 
+    lm_eval --model llmzoo --model_args source=smollm2-135m-instruct --tasks piqa,arc_easy --limit 20
     python -m llmzoo.eval.lm_eval_adapter --model llmzoo --model_args source=smollm2-135m-instruct \\
         --tasks piqa,arc_easy --limit 20
 

@@ -147,3 +147,41 @@ def test_loglikelihoods_and_accuracies_equal_lm_eval_hf(setup):
         for key, value in _their_requests(adapted, name).items():
             assert value == pytest.approx(_their_requests(theirs, name)[key], abs=1e-4)
         assert adapted["results"][f"parity_{name}"]["acc,none"] == theirs["results"][f"parity_{name}"]["acc,none"]
+
+
+def test_lm_eval_command_line_runs_the_llmzoo_model(setup, tmp_path):
+    """`lm_eval --model llmzoo ...`, lm-eval's own console script, as a user types it: the .pth hook
+    that `make setup` installs (llmzoo.eval.lm_eval_plugin) registers the adapter, and lm-eval's
+    per-request loglikelihoods and accuracy are llmzoo's harness's."""
+    import os
+    import subprocess
+    import sys
+
+    import llmzoo
+    from llmzoo.eval.lm_eval_plugin import pth_path
+
+    if not pth_path().is_file():
+        pytest.skip("lm-eval plugin hook not installed: `python -m llmzoo.eval.lm_eval_plugin install` (make setup does)")
+    model_dir, tasks_dir = setup
+    script = Path(sys.executable).with_name("lm_eval")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run([str(script), "--model", "llmzoo", "--model_args", f"source={model_dir}",
+                           "--tasks", "parity_piqa", "--include_path", str(tasks_dir), "--batch_size", "2",
+                           "--output_path", str(tmp_path / "out"), "--log_samples"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [results] = (tmp_path / "out").rglob("results_*.json")
+    [samples] = (tmp_path / "out").rglob("samples_parity_piqa_*.jsonl")
+    theirs = {}
+    for line in samples.read_text().splitlines():
+        sample = json.loads(line)
+        for args, resp in zip(sample["arguments"].values(), sample["resps"]):
+            theirs[args["arg_0"], args["arg_1"]] = float(resp[0][0])
+    model, tok = llmzoo.load(str(model_dir)), llmzoo.load_tokenizer(str(model_dir))
+    ours = llmzoo.evaluate(model, tok, ["piqa"], limit=ROWS, log_samples=True)
+    mine = {(r["context"], r["continuation"]): r["answer"]["logprob"] for doc in ours["samples"]["piqa"]
+            for r in doc["requests"]}
+    assert set(mine) == set(theirs) and len(theirs) == 2 * ROWS
+    for key, value in theirs.items():
+        assert value == pytest.approx(mine[key], abs=1e-4)  # batches differ: fp32 sums in another order
+    assert json.loads(results.read_text())["results"]["parity_piqa"]["acc,none"] == ours["results"]["piqa"]["acc"]
