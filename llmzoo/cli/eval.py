@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from llmzoo.cli.generate import add_adapter_arg
 from llmzoo.errors import LlmzooError
 
 
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                         "metrics) as JSON lines to OUT")
     e.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None)
     e.add_argument("--device", default="cpu", help="torch device to run on (cpu, cuda, cuda:1, mps; default cpu)")
+    add_adapter_arg(e)
     e.add_argument("--list", action="store_true", help="list the tasks with their data source and metrics")
     e.set_defaults(func=cmd_eval)
 
@@ -52,7 +54,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LlmzooError(f"--device {args.device}: no CUDA device is available here")
     tasks = preflight(args.tasks, args.num_fewshot, args.limit)  # before the model loads: fail fast
-    model, tokenizer = _load(args.source, args.dtype)
+    model, tokenizer = _load(args.source, args.dtype, args.adapter)
     model = model.to(device)
     result = evaluate(model, tokenizer, tasks, num_fewshot=args.num_fewshot, limit=args.limit,
                       batch_size=args.batch_size, chat=args.chat, log_samples=bool(args.log_samples))

@@ -54,6 +54,13 @@ def _sampling_args(p: argparse.ArgumentParser, default_max: int = 128) -> None:
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--seed", type=int)
     p.add_argument("--dtype", choices=DTYPES, default=None, help="compute dtype (default float32)")
+    add_adapter_arg(p)
+
+
+def add_adapter_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adapter", metavar="DIR", help="a PEFT adapter (peft's format, e.g. a fine-tune's adapter/) "
+                                                    "applied to the model; methods that do not merge (prompt or "
+                                                    "prefix tuning) are used this way")
 
 
 def _dtype(name: str | None):
@@ -62,10 +69,10 @@ def _dtype(name: str | None):
     return getattr(torch, name) if name else None
 
 
-def _load(source: str, dtype: str | None):
+def _load(source: str, dtype: str | None, adapter: str | None = None):
     import llmzoo
 
-    model = llmzoo.load(source, dtype=_dtype(dtype))
+    model = llmzoo.load(source, dtype=_dtype(dtype), adapter=adapter)
     try:
         tokenizer = llmzoo.load_tokenizer(source)
     except LlmzooError as e:
@@ -90,7 +97,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise LlmzooError("--system goes into the chat template; add --chat (or leave --system out)")
     _check_sampling(args)
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    model, tokenizer = _load(args.source, args.dtype)
+    model, tokenizer = _load(args.source, args.dtype, args.adapter)
     stream = None if args.no_stream else _write
     with _notes_on_stderr():
         text = llmzoo.generate(model, tokenizer, prompt, chat=args.chat, system=args.system, stop=args.stop,
@@ -121,7 +128,7 @@ def _notes_on_stderr() -> Iterator[None]:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     _check_sampling(args)
-    model, tokenizer = _load(args.source, args.dtype)
+    model, tokenizer = _load(args.source, args.dtype, args.adapter)
     if not getattr(tokenizer, "chat_template", None):
         raise LlmzooError(f"{args.source} has no chat template; use `llmzoo generate` instead")
     history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []

@@ -8,6 +8,8 @@ Recipe settings (`data:` mapping; see docs/sft.md):
     data.template  auto (the model's chat template) | chatml | alpaca | a jinja2 template string
     data.packing   true: several conversations per row of seq_len tokens, attention kept inside each;
                    false: one conversation per row, padded to the longest of its batch
+                   (default true; false under prompt, P- and prefix tuning, whose virtual tokens
+                   open a row, so each conversation needs a row of its own)
 """
 
 from __future__ import annotations
@@ -57,18 +59,34 @@ def build_sft(recipe, tokenizer, model) -> FinetuneData:
         cut = len(train) - max(1, int(len(train) * fraction)) if len(train) > 1 and fraction > 0 else len(train)
         train, val = train[:cut], train[cut:]
     seq_len = int(recipe.seq_len)
+    packing = _packing(data.get("packing"), model)
     pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
 
     def rows(conversations: list[list[dict]], what: str):
         tokenized = [tokenize_conversation(c, template, tokenizer) for c in conversations]
         tokenized = fit_to_length(tokenized, seq_len, what, out=sys.stdout)
-        if data.get("packing", True):
+        if packing:
             return PackedRows(tokenized, seq_len, pad_id)
         return PaddedRows(tokenized, pad_id)
 
     train_rows = rows(train, "training conversations")
     val_rows = rows(val, "validation conversations") if val else None
     return FinetuneData(SFTTask(), train_rows, val_rows)
+
+
+def _packing(asked: Any, model: Any) -> bool:
+    """Packed rows unless asked otherwise or the adapter prepends virtual tokens: those open a row, so
+    packed conversations after the first would train without them (and their document mask would
+    hide the virtual tokens)."""
+    from llmzoo.peft.virtual_tokens import VirtualTokens
+
+    virtual = next((m for m in model.modules() if isinstance(m, VirtualTokens)), None)
+    if asked is None:
+        return virtual is None
+    if asked and virtual is not None:
+        raise ConfigError(f"data.packing=true cannot be combined with a {type(virtual).__name__} adapter (its "
+                          f"virtual tokens open each row); set data.packing=false or leave it out")
+    return bool(asked)
 
 
 register_task("sft", build_sft)
