@@ -61,6 +61,7 @@ def _worker(args: argparse.Namespace) -> None:
         import llmzoo
         import llmzoo.peft
         from llmzoo.nn.bf16 import bf16_gemm_via_fp32, use_bf16_emulation
+        from llmzoo.nn.frozen_cast import frozen_weight_casts
         from llmzoo.train.model import set_fused_projections
 
         model = llmzoo.load(args.weights, dtype=torch.float32)
@@ -76,8 +77,8 @@ def _worker(args: argparse.Namespace) -> None:
             extra = {"base_nf4_bytes": sum(m.storage_bytes() for m in quantized),
                      "base_bf16_bytes": sum(m.in_features * m.out_features * 2 for m in quantized)}
 
-        def forward_loss(inputs, targets):
-            with bf16_gemm_via_fp32(emulate):
+        def forward_loss(inputs, targets):  # the training loop's contexts (llmzoo.train.engine.autocast)
+            with bf16_gemm_via_fp32(emulate), frozen_weight_casts(bf16 and not emulate):
                 return model(inputs, targets=targets).loss
 
     model.train()
