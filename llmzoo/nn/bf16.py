@@ -28,7 +28,8 @@ import threading
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
+
+from llmzoo.nn.counted_mode import CountedMode
 
 
 def native_bf16_gemm() -> bool:
@@ -100,23 +101,14 @@ def _autocast_bf16() -> bool:
     return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 
-_active = threading.local()
-
-
 def bf16_gemm_emulated() -> bool:
     """Whether this thread is inside `bf16_gemm_via_fp32()`: kernels that run their own GEMMs
     (llmzoo.nn.linear_cross_entropy) follow the same policy."""
-    return getattr(_active, "depth", 0) > 0
+    return _Bf16ViaFp32.active()
 
 
-class _Bf16ViaFp32(TorchFunctionMode):
-    def __enter__(self):
-        _active.depth = getattr(_active, "depth", 0) + 1
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        _active.depth -= 1
-        return super().__exit__(*exc)
+class _Bf16ViaFp32(CountedMode):
+    _depth = threading.local()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

@@ -7,16 +7,20 @@ a CPU step spent in copies). Inside `frozen_weight_casts()` a frozen floating-po
 to F.linear is replaced by a bf16 copy kept beside it (`cast_frozen`), made again only when the
 weight changes (an in-place update bumps its version: a merge, a load). The copy holds exactly
 the values autocast's own cast would give, so results are unchanged to the bit; the price is
-the copy's memory (half the frozen weights' fp32 size).
+the copy's memory (half the frozen weights' fp32 size), held as long as the weight lives.
+Kernels that cast weights themselves (the fused q/k/v and gate/up GEMMs, the chunked head) ask
+`frozen_casts_active()` and use `cast_frozen` / `cast_frozen_concatenation` only inside the context.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
+
+from llmzoo.nn.counted_mode import CountedMode
 
 _ATTRIBUTE = "_llmzoo_frozen_cast"  # (key, copy) kept on the weight tensor itself
 
@@ -43,7 +47,28 @@ def cast_frozen(weight: torch.Tensor, dtype: torch.dtype | None = None) -> torch
     return cached[1]
 
 
-class _FrozenWeightCasts(TorchFunctionMode):
+def cast_frozen_concatenation(weights: list[torch.Tensor], owner: torch.nn.Module,
+                              dtype: torch.dtype) -> torch.Tensor | None:
+    """torch.cat(weights) in `dtype`, cached on `owner` while every weight is frozen and unchanged;
+    None where one of them trains (the caller concatenates as usual)."""
+    if torch.compiler.is_compiling() or any(w.requires_grad for w in weights):
+        return None
+    key = (dtype, *((w.data_ptr(), w._version, w.shape) for w in weights))
+    cached = owner.__dict__.get(_ATTRIBUTE)
+    if cached is None or cached[0] != key:
+        cached = (key, torch.cat([w.detach() for w in weights]).to(dtype))
+        owner.__dict__[_ATTRIBUTE] = cached
+    return cached[1]
+
+
+def frozen_casts_active() -> bool:
+    """Whether this thread is inside `frozen_weight_casts()`."""
+    return _FrozenWeightCasts.active()
+
+
+class _FrozenWeightCasts(CountedMode):
+    _depth = threading.local()
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.linear and len(args) >= 2 and isinstance(args[1], torch.Tensor):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from llmzoo.nn.bf16 import bf16_gemm_emulated
-from llmzoo.nn.frozen_cast import cast_frozen
+from llmzoo.nn.frozen_cast import cast_frozen, frozen_casts_active
 
 IGNORE_INDEX = -100  # the label value PyTorch and transformers skip
 _CHUNK_BYTES = 8 << 20  # fp32 logits per chunk: large enough for efficient GEMMs, small enough for cache
@@ -51,7 +51,7 @@ def linear_cross_entropy(
     if flat_targets.numel() != flat_hidden.shape[0]:
         raise ValueError(f"targets hold {flat_targets.numel()} positions but hidden states {flat_hidden.shape[0]}")
     rows = chunk_rows or max(1, _CHUNK_BYTES // (4 * weight.shape[0]))
-    if autocast:  # a frozen head (tied to frozen embeddings under PEFT) is cast once, not every step
+    if autocast and frozen_casts_active():  # a frozen head (tied to frozen embeddings under PEFT): cast once
         weight = cast_frozen(weight, compute)
     return _LinearCrossEntropy.apply(flat_hidden, weight, bias, flat_targets, scale, ignore_index, compute, emulate, rows)
 
