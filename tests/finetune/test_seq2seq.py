@@ -55,13 +55,17 @@ def test_loss_falls_and_the_saved_model_generates(name, tokenizer, tmp_path):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
     losses = []
-    for _ in range(80):
+    # Train to memorisation rather than for a fixed step count: T5 at lr 1e-2 is near loss 0.1 after
+    # 80 steps, where rounding on a different CPU decided whether "to be" -> "or not" was learnt yet.
+    for _ in range(400):
         loss = data.task.loss(model(**data.task.model_inputs(batch)), batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < losses[0] / 3
+        if losses[-1] < 0.01:
+            break
+    assert losses[-1] < 0.01 < losses[0]
     llmzoo.save(model.eval(), tmp_path / "model", tokenizer=tokenizer)
     reloaded = llmzoo.load(tmp_path / "model")
     reply = llmzoo.generate(reloaded, tokenizer, "continue: to be", max_new_tokens=8)
