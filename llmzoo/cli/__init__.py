@@ -17,6 +17,7 @@ from llmzoo.errors import LlmzooError
 # Add a module here when it exists; order is the order of `llmzoo --help`.
 COMMAND_MODULES: list[str] = [
     "generate",
+    "convert",
     "embed",
     "data",
     "tokenizer",

@@ -1,4 +1,4 @@
-"""`llmzoo generate`, `llmzoo chat` and `llmzoo convert`."""
+"""`llmzoo generate` and `llmzoo chat` (`llmzoo convert` lives in llmzoo/cli/convert.py)."""
 
 from __future__ import annotations
 
@@ -29,21 +29,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--system", help="system message")
     _sampling_args(c, default_max=256)
     c.set_defaults(func=cmd_chat)
-
-    # Until the GGUF writer carries the vocabulary, say so here rather than promise a llama.cpp file.
-    gguf_caveat = ("gguf: weights, hyper-parameters and special-token ids only, no tokenizer metadata "
-                   "(tokenizer.ggml.model/tokens), so llama.cpp refuses the file for now; llmzoo.load reads its "
-                   "weights back")
-    v = sub.add_parser("convert", help="convert any loadable source to an HF/llmzoo (or GGUF) directory",
-                       description=f"Convert any loadable source to an HF checkpoint directory (default) or a GGUF "
-                                   f"file. The GGUF output is incomplete: {gguf_caveat.removeprefix('gguf: ')}.")
-    v.add_argument("source")
-    v.add_argument("outdir")
-    v.add_argument("--format", choices=("hf", "llmzoo", "gguf"), default="hf",
-                   help=f"hf (default): config.json + model.safetensors that transformers loads; llmzoo: llmzoo's "
-                        f"own directory, for models with no transformers layout (llmzoo.load reads it); {gguf_caveat}")
-    v.add_argument("--dtype", choices=DTYPES, default=None)
-    v.set_defaults(func=cmd_convert)
 
 
 def _sampling_args(p: argparse.ArgumentParser, default_max: int = 128) -> None:
@@ -165,17 +150,3 @@ def _complete_rendered(model, tokenizer, rendered: str, stream, kwargs: dict) ->
     from llmzoo.infer.generate import generate
 
     return generate(model, tokenizer, rendered, stream=stream, chat=False, _prompt_has_special_tokens=True, **kwargs)
-
-
-def cmd_convert(args: argparse.Namespace) -> int:
-    import llmzoo
-
-    model = llmzoo.load(args.source, dtype=_dtype(args.dtype))
-    tokenizer = None
-    try:
-        tokenizer = llmzoo.load_tokenizer(args.source)
-    except (LlmzooError, ImportError):
-        print(f"note: no tokenizer found in {args.source}; writing weights and config only", file=sys.stderr)
-    out = llmzoo.save(model, args.outdir, format=args.format, tokenizer=tokenizer if args.format != "gguf" else None)
-    print(f"wrote {out}")
-    return 0
