@@ -153,12 +153,14 @@ def test_memory_rejects_impossible_layouts():
 
 
 def test_kv_cache_bytes_equal_what_the_cache_allocates():
-    from llmzoo.infer.cache import KVCache
+    from llmzoo.infer.cache import Cache
 
     config = TINY
     model = build_model(config).to(torch.bfloat16)
-    cache = KVCache.for_model(model, batch_size=1, max_len=10)
-    allocated = sum(t.numel() * t.element_size() for t in cache.k + cache.v)
+    cache = Cache.for_model(model, batch_size=1, max_len=10)
+    with torch.no_grad():
+        model(torch.zeros(1, 1, dtype=torch.long), cache=cache)  # each layer creates its state
+    allocated = cache.nbytes()
     assert allocated == 10 * kv_cache_bytes_per_token(config, "bf16")
 
 

@@ -27,7 +27,6 @@ it (`_score_shared`). A wave holds WAVE_BATCHES * batch_size contexts, run in fo
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 
 import torch
@@ -212,13 +211,13 @@ class EvalLM:
         run once (right-padded, causal) into one cache; each group's continuation then runs on a
         copy of its context's cache row, masked so it sees only the real context tokens, at
         positions that continue its own context."""
-        from llmzoo.infer.cache import KVCache
+        from llmzoo.infer.cache import Cache
 
         contexts = [fam[0][0][0] for fam in families]
         suffixes = [[grp[0][1][:-1] for grp in fam] for fam in families]  # the last token is predicted, never fed
         width = max(map(len, contexts))
         span = max(len(sfx) for fam in suffixes for sfx in fam)
-        cache = KVCache.for_model(self.model, len(contexts), width + span)
+        cache = Cache.for_model(self.model, len(contexts), width + span)
         last = self._fill_context_cache(cache, contexts)
         owner = [f for f, fam in enumerate(suffixes) for _ in fam]
         flat = [sfx for fam in suffixes for sfx in fam]
@@ -244,9 +243,7 @@ class EvalLM:
             ids = torch.zeros(len(chunk), max(map(len, chunk)), dtype=torch.long)
             for r, ctx in enumerate(chunk):
                 ids[r, :len(ctx)] = torch.tensor(ctx)
-            rows = copy.copy(cache)  # views of this chunk's rows: the forward writes through to `cache`
-            rows.k = [t[start:start + len(chunk)] for t in cache.k]
-            rows.v = [t[start:start + len(chunk)] for t in cache.v]
+            rows = cache.rows(start, start + len(chunk))  # the forward writes through to `cache`
             h = self.model(ids.to(self.device), cache=rows, logits_to_keep=1).last_hidden_state
             last.extend(h[r, len(ctx) - 1:len(ctx)] for r, ctx in enumerate(chunk))
         cache.advance(max(map(len, contexts)))
@@ -278,11 +275,7 @@ class EvalLM:
         dev = self.device
         span = max(map(len, suffixes))
         # a copy of the rows' cache slots up to this forward's end (a new cache; the shared one is kept)
-        index, end = torch.tensor(cache_rows, device=dev), width + span
-        sub = copy.copy(cache)
-        sub.k = [t[index, :, :end] for t in cache.k]
-        sub.v = [t[index, :, :end] for t in cache.v]
-        sub.max_len = end
+        sub = cache.scratch_rows(torch.tensor(cache_rows, device=dev), width + span)
         ids = torch.zeros(len(suffixes), span, dtype=torch.long)
         mask = torch.zeros(len(suffixes), width + span, dtype=torch.long)
         for r, (n_ctx, sfx) in enumerate(zip(ctx_lens, suffixes)):

@@ -1,69 +1,182 @@
-"""KV cache: created by the generation code and passed into the model, never stored in it.
+"""The generation cache: a typed, per-layer state that a model reads and writes but never advances.
 
-Keys and values are preallocated for the whole generation (B, n_kv_heads, max_len,
-head_dim) per layer, so decoding writes in place instead of concatenating; the
-model reads `length` (tokens already cached) and calls `advance` after a forward.
-Cross-attention keys/values of an encoder-decoder are computed once and kept here.
+Each layer that keeps something across forwards asks the cache for its own state object, created
+on first use by a factory the layer passes (`Cache.state`): self-attention keeps its keys and
+values (`AttentionState`), cross-attention the encoder memory's keys and values, computed once
+(`CrossAttentionState`). Later kinds (an SSM's recurrent state, an adapter's prefix) add a class
+with the same small protocol (`LayerState`): select rows (`reorder`, beams), and keep a prefix of
+the sequence (`crop`, speculative rollback) where the state grows with it.
+
+The cache owns the bookkeeping, and only the caller that runs forwards moves it:
+- `seq_length`: slots that hold tokens. A host-side int, so reading it is no device sync; a forward
+  writes its T new tokens at slots seq_length .. seq_length + T - 1.
+- `lengths` (B,): each row's real tokens (left padding excluded), from which positions continue.
+After a forward the caller calls `advance(T, new_mask)`. A forward may therefore write slots that
+are then not kept (speculative decoding verifies k drafted tokens in one forward and keeps the
+accepted ones), and the model stays a pure function of (inputs, cache contents).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Protocol
 
 import torch
 from torch import nn
 
 
-class KVCache:
-    def __init__(
-        self,
-        n_layers: int,
-        batch_size: int,
-        n_kv_heads: int,
-        head_dim: int,
-        max_len: int,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        shape = (batch_size, n_kv_heads, max_len, head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
-        self.max_len = max_len
-        self.length = 0
-        self._cross: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+class LayerState(Protocol):
+    def reorder(self, index: torch.Tensor) -> "LayerState": ...  # rows `index`, a new state
+
+    def rows(self, start: int, end: int) -> "LayerState": ...  # a view: writes reach this state
+
+    def nbytes(self) -> int: ...  # memory it holds
+
+
+class AttentionState:
+    """Keys and values of one self-attention layer, preallocated (B, KV, max_len, hd) so decoding
+    writes in place instead of concatenating."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.k, self.v = k, v
 
     @classmethod
-    def for_model(cls, model: nn.Module, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> "KVCache":
-        config = model.config
+    def empty(cls, batch: int, n_kv_heads: int, head_dim: int, max_len: int, dtype: torch.dtype,
+              device: torch.device) -> "AttentionState":
+        shape = (batch, n_kv_heads, max_len, head_dim)
+        return cls(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+
+    def write(self, k: torch.Tensor, v: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store (B, KV, T, hd) keys/values at slots start.. ; return every slot up to their end."""
+        end = start + k.shape[2]
+        if end > self.k.shape[2]:
+            raise ValueError(f"KV cache is full: {end} tokens > max_len {self.k.shape[2]}")
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def reorder(self, index: torch.Tensor) -> "AttentionState":
+        return AttentionState(self.k.index_select(0, index), self.v.index_select(0, index))
+
+    def rows(self, start: int, end: int) -> "AttentionState":
+        return AttentionState(self.k[start:end], self.v[start:end])
+
+    def nbytes(self) -> int:
+        return self.k.numel() * self.k.element_size() * 2
+
+    def prefix(self, index: torch.Tensor, end: int) -> "AttentionState":
+        """A copy of rows `index`, slots :end (a scratch cache that leaves this one untouched)."""
+        return AttentionState(self.k[index, :, :end], self.v[index, :, :end])
+
+
+class CrossAttentionState:
+    """An encoder-decoder layer's keys/values of the encoder output, set by the first decoder step."""
+
+    def __init__(self, k: torch.Tensor | None = None, v: torch.Tensor | None = None) -> None:
+        self.k, self.v = k, v
+
+    def reorder(self, index: torch.Tensor) -> "CrossAttentionState":
+        if self.k is None:
+            return CrossAttentionState()
+        return CrossAttentionState(self.k.index_select(0, index), self.v.index_select(0, index))
+
+    def rows(self, start: int, end: int) -> "CrossAttentionState":
+        return CrossAttentionState(*(None, None) if self.k is None else (self.k[start:end], self.v[start:end]))
+
+    def nbytes(self) -> int:
+        return 0 if self.k is None else self.k.numel() * self.k.element_size() * 2
+
+
+StateFactory = Callable[[int, int, torch.dtype, torch.device], LayerState]  # (batch, max_len, dtype, device)
+
+
+class Cache:
+    """Per-layer states plus the sequence bookkeeping; created by the code that generates and passed
+    into every forward (the model holds no generation state)."""
+
+    def __init__(self, batch_size: int, max_len: int, *, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu") -> None:
+        self.batch_size, self.max_len = batch_size, max_len
+        self.dtype, self.device = dtype, torch.device(device)
+        self.seq_length = 0
+        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        self._states: dict[Hashable, LayerState] = {}
+
+    @classmethod
+    def for_model(cls, model: nn.Module, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> "Cache":
         param = next(model.parameters())
-        n_layers = config.decoder_layers if config.arch == "encoder_decoder" else config.n_layers
-        return cls(n_layers, batch_size, config.kv_heads, config.hd, max_len, dtype or param.dtype, param.device)
+        return cls(batch_size, max_len, dtype=dtype or param.dtype, device=param.device)
 
-    @property
-    def batch_size(self) -> int:
-        return self.k[0].shape[0]
+    def state(self, key: Hashable, create: StateFactory) -> LayerState:
+        """The state under `key` (e.g. ("self", layer index)), made by `create` on first use."""
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = create(self.batch_size, self.max_len, self.dtype, self.device)
+        return state
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new (B, KV, T, hd) keys/values after the cached ones; return all of them."""
-        start, end = self.length, self.length + k.shape[2]
-        if end > self.max_len:
-            raise ValueError(f"KV cache is full: {end} tokens > max_len {self.max_len}")
-        self.k[layer][:, :, start:end] = k
-        self.v[layer][:, :, start:end] = v
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+    def nbytes(self) -> int:
+        """Bytes the layers' states hold (created on each layer's first forward)."""
+        return sum(state.nbytes() for state in self._states.values())
 
-    def advance(self, n: int) -> None:
-        self.length += n
+    def advance(self, n: int, new_mask: torch.Tensor | None = None) -> None:
+        """The last forward's n new tokens are kept; new_mask (B, n) marks which of them are real."""
+        if self.seq_length + n > self.max_len:
+            raise ValueError(f"KV cache is full: {self.seq_length + n} tokens > max_len {self.max_len}")
+        self.seq_length += n
+        self.lengths += n if new_mask is None else new_mask.sum(dim=1).to(self.lengths.dtype)
+
+    def crop(self, length: int) -> None:
+        """Keep the first `length` slots (speculative rollback); rows lose the dropped tokens from
+        their lengths (they are real tokens of every row: drafts, not padding)."""
+        if not 0 <= length <= self.seq_length:
+            raise ValueError(f"cannot crop a cache of {self.seq_length} tokens to {length}")
+        self.lengths -= self.seq_length - length
+        self.seq_length = length
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Select batch rows (beam search)."""
-        self.k = [t.index_select(0, index) for t in self.k]
-        self.v = [t.index_select(0, index) for t in self.v]
-        self._cross = {i: (k.index_select(0, index), v.index_select(0, index)) for i, (k, v) in self._cross.items()}
+        """Keep rows `index` (beam search: the surviving beams' histories)."""
+        self._states = {key: state.reorder(index) for key, state in self._states.items()}
+        self.lengths = self.lengths.index_select(0, index)
+        self.batch_size = int(index.numel())
 
-    def has_cross(self, layer: int) -> bool:
-        return layer in self._cross
+    def rows(self, start: int, end: int) -> "Cache":
+        """Rows start:end as a cache of their own whose writes reach this one (states that do not
+        exist yet are created here first, so a later forward on the view fills this cache)."""
+        view = _RowView(self, start, end)
+        view.seq_length, view.lengths = self.seq_length, self.lengths[start:end]
+        return view
 
-    def get_cross(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._cross[layer]
+    def scratch_rows(self, index: torch.Tensor, max_len: int) -> "Cache":
+        """A new cache holding a copy of rows `index`, slots :max_len: forwards on it leave this one
+        as it is (the evaluator runs many continuations on one context's keys/values)."""
+        scratch = Cache(int(index.numel()), max_len, dtype=self.dtype, device=self.device)
+        scratch._states = {key: state.prefix(index, max_len) for key, state in self._states.items()}
+        scratch.seq_length, scratch.lengths = self.seq_length, self.lengths.index_select(0, index)
+        return scratch
 
-    def set_cross(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        self._cross[layer] = (k, v)
+
+class _RowView(Cache):
+    def __init__(self, parent: Cache, start: int, end: int) -> None:
+        super().__init__(end - start, parent.max_len, dtype=parent.dtype, device=parent.device)
+        self._parent, self._span = parent, (start, end)
+
+    def state(self, key: Hashable, create: StateFactory) -> LayerState:
+        if key not in self._states:
+            self._states[key] = self._parent.state(key, create).rows(*self._span)
+        return self._states[key]
+
+
+class LayerView:
+    """A cache seen through one layer index: with shared layers (ALBERT-style) one module serves
+    every layer, and each layer index still needs its own state."""
+
+    def __init__(self, cache: Cache, layer_idx: int) -> None:
+        self.cache, self.layer_idx = cache, layer_idx
+
+    @property
+    def seq_length(self) -> int:
+        return self.cache.seq_length
+
+    def state(self, key: Hashable, create: StateFactory) -> LayerState:
+        kind, _ = key
+        return self.cache.state((kind, self.layer_idx), create)

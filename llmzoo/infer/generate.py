@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from llmzoo.errors import LlmzooError
-from llmzoo.infer.cache import KVCache
+from llmzoo.infer.cache import Cache
 from llmzoo.infer.sampling import SamplingConfig, check_generation_args, next_tokens
 
 
@@ -86,8 +86,9 @@ def generate_ids(
     if sampling.repetition_penalty != 1.0:
         seen = torch.zeros(B, model.config.vocab_size, dtype=torch.bool, device=device)
         seen.scatter_(1, ids, mask.bool())
-    cache = KVCache.for_model(model, B, _virtual_positions(model) + longest + max_new_tokens)
+    cache = Cache.for_model(model, B, _virtual_positions(model) + longest + max_new_tokens)
     out = model(ids, attention_mask=mask if padded else None, cache=cache, logits_to_keep=1)
+    cache.advance(longest, mask)
     eos = torch.tensor(sorted(eos_ids), dtype=torch.long, device=device)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
     results = [Generated([], "length") for _ in range(B)]
@@ -114,6 +115,7 @@ def generate_ids(
         if padded:
             mask = torch.cat((mask, torch.ones(B, 1, dtype=mask.dtype, device=device)), dim=1)
         out = model(token[:, None], attention_mask=mask if padded else None, cache=cache, logits_to_keep=1)
+        cache.advance(1)
     if clamped and any(r.finish_reason == "length" for r in results):
         # As transformers does, say so rather than return a shorter text without a word.
         warnings.warn(ContextLengthWarning(

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from llmzoo.errors import LlmzooError
-from llmzoo.infer.cache import KVCache
+from llmzoo.infer.cache import Cache
 from llmzoo.infer.sampling import SamplingConfig, next_tokens
 
 NEG = -1.0e9  # "impossible" score, as transformers uses (finite, so sums stay ordered)
@@ -89,12 +89,14 @@ class _Decoder:
         # a prefix-tuning adapter's n keys/values take the first n slots (llmzoo.peft.prefix_tuning)
         virtual = getattr(model, "virtual_tokens", None)
         prefix = virtual.n_tokens if virtual is not None and virtual.kind == "prefix" and not virtual.disabled else 0
-        self.cache = KVCache.for_model(model, memory.shape[0], prefix + max_len, memory.dtype) if use_cache else None
+        self.cache = Cache.for_model(model, memory.shape[0], prefix + max_len, memory.dtype) if use_cache else None
 
     def next_logits(self, sequences: torch.Tensor) -> torch.Tensor:
         """sequences (N, t) -> next-token logits (N, V) in fp32."""
-        ids = sequences[:, -1:] if self.cache is not None and self.cache.length > 0 else sequences
+        ids = sequences[:, -1:] if self.cache is not None and self.cache.seq_length > 0 else sequences
         _, logits = self.model.decode(ids, self.memory, attention_mask=self.attention_mask, cache=self.cache)
+        if self.cache is not None:
+            self.cache.advance(ids.shape[1])
         return logits[:, -1].float()
 
     def reorder(self, index: torch.Tensor) -> None:

@@ -7,6 +7,7 @@ from torch import nn
 
 from llmzoo.config import ModelConfig
 from llmzoo.errors import LlmzooError
+from llmzoo.infer.cache import LayerView
 from llmzoo.models.context import build_context, default_position_ids
 from llmzoo.models.outputs import ModelOutput
 from llmzoo.nn.block import Block
@@ -76,7 +77,7 @@ class DecoderLM(nn.Module):
         ref = input_ids if input_ids is not None else inputs_embeds
         B, T = ref.shape[:2]
         device = ref.device
-        past = cache.length if cache is not None else 0
+        past = cache.seq_length if cache is not None else 0
         if attention_mask is not None and attention_mask.shape[-1] != past + T:
             raise LlmzooError(f"attention_mask covers {attention_mask.shape[-1]} tokens but the cache holds "
                               f"{past} and {T} are new; pass a mask over all {past + T}")
@@ -95,13 +96,11 @@ class DecoderLM(nn.Module):
         router_logits = []
         for i in range(config.n_layers):
             h, router = self.layer(i)(h, mask=ctx.masks[config.layer_kind(i)], is_causal=ctx.is_causal,
-                                      rope=ctx.rope, cache=_LayerCache(cache, i) if config.share_layers and cache is not None else cache)
+                                      rope=ctx.rope, cache=LayerView(cache, i) if config.share_layers and cache is not None else cache)
             if router is not None:
                 router_logits.append(router)
             if hidden_states is not None:
                 hidden_states.append(h)
-        if cache is not None:
-            cache.advance(T)
         if self.norm is not None:
             h = self.norm(h)
         out = ModelOutput(last_hidden_state=h)
@@ -121,13 +120,3 @@ class DecoderLM(nn.Module):
                 logits = logits * config.logit_multiplier
             out.logits = logits
         return out
-
-
-class _LayerCache:
-    """With shared layers (ALBERT-style) every layer index must still get its own cache slot."""
-
-    def __init__(self, cache, layer_idx: int) -> None:
-        self.cache, self.layer_idx = cache, layer_idx
-
-    def update(self, _layer: int, k: torch.Tensor, v: torch.Tensor):
-        return self.cache.update(self.layer_idx, k, v)

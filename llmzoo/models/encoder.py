@@ -101,7 +101,7 @@ class EncoderModel(nn.Module):
             raise LlmzooError("pass input_ids (or inputs_embeds) to the encoder")
         B, T = ref.shape[:2]
         device = ref.device
-        past = cache.length if cache is not None else 0
+        past = cache.seq_length if cache is not None else 0
         if config.position == "learned" and past + T > config.max_seq_len:
             raise LlmzooError(f"sequence of {past + T} tokens exceeds this model's context of {config.max_seq_len}")
         if attention_mask is not None and tuple(attention_mask.shape) != (B, past + T):

@@ -91,7 +91,7 @@ class Stack(nn.Module):
         with a cache, h holds only the new tokens and attention_mask covers past + new."""
         config = self.config
         B, T, _ = h.shape
-        past = cache.length if cache is not None else 0
+        past = cache.seq_length if cache is not None else 0
         if config.position in ("learned", "sinusoidal") and past + T > config.max_seq_len:
             raise LlmzooError(f"sequence of {past + T} tokens exceeds this model's context of {config.max_seq_len}")
         if hasattr(self, "positions"):
@@ -108,8 +108,6 @@ class Stack(nn.Module):
         cross_mask = memory_mask(memory_attention_mask, h.dtype) if self.decoder else None
         for layer in self.layers:
             h, _ = layer(h, mask=mask, is_causal=is_causal, cache=cache, memory=memory, memory_mask=cross_mask)
-        if cache is not None:
-            cache.advance(T)
         if self.norm is not None:
             h = self.norm(h)
         return self.dropout(h)

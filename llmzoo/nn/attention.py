@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmzoo.config import ModelConfig
+from llmzoo.infer.cache import AttentionState, CrossAttentionState
 from llmzoo.nn.fused import can_fuse, fused_linear
 from llmzoo.nn.position import apply_rotary
 
@@ -98,7 +99,8 @@ class Attention(nn.Module):
                 q = apply_rotary(q, *rope, interleaved=self.rope_interleaved)
                 k = apply_rotary(k, *rope, interleaved=self.rope_interleaved)
             if cache is not None:
-                k, v = cache.update(self.layer_idx, k, v)  # (B, KV, past + T, hd)
+                state = cache.state(("self", self.layer_idx), self._new_state)
+                k, v = state.write(k, v, cache.seq_length)  # (B, KV, past + T, hd)
         out = attention_kernel(
             q, k, v, mask=mask, is_causal=is_causal, scale=self.scale, softcap=self.softcap,
             dropout=self.dropout if self.training else 0.0,
@@ -108,15 +110,19 @@ class Attention(nn.Module):
             out = out + self.prompt_attention(self, q)
         return out
 
+    def _new_state(self, batch: int, max_len: int, dtype: torch.dtype, device: torch.device) -> AttentionState:
+        return AttentionState.empty(batch, self.n_kv_heads, self.head_dim, max_len, dtype, device)
+
     def _cross_kv(self, memory: torch.Tensor | None, cache) -> tuple[torch.Tensor, torch.Tensor]:
         # Encoder keys/values are computed once per generation and kept in the cache.
-        if cache is not None and cache.has_cross(self.layer_idx):
-            return cache.get_cross(self.layer_idx)
+        state = cache.state(("cross", self.layer_idx), lambda *_: CrossAttentionState()) if cache is not None else None
+        if state is not None and state.k is not None:
+            return state.k, state.v
         if memory is None:
             raise ValueError("cross-attention needs the encoder output (memory)")
         B, S, _ = memory.shape
         k = self.k_proj(memory).view(B, S, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(memory).view(B, S, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        if cache is not None:
-            cache.set_cross(self.layer_idx, k, v)
+        if state is not None:
+            state.k, state.v = k, v
         return k, v

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from llmzoo.errors import LlmzooError
+from llmzoo.infer.cache import AttentionState, Cache
 from llmzoo.peft.names import ModuleNames
 from llmzoo.peft.methods import Method, register
 from llmzoo.peft.prompt_format import check_task, config_int, loaded_tokens, saved_tensors
@@ -44,16 +45,14 @@ class PrefixTuning(VirtualTokens):
         """`cache` (a new one of n + new_tokens slots if None) with each layer's n prefix keys/values
         in its first slots: the prefix is a past of n tokens."""
         if cache is None:
-            from llmzoo.infer.cache import KVCache
-
-            cache = KVCache.for_model(owner, batch, self.n_tokens + new_tokens)
+            cache = Cache.for_model(owner, batch, self.n_tokens + new_tokens)
         n_layers, kv, hd = self.shape
         # (n, L * 2 * KV * hd) -> (L * 2, KV, n, hd): peft's layout, pair p's keys at 2p, values at 2p + 1
         table = self.tokens().view(self.n_tokens, n_layers * 2, kv, hd).permute(1, 2, 0, 3)
-        dtype = cache.k[0].dtype
         for layer, pair in enumerate(self.pairs):
-            k, v = (t.to(dtype)[None].expand(batch, -1, -1, -1) for t in (table[2 * pair], table[2 * pair + 1]))
-            cache.update(layer, k, v)
+            state = cache.state(("self", layer), lambda *a: AttentionState.empty(a[0], kv, hd, *a[1:]))
+            k, v = (t.to(cache.dtype)[None].expand(batch, -1, -1, -1) for t in (table[2 * pair], table[2 * pair + 1]))
+            state.write(k, v, cache.seq_length)
         cache.advance(self.n_tokens)
         return cache
 

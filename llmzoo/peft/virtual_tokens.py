@@ -109,7 +109,7 @@ def _before(vt: VirtualTokens, model: nn.Module, _module: nn.Module, args: tuple
     B, T = ref.shape[:2]
     n, device = vt.n_tokens, ref.device
     cache = kwargs.get("cache")
-    fresh = cache is None or cache.length == 0  # the virtual tokens are not in the cache yet
+    fresh = cache is None or cache.seq_length == 0  # the virtual tokens are not in the cache yet
     kwargs["attention_mask"] = _extended(kwargs.get("attention_mask"), n)
     if kwargs.get("position_ids") is not None:
         positions = kwargs["position_ids"] + n
@@ -147,6 +147,9 @@ def _after(vt: VirtualTokens, _module: nn.Module, args: tuple, kwargs: dict, out
     if not added:
         return out
     n, total = added
+    if kwargs.get("cache") is not None:
+        # The prepended prompt wrote the first n slots; the caller advances past the T tokens it passed.
+        kwargs["cache"].advance(n)
     for field, value in list(out.items()):
         if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[1] == total:
             out[field] = value[:, n:]
@@ -178,7 +181,7 @@ def _before_decoder_stack(vt: VirtualTokens, stack: nn.Module, args: tuple, kwar
             kwargs["memory_attention_mask"] = _extended(mask, n)
         return args, kwargs
     cache = kwargs.get("cache")
-    if cache is None or cache.length == 0:
+    if cache is None or cache.seq_length == 0:
         h = args[0] if args else kwargs["h"]
         kwargs["cache"] = vt.filled(cache, stack, h.shape[0], h.shape[1])
     kwargs["attention_mask"] = _extended(kwargs.get("attention_mask"), n)

@@ -6,7 +6,7 @@ import transformers
 
 from llmzoo.config import ModelConfig
 from llmzoo.errors import LlmzooError
-from llmzoo.infer.cache import KVCache
+from llmzoo.infer.cache import Cache
 from llmzoo.infer.generate import generate_ids
 from llmzoo.infer.sampling import SamplingConfig, apply_repetition_penalty, filter_logits, next_tokens
 from llmzoo.models.build import build_model
@@ -39,10 +39,12 @@ def test_cached_decoding_equals_full_forward(name):
     ids = torch.randint(0, 97, (2, 14), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         full = model(ids).logits
-        cache = KVCache.for_model(model, 2, 20)
-        steps = [model(ids[:, :5], cache=cache).logits]
-        steps += [model(ids[:, t : t + 1], cache=cache).logits for t in range(5, 9)]
-        steps += [model(ids[:, 9:], cache=cache).logits]  # a multi-token chunk after the prefix
+        cache = Cache.for_model(model, 2, 20)
+        chunks = [(0, 5)] + [(t, t + 1) for t in range(5, 9)] + [(9, 14)]  # the last: several tokens after a past
+        steps = []
+        for start, end in chunks:
+            steps.append(model(ids[:, start:end], cache=cache).logits)
+            cache.advance(end - start)
     torch.testing.assert_close(torch.cat(steps, dim=1), full)
 
 

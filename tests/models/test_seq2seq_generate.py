@@ -7,7 +7,7 @@ import transformers
 
 import llmzoo
 from llmzoo.errors import LlmzooError
-from llmzoo.infer.cache import KVCache
+from llmzoo.infer.cache import Cache
 from llmzoo.infer.seq2seq import banned_ngram_tokens, generate_seq2seq
 from tests.parity.base import randomise
 
@@ -105,8 +105,11 @@ def test_cached_decoder_equals_uncached_forward(pair):
     with torch.no_grad():
         full = model(ids, dec, attention_mask=mask).logits
         memory = model.encode(ids, mask)
-        cache = KVCache.for_model(model, ids.shape[0], 6)
-        steps = [model.decode(dec[:, t:t + 1], memory, attention_mask=mask, cache=cache)[1] for t in range(6)]
+        cache = Cache.for_model(model, ids.shape[0], 6)
+        steps = []
+        for t in range(6):
+            steps.append(model.decode(dec[:, t:t + 1], memory, attention_mask=mask, cache=cache)[1])
+            cache.advance(1)
     torch.testing.assert_close(torch.cat(steps, dim=1), full)
     # and uncached generation equals cached generation
     a = generate_seq2seq(model, ids, mask, max_new_tokens=6, num_beams=2, use_cache=False)
@@ -156,6 +159,9 @@ def test_sinusoidal_transformer_cached_decoder_equals_forward():
     with torch.no_grad():
         full = model(ids, dec).logits
         memory = model.encode(ids)
-        cache = KVCache.for_model(model, 2, 5)
-        steps = [model.decode(dec[:, t:t + 1], memory, cache=cache)[1] for t in range(5)]
+        cache = Cache.for_model(model, 2, 5)
+        steps = []
+        for t in range(5):
+            steps.append(model.decode(dec[:, t:t + 1], memory, cache=cache)[1])
+            cache.advance(1)
     torch.testing.assert_close(torch.cat(steps, dim=1), full)

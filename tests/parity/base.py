@@ -68,14 +68,16 @@ def check_parity(
 def check_cached_decoding(model: torch.nn.Module, *, prefix: int = 5, total: int = 12, batch: int = 2,
                           seed: int = 0) -> None:
     """KV-cached decoding (a prefix, then one token at a time) gives the logits of one full forward."""
-    from llmzoo.infer.cache import KVCache
+    from llmzoo.infer.cache import Cache
 
     gen = torch.Generator().manual_seed(seed + 2)
     ids = torch.randint(0, model.config.vocab_size, (batch, total), generator=gen)
     with torch.no_grad():
         full = model(ids).logits
-        cache = KVCache.for_model(model, batch, total)
-        steps = [model(ids[:, :prefix], cache=cache).logits]
-        steps += [model(ids[:, t : t + 1], cache=cache).logits for t in range(prefix, total)]
-    assert cache.length == total
+        cache = Cache.for_model(model, batch, total)
+        steps = []
+        for start, end in [(0, prefix)] + [(t, t + 1) for t in range(prefix, total)]:
+            steps.append(model(ids[:, start:end], cache=cache).logits)
+            cache.advance(end - start)
+    assert cache.seq_length == total
     torch.testing.assert_close(torch.cat(steps, dim=1), full)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 import llmzoo
-from llmzoo.infer.cache import KVCache
+from llmzoo.infer.cache import Cache
 from tests.parity.base import reference_model
 
 
@@ -39,9 +39,10 @@ def check_chunked_cached_decoding(model: torch.nn.Module, *, seq_len: int = 14, 
     ids = torch.randint(0, model.config.vocab_size, (batch, seq_len), generator=gen)
     with torch.no_grad():
         full = model(ids).logits
-        cache = KVCache.for_model(model, batch, seq_len)
+        cache = Cache.for_model(model, batch, seq_len)
         steps = [(0, prefix), (prefix, prefix + chunk)] + [(t, t + 1) for t in range(prefix + chunk, seq_len)]
         for start, end in steps:
             got = model(ids[:, start:end], cache=cache).logits
+            cache.advance(end - start)
             torch.testing.assert_close(got, full[:, start:end], msg=lambda m: f"tokens {start}:{end}: {m}")
-    assert cache.length == seq_len
+    assert cache.seq_length == seq_len
