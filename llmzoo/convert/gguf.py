@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter, LlamaFileType
-from gguf.quants import quantize
+from gguf import GGUFValueType, GGUFWriter
 from tqdm.auto import tqdm
 
 from llmzoo.convert.gguf_config import (
@@ -30,8 +29,9 @@ from llmzoo.convert.gguf_config import (
 )
 from llmzoo.convert.gguf_format import GGUFFile, infer_value_type
 from llmzoo.convert.gguf_names import ROPE_FREQS, arch_for_gguf, arch_for_hf, is_rope_permuted, tensor_name_map
+from llmzoo.convert.gguf_quants import file_type, is_quantized, quantize, tensor_type
 from llmzoo.convert.gguf_rope import deinterleave_rope_rows, interleave_rope_rows
-from llmzoo.errors import CheckpointError, ConfigError
+from llmzoo.errors import CheckpointError
 
 __all__ = ["GGUFCheckpoint", "read_gguf", "write_gguf"]
 
@@ -95,27 +95,11 @@ def read_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> GGUFCheck
 
 # -- writing --------------------------------------------------------------------------------------
 
-_FILE_TYPES = {
-    "f32": (GGMLQuantizationType.F32, LlamaFileType.ALL_F32),
-    "f16": (GGMLQuantizationType.F16, LlamaFileType.MOSTLY_F16),
-    "bf16": (GGMLQuantizationType.BF16, LlamaFileType.MOSTLY_BF16),
-    "q8_0": (GGMLQuantizationType.Q8_0, LlamaFileType.MOSTLY_Q8_0),
-}
-_Q8_BLOCK = 32
 # derived from the weights and the config; a caller's copy of these keys (e.g. the metadata of
 # the file a checkpoint was read from) must not override them
 _DERIVED_PREFIXES = ("GGUF.", "split.")
 _DERIVED_KEYS = {"general.architecture", "general.alignment", "general.file_type", "general.quantization_version"}
 _IGNORED_HF_KEYS = ("rotary_emb.inv_freq",)  # a buffer some old HF checkpoints saved
-
-
-def _tensor_type(qtype: GGMLQuantizationType, values: np.ndarray) -> GGMLQuantizationType:
-    """llama.cpp's choice: 1-D tensors (norms, biases) stay F32; rows Q8_0 cannot block fall back to F16."""
-    if values.ndim == 1:
-        return GGMLQuantizationType.F32
-    if qtype == GGMLQuantizationType.Q8_0 and values.shape[-1] % _Q8_BLOCK:
-        return GGMLQuantizationType.F16
-    return qtype
 
 
 def _passthrough_metadata(metadata: dict, arch_name: str, written: set[str]) -> list[tuple[str, object]]:
@@ -180,20 +164,24 @@ def write_gguf(
     """Write an HF config + state dict as a llama.cpp GGUF file.
 
     `tokenizer_metadata`: GGUF key/values to carry over (tokenizer.ggml.*, tokenizer.chat_template,
-    general.name, ...); hyper-parameter keys in it are ignored and rewritten from `hf_config`.
-    `dtype`: "f32", "f16", "bf16" or "q8_0" for the matrices; 1-D tensors are always F32.
+    general.name, ...; see llmzoo.convert.gguf_tokenizer to build them from a Tokenizer);
+    hyper-parameter keys in it are ignored and rewritten from `hf_config`.
+    `dtype`: "f32", "f16", "bf16" or a llama.cpp quantization, "q8_0", "q4_0", "q4_1" or "q4_k_m",
+    each with llama.cpp's per-tensor choices (llmzoo.convert.gguf_quants); 1-D tensors are always F32.
     """
-    if dtype not in _FILE_TYPES:
-        raise ConfigError(f"unknown GGUF dtype {dtype!r}; choose one of {', '.join(_FILE_TYPES)}")
-    qtype, file_type = _FILE_TYPES[dtype]
+    choice = file_type(dtype)
     arch, dims, names = _collect_tensors(hf_config, state_dict)
     arch_metadata, rope_freqs = gguf_metadata_from_hf(hf_config, arch, dims)
+    tokenizer_metadata = dict(tokenizer_metadata or {})
+    tokens = tokenizer_metadata.get("tokenizer.ggml.tokens")
+    if tokens is not None and len(tokens) != dims.vocab:
+        raise CheckpointError(f"the tokenizer metadata lists {len(tokens)} tokens but the model has {dims.vocab} "
+                              "embedding rows; llama.cpp needs one token per row")
 
-    metadata = [("general.file_type", int(file_type), GGUFValueType.UINT32)]
-    if qtype == GGMLQuantizationType.Q8_0:
+    metadata = [("general.file_type", int(choice.file_type), GGUFValueType.UINT32)]
+    if is_quantized(choice.default):
         metadata.append(("general.quantization_version", 2, GGUFValueType.UINT32))  # ggml's current block layout
     metadata += arch_metadata
-    tokenizer_metadata = dict(tokenizer_metadata or {})
     metadata += [m for m in special_token_metadata(hf_config) if m[0] not in tokenizer_metadata]
     entries = [(key, value, vtype, None) for key, value, vtype in metadata]
     written = {key for key, _, _ in metadata}
@@ -213,9 +201,8 @@ def write_gguf(
         if is_rope_permuted(arch, gguf_name):
             heads = dims.n_heads if ".attn_q." in gguf_name else dims.n_kv_heads
             values = interleave_rope_rows(values, heads)
-        tensor_type = _tensor_type(qtype, values)
-        data = quantize(np.ascontiguousarray(values), tensor_type)
-        writer.add_tensor(gguf_name, data, raw_dtype=tensor_type)
+        qtype = tensor_type(gguf_name, values.shape, choice, dims.n_layers, dims.tied)
+        writer.add_tensor(gguf_name, quantize(values, qtype), raw_dtype=qtype)
     try:
         writer.write_header_to_file()
         writer.write_kv_data_to_file()

@@ -36,8 +36,14 @@ class Saved:
     note: str | None = None  # with format="auto": why the model went to llmzoo's format instead of HF's
 
 
-def save_model(model: nn.Module, directory: str | Path, format: str = "auto", tokenizer: Any = None) -> Saved:
-    """Write `model` (and `tokenizer`, if given) under `directory`; see `llmzoo.save`."""
+def save_model(model: nn.Module, directory: str | Path, format: str = "auto", tokenizer: Any = None,
+               gguf_type: str = "f32", gguf_file: str | Path | None = None) -> Saved:
+    """Write `model` (and `tokenizer`, if given) under `directory`; see `llmzoo.save`.
+
+    format="gguf": `gguf_type` is "f32", "f16", "bf16" or a llama.cpp quantization ("q8_0", "q4_0",
+    "q4_1", "q4_k_m"); the file is `gguf_file` if given, else DIRECTORY/NAME.gguf. The tokenizer
+    (the one given, else the one of the source the model was loaded from) goes into the file's
+    tokenizer.ggml.* metadata, so llama.cpp can run the file."""
     if format not in FORMATS:
         raise LlmzooError(f"unknown save format {format!r}; use one of {', '.join(FORMATS)}")
     config = getattr(model, "config", None)
@@ -60,9 +66,20 @@ def save_model(model: nn.Module, directory: str | Path, format: str = "auto", to
                     f"which llmzoo.load reads and transformers does not")
     if format == "gguf":
         from llmzoo.convert.gguf import write_gguf
+        from llmzoo.convert.gguf_quants import file_type, is_quantized
 
-        path = out / f"{config.name.replace('/', '_')}.gguf"
-        _write_into(out, lambda d: write_gguf(hf_config, state, path))
+        quantized = is_quantized(file_type(gguf_type).default)  # an unknown type fails before anything is written
+        if tokenizer is None:
+            tokenizer = _source_tokenizer(model)
+        metadata = gguf_tokenizer_metadata(tokenizer, hf_config["vocab_size"]) if tokenizer is not None else {}
+        metadata.setdefault("general.name", config.name)
+        if gguf_file is not None:
+            path = Path(gguf_file).expanduser()
+            out = path.parent
+        else:
+            suffix = f"-{gguf_type.upper()}" if quantized else ""  # llama.cpp's naming: NAME-Q4_K_M.gguf
+            path = out / f"{config.name.replace('/', '_')}{suffix}.gguf"
+        _write_into(out, lambda d: write_gguf(hf_config, state, path, tokenizer_metadata=metadata, dtype=gguf_type))
         return Saved(path, "gguf")
     if state is None or format == "llmzoo":
         files = native_config(model), unique_state(model)
@@ -80,6 +97,35 @@ def save_model(model: nn.Module, directory: str | Path, format: str = "auto", to
 
     _write_into(out, write)
     return Saved(out, kind, note)
+
+
+def _source_tokenizer(model: nn.Module) -> Any:
+    """The tokenizer of the source `model` was loaded from, if it has a readable one."""
+    source = getattr(model, "tokenizer_source", None)
+    if not source:
+        return None
+    from llmzoo.tokenizer import load_tokenizer
+
+    try:
+        return load_tokenizer(source)
+    except LlmzooError:
+        return None
+
+
+def gguf_tokenizer_metadata(tokenizer: Any, vocab_size: int) -> dict[str, Any]:
+    """The tokenizer.* GGUF keys for `tokenizer`. One read from a GGUF file keeps that file's own keys
+    (every one llama.cpp's converter wrote, e.g. named chat templates); any other is translated by
+    llmzoo.convert.gguf_tokenizer."""
+    from llmzoo.convert.gguf_tokenizer import tokenizer_metadata
+
+    source = Path(str(getattr(tokenizer, "source", None) or ""))
+    if source.suffix == ".gguf" and source.is_file():
+        from llmzoo.convert.gguf_format import GGUFFile
+
+        carried = {k: v for k, v in GGUFFile(source).metadata.items() if k.startswith("tokenizer.")}
+        if len(carried.get("tokenizer.ggml.tokens") or ()) == vocab_size:
+            return carried
+    return tokenizer_metadata(tokenizer, vocab_size=vocab_size)
 
 
 def hf_export(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

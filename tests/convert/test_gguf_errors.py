@@ -152,8 +152,8 @@ def test_write_refuses_what_it_cannot_represent(tmp_path):
         write_gguf(CONFIG, {**state, "model.layers.0.mlp.gate_proj.bias": torch.zeros(128)}, tmp_path / "c.gguf")
     with pytest.raises(CheckpointError, match="shape"):
         write_gguf({**CONFIG, "num_key_value_heads": 4}, state, tmp_path / "d.gguf")
-    with pytest.raises(ConfigError, match="q4_0"):
-        write_gguf(CONFIG, state, tmp_path / "e.gguf", dtype="q4_0")
+    with pytest.raises(ConfigError, match="q2_k"):
+        write_gguf(CONFIG, state, tmp_path / "e.gguf", dtype="q2_k")
     with pytest.raises(CheckpointError, match="does not exist"):
         write_gguf(CONFIG, state, tmp_path / "no" / "f.gguf")
 
