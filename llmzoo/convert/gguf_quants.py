@@ -139,26 +139,28 @@ def _fit_scale_min(x: np.ndarray, nmax: int, steps: int, rmin: float, rdelta: fl
     the weighted squared error over `steps + 1` candidate grids (ggml's make_qkx2_quants)."""
     weights = np.sqrt(np.mean(x * x, axis=-1, keepdims=True)) + np.abs(x)
     lo = np.minimum(x.min(axis=-1, keepdims=True), 0.0)
-    hi = x.max(axis=-1, keepdims=True)
-    span = hi - lo
+    span = x.max(axis=-1, keepdims=True) - lo
     flat = span == 0
-    safe_span = np.where(flat, 1.0, span)
-    sum_w = weights.sum(-1, keepdims=True)
-    sum_x = (weights * x).sum(-1, keepdims=True)
+    span = np.where(flat, np.float32(1), span)
+    wx = weights * x
+    sum_w, sum_x, sum_x2 = weights.sum(-1), wx.sum(-1), (wx * x).sum(-1)
 
-    def error(scale, offset, q):
-        return (weights * (scale * q + offset - x) ** 2).sum(-1, keepdims=True)
-
-    iscale = nmax / safe_span
-    q = np.clip(np.rint(iscale * (x - lo)), 0, nmax)
-    best_scale, best_min = 1 / iscale, lo
-    best = error(best_scale, best_min, q)
-    for step in range(steps + 1):
-        iscale = (rmin + rdelta * step + nmax) / safe_span
+    def fit(iscale: np.ndarray):
+        """q on the grid 1/iscale from lo, and the sums the least-squares fit and its error need."""
         q = np.clip(np.rint(iscale * (x - lo)), 0, nmax)
-        sum_l = (weights * q).sum(-1, keepdims=True)
-        sum_l2 = (weights * q * q).sum(-1, keepdims=True)
-        sum_xl = (weights * q * x).sum(-1, keepdims=True)
+        wq = weights * q
+        return wq.sum(-1), (wq * q).sum(-1), (wq * x).sum(-1)
+
+    def error(scale, offset, sum_l, sum_l2, sum_xl):
+        # sum w (scale q + offset - x)^2, expanded so that no pass over the values is needed
+        return (scale * scale * sum_l2 + 2 * scale * offset * sum_l - 2 * scale * sum_xl + offset * offset * sum_w
+                - 2 * offset * sum_x + sum_x2)
+
+    iscale = nmax / span
+    best_scale, best_min = 1 / iscale[..., 0], lo[..., 0]
+    best = error(best_scale, best_min, *fit(iscale))
+    for step in range(steps + 1):
+        sum_l, sum_l2, sum_xl = fit((rmin + rdelta * step + nmax) / span)
         det = sum_w * sum_l2 - sum_l * sum_l
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = (sum_w * sum_xl - sum_x * sum_l) / det
@@ -166,14 +168,14 @@ def _fit_scale_min(x: np.ndarray, nmax: int, steps: int, rmin: float, rdelta: fl
             positive = offset > 0  # a positive min is not representable: refit the scale alone through 0
             scale = np.where(positive, sum_xl / sum_l2, scale)
             offset = np.where(positive, 0.0, offset)
-        cur = error(scale, offset, q)
+        cur = error(scale, offset, sum_l, sum_l2, sum_xl)
         better = (det > 0) & (cur < best)
         best = np.where(better, cur, best)
         best_scale = np.where(better, scale, best_scale)
         best_min = np.where(better, offset, best_min)
-    best_scale = np.where(flat, 0.0, best_scale)
-    best_min = np.where(flat, lo, best_min)
-    return best_scale[..., 0], -best_min[..., 0]  # ggml stores the min as a positive offset
+    best_scale = np.where(flat[..., 0], 0.0, best_scale)
+    best_min = np.where(flat[..., 0], lo[..., 0], best_min)
+    return best_scale, -best_min  # ggml stores the min as a positive offset
 
 
 def _quantize_q4_k(rows: np.ndarray) -> np.ndarray:
@@ -207,6 +209,7 @@ def _fit_scale_symmetric(x: np.ndarray, nmax: int) -> np.ndarray:
     """Per sub-block the scale with x ~ scale * q, q in -nmax..nmax-1, best of 19 grids under x^2
     weights (ggml's make_qx_quants, rmse_type 1)."""
     weights = x * x
+    wx = weights * x
     pick = np.argmax(np.abs(x), axis=-1)[..., None]
     signed_max = np.take_along_axis(x, pick, axis=-1)
     zero = np.abs(signed_max) < 1e-15  # ggml's GROUP_MAX_EPS: an all-zero sub-block
@@ -215,8 +218,8 @@ def _fit_scale_symmetric(x: np.ndarray, nmax: int) -> np.ndarray:
     for step in [0, *range(-9, 0), *range(1, 10)]:
         iscale = -(nmax + 0.1 * step) / signed_max
         q = np.clip(np.rint(iscale * x), -nmax, nmax - 1)
-        sum_lx = (weights * x * q).sum(-1, keepdims=True)
-        sum_l2 = (weights * q * q).sum(-1, keepdims=True)
+        sum_lx = (wx * q).sum(-1, keepdims=True)
+        sum_l2 = (weights * (q * q)).sum(-1, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = np.where(sum_l2 > 0, sum_lx / sum_l2, 0.0)
         if best is None:

@@ -195,7 +195,13 @@ def _sentencepiece_bpe(spec: dict, tokens: list[str], added: dict[str, bool]) ->
             types.append(TokenType.BYTE)
         else:
             types.append(TokenType.NORMAL)
-    text = json.dumps(spec.get("normalizer")) + json.dumps(spec.get("pre_tokenizer"))
+    normalizer = json.dumps(spec.get("normalizer"))
+    if any(f'"{kind}"' in normalizer for kind in ("Precompiled", "Strip", "NFKC", "NFKD", "NFC", "NFD", "Lowercase")):
+        # llama.cpp's SentencePiece tokenizer only turns spaces into "▁" (LLaMA's own model normalizes nothing)
+        warnings.warn("this SentencePiece model normalizes text (e.g. NFKC, whitespace clean-up), which llama.cpp's "
+                      "'llama' tokenizer does not do; text that needs it may tokenize differently there",
+                      stacklevel=3)
+    text = normalizer + json.dumps(spec.get("pre_tokenizer"))
     prepends = '"Prepend"' in text or '"prepend_scheme": "always"' in text or '"prepend_scheme": "first"' in text
     return {
         "tokenizer.ggml.model": "llama",
