@@ -7,8 +7,8 @@ with the search ggml's reference quantizer (ggml-quants.c, `quantize_row_q4_K_re
 `quantize_row_q6_K_ref`) does:
 
 * Q4_K: each 32-value sub-block gets x ~ scale * q - min, q in 0..15. The (scale, min) pair is
-  the weighted least-squares fit over 21 candidate grids (`make_qkx2_quants`: the grid
-  nmax/(max-min) stretched by -1.0 .. +1.0 levels, weights sqrt(mean x^2) + |x|); the 8 scales and
+  weighted least-squares fit over candidate grids (`make_qkx2_quants`: the grid 15/(max-min), and
+  21 more stretched by -1.0 .. +1.0 levels; weights sqrt(mean x^2) + |x|); the 8 scales and
   8 mins are then stored as 6-bit multiples of two f16 super-block factors, and q is recomputed
   against the stored (rounded) scales.
 * Q6_K: each 16-value sub-block gets x ~ scale * q, q in -32..31; scale is the x^2-weighted
@@ -136,7 +136,7 @@ def _f16(x: np.ndarray) -> np.ndarray:
 
 def _fit_scale_min(x: np.ndarray, nmax: int, steps: int, rmin: float, rdelta: float) -> tuple[np.ndarray, np.ndarray]:
     """Per sub-block (last axis) the (scale, min <= 0) with x ~ scale * q + min, q in 0..nmax, minimising
-    the weighted squared error over `steps + 1` candidate grids (ggml's make_qkx2_quants)."""
+    the weighted squared error over the plain grid and `steps + 1` stretched ones (ggml's make_qkx2_quants)."""
     weights = np.sqrt(np.mean(x * x, axis=-1, keepdims=True)) + np.abs(x)
     lo = np.minimum(x.min(axis=-1, keepdims=True), 0.0)
     span = x.max(axis=-1, keepdims=True) - lo

@@ -67,3 +67,11 @@ def test_f32_gguf_is_the_source_model(source, tmp_path):
     original = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
     ids = torch.tensor([llmzoo.load_tokenizer(path).encode(TEXTS[0])])
     torch.testing.assert_close(_logits(theirs, ids), _logits(original, ids), rtol=1e-5, atol=1e-5)
+
+
+def test_llmzoo_save_gguf_writes_the_tokenizer_of_the_source(source, tmp_path):
+    """llmzoo.save(model, dir, format="gguf") finds the tokenizer of the directory the model came from."""
+    path = llmzoo.save(llmzoo.load(source), tmp_path / "gguf", format="gguf")
+    metadata = GGUFFile(path).metadata
+    assert metadata["tokenizer.ggml.model"] == "gpt2" and metadata["tokenizer.ggml.pre"] == "smollm"
+    assert llmzoo.load_tokenizer(path).encode(TEXTS[1]) == llmzoo.load_tokenizer(source).encode(TEXTS[1])
