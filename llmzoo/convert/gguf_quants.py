@@ -6,7 +6,7 @@ gguf-py's `gguf.quants.quantize`. gguf-py 0.19 can only *dequantize* the k-quant
 with the search ggml's reference quantizer (ggml-quants.c, `quantize_row_q4_K_ref` /
 `quantize_row_q6_K_ref`) does:
 
-* Q4_K: each 32-value sub-block gets x ~ scale * q - min, q in 0..15. The (scale, min) pair is
+* Q4_K: each 32-value sub-block gets x ~ scale * q - min, q in 0..15. The (scale, min) pair is the
   weighted least-squares fit over candidate grids (`make_qkx2_quants`: the grid 15/(max-min), and
   21 more stretched by -1.0 .. +1.0 levels; weights sqrt(mean x^2) + |x|); the 8 scales and
   8 mins are then stored as 6-bit multiples of two f16 super-block factors, and q is recomputed
