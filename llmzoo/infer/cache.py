@@ -46,8 +46,15 @@ class AttentionState:
         shape = (batch, n_kv_heads, max_len, head_dim)
         return cls(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
 
-    def write(self, k: torch.Tensor, v: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store (B, KV, T, hd) keys/values at slots start.. ; return every slot up to their end."""
+    def write(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store (B, KV, T, hd) keys/values at slots start.. ; return every slot up to their end.
+        A tensor `start` (a StaticCache's) writes by index and returns all max_len slots, so every
+        decode step has the same shapes (the attention mask hides the empty slots)."""
+        if isinstance(start, torch.Tensor):
+            slots = start + torch.arange(k.shape[2], device=k.device)
+            self.k.index_copy_(2, slots, k)
+            self.v.index_copy_(2, slots, v)
+            return self.k, self.v
         end = start + k.shape[2]
         if end > self.k.shape[2]:
             raise ValueError(f"KV cache is full: {end} tokens > max_len {self.k.shape[2]}")
@@ -107,6 +114,13 @@ class Cache:
         param = next(model.parameters())
         return cls(batch_size, max_len, dtype=dtype or param.dtype, device=param.device)
 
+    static = False  # a StaticCache's shapes never change (compiled decoding)
+
+    @property
+    def write_position(self) -> int:
+        """Where the next forward writes (a StaticCache gives a tensor, read inside a compiled graph)."""
+        return self.seq_length
+
     def state(self, key: Hashable, create: StateFactory) -> LayerState:
         """The state under `key` (e.g. ("self", layer index)), made by `create` on first use."""
         state = self._states.get(key)
@@ -153,6 +167,55 @@ class Cache:
         scratch._states = {key: state.prefix(index, max_len) for key, state in self._states.items()}
         scratch.seq_length, scratch.lengths = self.seq_length, self.lengths.index_select(0, index)
         return scratch
+
+
+class StaticCache(Cache):
+    """A cache whose tensors keep their shapes for the whole generation, for a compiled decode step
+    (llmzoo.infer.compiled): forwards write at `write_start` (a 0-d tensor, not an int, so the graph
+    does not change from step to step) and attend over all max_len slots, `key_mask` (B, max_len)
+    saying which hold real tokens. Supported by decoders whose masks depend only on slot order and
+    padding (causal, sliding window, RoPE/learned/no positions); `supports(config)` says which."""
+
+    static = True
+
+    def __init__(self, batch_size: int, max_len: int, *, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu") -> None:
+        super().__init__(batch_size, max_len, dtype=dtype, device=device)
+        self.key_mask = torch.zeros(batch_size, max_len, dtype=torch.bool, device=self.device)
+        self.write_start = torch.zeros((), dtype=torch.long, device=self.device)
+
+    @staticmethod
+    def supports(config) -> bool:
+        return config.arch == "decoder" and config.position in ("rope", "learned", "none") and not config.share_layers
+
+    @property
+    def write_position(self) -> torch.Tensor:
+        return self.write_start
+
+    def new_positions(self, q_len: int, new_mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, T) positions of the next forward's tokens: each row continues its own count of real
+        tokens, so left padding shifts nothing."""
+        if new_mask is None:
+            return self.lengths[:, None] + torch.arange(q_len, device=self.device)
+        return self.lengths[:, None] + (new_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+    def advance(self, n: int, new_mask: torch.Tensor | None = None) -> None:
+        start = self.seq_length
+        super().advance(n, new_mask)
+        self.key_mask[:, start:start + n] = True if new_mask is None else new_mask.bool()
+        self.write_start.fill_(self.seq_length)
+
+    def crop(self, length: int) -> None:
+        super().crop(length)
+        self.key_mask[:, length:] = False
+        self.write_start.fill_(length)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        super().reorder(index)
+        self.key_mask = self.key_mask.index_select(0, index)
+
+    def rows(self, start: int, end: int) -> Cache:
+        raise NotImplementedError("a StaticCache has no row views; use a Cache")
 
 
 class _RowView(Cache):

@@ -8,7 +8,7 @@ from torch import nn
 from llmzoo.config import ModelConfig
 from llmzoo.errors import LlmzooError
 from llmzoo.infer.cache import LayerView
-from llmzoo.models.context import build_context, default_position_ids
+from llmzoo.models.context import build_context, default_position_ids, static_context
 from llmzoo.models.outputs import ModelOutput
 from llmzoo.nn.block import Block
 from llmzoo.nn.embedding import Embeddings
@@ -77,6 +77,8 @@ class DecoderLM(nn.Module):
         ref = input_ids if input_ids is not None else inputs_embeds
         B, T = ref.shape[:2]
         device = ref.device
+        if getattr(cache, "static", False):  # fixed shapes for compiled decoding; attention_mask: (B, T) new tokens
+            return self._static_forward(input_ids, attention_mask, position_ids, cache, inputs_embeds, logits_to_keep)
         past = cache.seq_length if cache is not None else 0
         if attention_mask is not None and attention_mask.shape[-1] != past + T:
             raise LlmzooError(f"attention_mask covers {attention_mask.shape[-1]} tokens but the cache holds "
@@ -101,8 +103,7 @@ class DecoderLM(nn.Module):
                 router_logits.append(router)
             if hidden_states is not None:
                 hidden_states.append(h)
-        if self.norm is not None:
-            h = self.norm(h)
+        h = self.norm(h) if self.norm is not None else h
         out = ModelOutput(last_hidden_state=h)
         if hidden_states is not None:
             out.hidden_states = tuple(hidden_states)
@@ -114,9 +115,26 @@ class DecoderLM(nn.Module):
             out.loss = linear_cross_entropy(h, self.lm_head.weight, targets, bias=self.lm_head.bias,
                                             scale=config.logit_multiplier)
         elif self.lm_head is not None:
-            hk = h[:, -logits_to_keep:] if logits_to_keep else h
-            logits = self.lm_head(hk)
-            if config.logit_multiplier is not None:
-                logits = logits * config.logit_multiplier
-            out.logits = logits
+            out.logits = self._logits(h, logits_to_keep)
+        return out
+
+    def _logits(self, h: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
+        logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
+        return logits * self.config.logit_multiplier if self.config.logit_multiplier is not None else logits
+
+    def _static_forward(self, input_ids, new_mask, position_ids, cache, inputs_embeds, logits_to_keep) -> ModelOutput:
+        """A forward on a StaticCache: only tensors decide what it computes (no host-side lengths),
+        so a compiled decode step is one graph for the whole generation."""
+        T = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        if position_ids is None:
+            position_ids = cache.new_positions(T, new_mask)
+        h = self.embeddings(input_ids, position_ids, inputs_embeds=inputs_embeds)
+        ctx = static_context(self.config, cache, q_len=T, new_mask=new_mask, dtype=h.dtype, position_ids=position_ids,
+                             rotary=getattr(self, "rotary", None))
+        for i in range(self.config.n_layers):
+            h, _ = self.layer(i)(h, mask=ctx.masks[self.config.layer_kind(i)], is_causal=False, rope=ctx.rope, cache=cache)
+        h = self.norm(h) if self.norm is not None else h
+        out = ModelOutput(last_hidden_state=h)
+        if self.lm_head is not None:
+            out.logits = self._logits(h, logits_to_keep)
         return out

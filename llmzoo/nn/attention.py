@@ -100,7 +100,7 @@ class Attention(nn.Module):
                 k = apply_rotary(k, *rope, interleaved=self.rope_interleaved)
             if cache is not None:
                 state = cache.state(("self", self.layer_idx), self._new_state)
-                k, v = state.write(k, v, cache.seq_length)  # (B, KV, past + T, hd)
+                k, v = state.write(k, v, cache.write_position)  # (B, KV, past + T, hd)
         out = attention_kernel(
             q, k, v, mask=mask, is_causal=is_causal, scale=self.scale, softcap=self.softcap,
             dropout=self.dropout if self.training else 0.0,

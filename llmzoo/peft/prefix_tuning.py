@@ -52,7 +52,7 @@ class PrefixTuning(VirtualTokens):
         for layer, pair in enumerate(self.pairs):
             state = cache.state(("self", layer), lambda *a: AttentionState.empty(a[0], kv, hd, *a[1:]))
             k, v = (t.to(cache.dtype)[None].expand(batch, -1, -1, -1) for t in (table[2 * pair], table[2 * pair + 1]))
-            state.write(k, v, cache.seq_length)
+            state.write(k, v, cache.write_position)
         cache.advance(self.n_tokens)
         return cache
 
