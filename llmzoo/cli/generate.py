@@ -22,6 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--system", help="system message (with --chat)")
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     g.add_argument("--no-stream", action="store_true", help="print the completion only when done")
+    g.add_argument("--speculative", metavar="DRAFT",
+                   help="speculative decoding (the same greedy text; sampling draws from the same distribution): "
+                        "'prompt-lookup' (drafts copied from the text), "
+                        "'layers:N' (the model's first N layers) or a draft model source with the same "
+                        "tokenizer; the acceptance rate goes to stderr")
+    g.add_argument("--draft-tokens", type=int, metavar="K",
+                   help="tokens drafted per model forward with --speculative (default 10 for prompt-lookup, 5 for a model)")
     g.set_defaults(func=cmd_generate)
 
     c = sub.add_parser("chat", help="interactive chat using the model's chat template (streams replies)")
@@ -81,15 +88,28 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.system is not None and not args.chat:  # checked before loading the model
         raise LlmzooError("--system goes into the chat template; add --chat (or leave --system out)")
     _check_sampling(args)
+    if args.draft_tokens is not None and args.speculative is None:
+        raise LlmzooError("--draft-tokens goes with --speculative; add --speculative prompt-lookup (or layers:N, "
+                          "or a draft model)")
+    if args.draft_tokens is not None and args.draft_tokens < 1:
+        raise LlmzooError(f"--draft-tokens must be a whole number >= 1, got {args.draft_tokens}")
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     model, tokenizer = _load(args.source, args.dtype, args.adapter)
+    speculative = {}
+    if args.speculative is not None:
+        from llmzoo.infer.speculative import SpeculativeStats, load_draft
+
+        speculative = dict(speculative=load_draft(args.speculative, model, tokenizer, _dtype(args.dtype)),
+                           num_draft_tokens=args.draft_tokens, speculative_stats=SpeculativeStats())
     stream = None if args.no_stream else _write
     with _notes_on_stderr():
         text = llmzoo.generate(model, tokenizer, prompt, chat=args.chat, system=args.system, stop=args.stop,
-                               stream=stream, **_sampling_kwargs(args))
+                               stream=stream, **_sampling_kwargs(args), **speculative)
         if stream is None:
             _write(text)
         _write("\n")
+    if speculative:
+        print(f"speculative: {speculative['speculative_stats'].summary()}", file=sys.stderr)
     return 0
 
 

@@ -195,6 +195,9 @@ def generate(
     stream: Callable[[str], None] | None = None,
     chat: bool = False,
     system: str | None = None,
+    speculative=None,
+    num_draft_tokens: int | None = None,
+    speculative_stats=None,
     _prompt_has_special_tokens: bool = False,
 ) -> str | list[str]:
     """Complete `prompt` (a string, or a list of strings for a padded batch).
@@ -202,11 +205,19 @@ def generate(
     temperature=0 is greedy. chat=True wraps the prompt in the model's chat template (with `system`
     as the system message). stream(text) receives printable text as it is produced (batch of one only).
     A ContextLengthWarning says when the model's context length cut generation short.
+    speculative: "prompt-lookup", "layers:N" (the model's first N layers) or a draft model with the
+    same vocabulary, proposing num_draft_tokens per target forward (llmzoo.infer.speculative; one
+    prompt at a time): greedy text is unchanged, sampling draws from the same distribution (not the
+    same sample for a seed). speculative_stats: a
+    SpeculativeStats that receives the counts (drafted, accepted, target forwards).
     """
     # Checked first, so the decoder and encoder-decoder paths both refuse bad values in one line.
     sampling = check_generation_args(max_new_tokens, temperature, top_k, top_p, repetition_penalty)
     if system is not None and not chat:
         raise LlmzooError("a system message is used only in a chat template; pass chat=True with system=")
+    if speculative is not None and getattr(model.config, "arch", "decoder") != "decoder":
+        raise LlmzooError(f"speculative decoding works for decoder models; {model.config.name} is an "
+                          f"{model.config.arch.replace('_', '-')}: drop speculative=")
     if getattr(model.config, "arch", "decoder") == "encoder_decoder":
         from llmzoo.infer.seq2seq import complete  # encoder-decoder models decode differently
 
@@ -243,8 +254,17 @@ def generate(
     if tokenizer.eos_token_id is not None:
         eos.add(tokenizer.eos_token_id)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    results = generate_ids(model, prompts, max_new_tokens=max_new_tokens, sampling=sampling, eos_ids=eos,
-                           pad_id=pad, seed=seed, on_token=on_token)
+    if speculative is not None:
+        from llmzoo.infer.speculative import speculative_generate_ids
+
+        results = speculative_generate_ids(model, prompts, speculative=speculative, num_draft_tokens=num_draft_tokens,
+                                           max_new_tokens=max_new_tokens, sampling=sampling, eos_ids=eos,
+                                           pad_id=pad, seed=seed, on_token=on_token)
+        if speculative_stats is not None:
+            vars(speculative_stats).update(vars(results[0].stats))
+    else:
+        results = generate_ids(model, prompts, max_new_tokens=max_new_tokens, sampling=sampling, eos_ids=eos,
+                               pad_id=pad, seed=seed, on_token=on_token)
     outputs = []
     for row, result in enumerate(results):
         if result.finish_reason == "stop":

@@ -81,11 +81,28 @@ def next_tokens(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """logits (B, V) -> token ids (B,)."""
+    logits = penalised_logits(logits, config, seen)
+    if config.greedy:
+        return logits.argmax(dim=-1)
+    return torch.multinomial(_probs(logits, config), num_samples=1, generator=generator).squeeze(-1)
+
+
+def penalised_logits(logits: torch.Tensor, config: SamplingConfig, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """logits (..., V) in float32 after the repetition penalty: what greedy takes the argmax of."""
     logits = logits.float()
     if seen is not None:
         logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
+    return logits
+
+
+def sampling_probs(logits: torch.Tensor, config: SamplingConfig, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """The distribution (..., V) that next_tokens samples from (penalty, temperature, top-k, top-p),
+    for code that needs the probabilities themselves (speculative decoding's accept/reject rule).
+    Sampling only: greedy (temperature 0) has no distribution, it takes the argmax."""
     if config.greedy:
-        return logits.argmax(dim=-1)
-    logits = filter_logits(logits / config.temperature, config.top_k, config.top_p)
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+        raise ValueError("greedy decoding has no sampling distribution; use penalised_logits(...).argmax(-1)")
+    return _probs(penalised_logits(logits, config, seen), config)
+
+
+def _probs(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
+    return filter_logits(logits / config.temperature, config.top_k, config.top_p).softmax(dim=-1)
