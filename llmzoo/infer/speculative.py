@@ -172,8 +172,10 @@ def truncated_draft(model: nn.Module, n_layers: int) -> nn.Module:
     nn.Module.__init__(draft)
     fresh = set(vars(draft))
     for name, value in vars(model).items():
-        if name not in fresh:
-            setattr(draft, name, value)  # plain attributes (config, ...)
+        # Plain public attributes (config, ...); private ones are per-model caches (a compiled
+        # decode step for the full stack) that must not serve the shorter one.
+        if name not in fresh and not name.startswith("_"):
+            setattr(draft, name, value)
     draft._parameters.update(model._parameters)
     draft._buffers.update(model._buffers)
     draft._non_persistent_buffers_set = set(model._non_persistent_buffers_set)
