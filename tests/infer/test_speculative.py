@@ -92,6 +92,24 @@ def test_greedy_with_repetition_penalty_equals_plain():
         assert ours[0].token_ids == plain, name
 
 
+@pytest.mark.parametrize("method", ["prompt_tuning", "prefix_tuning"])
+def test_greedy_with_virtual_token_adapters_equals_plain(method):
+    """An adapter's virtual tokens take cache slots before the prompt, in the target and in a draft
+    that has its own adapter (its rollbacks must keep them)."""
+    import llmzoo.peft
+
+    model, draft = _model(BASE, 1), _model(BASE, 2)
+    llmzoo.peft.apply(model, method, num_virtual_tokens=4)
+    llmzoo.peft.apply(draft, method, num_virtual_tokens=3)
+    with torch.no_grad():  # virtual tokens that change the output
+        for p in model.virtual_tokens.parameters():
+            p.add_(torch.randn_like(p))
+    model.eval(), draft.eval()
+    plain = generate_ids(model, [PROMPT], max_new_tokens=16)[0].token_ids
+    for drafter in ("prompt-lookup", "layers:2", draft):
+        assert speculative_generate_ids(model, [PROMPT], speculative=drafter, max_new_tokens=16)[0].token_ids == plain
+
+
 def test_a_draft_that_always_agrees_is_accepted_in_full():
     model = _model(BASE, 4)
     plain = generate_ids(model, [PROMPT], max_new_tokens=18)[0].token_ids
