@@ -26,23 +26,49 @@ from llmzoo.errors import CheckpointError, LlmzooError
 from llmzoo.hub import PACKAGED_WEIGHTS, resolve_source
 from llmzoo.models.build import build_model
 
-def load(source: str | Path, dtype: torch.dtype | None = None, *, adapter: str | Path | None = None) -> nn.Module:
+def load(source: str | Path, dtype: torch.dtype | None = None, *, adapter: str | Path | None = None,
+         quant: str | None = None) -> nn.Module:
     """Load a model; `model.config` is its ModelConfig, `model(ids).logits` its (B, T, V) logits.
     `model.tokenizer_source` names where its tokenizer is (None if the source has none), so
     `llmzoo.save(model, dir)` writes the tokenizer beside the weights. adapter: a peft-format
     adapter directory (adapter_config.json + adapter_model.safetensors, written by peft or by
-    llmzoo.peft.save_adapter) applied on top of the base (llmzoo.peft)."""
+    llmzoo.peft.save_adapter) applied on top of the base (llmzoo.peft).
+    quant (llmzoo.quant; README "Quantized weights"): None keeps float weights; "gguf" runs a .gguf
+    source's own quantized blocks in the matmuls instead of dequantizing them; "int8" (per output
+    row) and "int4" (groups of 32 inputs) quantize the linear layers of any model. Layers an adapter
+    wraps stay float; `dtype` then applies to the rest (norms, embeddings, biases)."""
+    from llmzoo.quant import check_quant
+
+    method = check_quant(quant)
     if adapter is not None:  # a directory llmzoo cannot apply fails before the base is read
         from llmzoo.peft import read_adapter_config
 
         read_adapter_config(adapter)
-    model = _load_base(source, dtype)
+    gguf_file = _gguf_file(source) if method == "gguf" else None  # a non-GGUF source fails before reading
+    model = _load_base(source, dtype if method is None else None)
     model.source = str(source)  # what save_adapter records as base_model_name_or_path
     if adapter is not None:
         from llmzoo.peft import load_adapter
 
         load_adapter(model, adapter)
+    if method is not None:
+        from llmzoo.quant import quantize_from_gguf, quantize_model
+
+        quantize_from_gguf(model, gguf_file) if method == "gguf" else quantize_model(model, method)
+        if dtype is not None:
+            model.to(dtype)
     return model
+
+
+def _gguf_file(source: str | Path) -> Path:
+    """The .gguf file `source` names (a file, a directory holding one, a zoo name packaged as GGUF)."""
+    path = _resolve_or_zoo_config(source)
+    if path.is_dir() and not (path / "config.json").exists() and len(ggufs := sorted(path.glob("*.gguf"))) == 1:
+        path = ggufs[0]
+    if not (path.is_file() and path.suffix == ".gguf"):
+        raise LlmzooError(f"quant='gguf' runs a GGUF file's own quantized blocks, but {source} is not a .gguf file; "
+                          f"use quant='int8' or quant='int4' to quantize its weights")
+    return path
 
 
 def _load_base(source: str | Path, dtype: torch.dtype | None) -> nn.Module:
