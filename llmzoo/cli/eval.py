@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from llmzoo.cli.generate import add_adapter_arg
+from llmzoo.cli.generate import add_adapter_arg, add_quant_arg
 from llmzoo.errors import LlmzooError
 
 
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None)
     e.add_argument("--device", default="cpu", help="torch device to run on (cpu, cuda, cuda:1, mps; default cpu)")
     add_adapter_arg(e)
+    add_quant_arg(e)
     e.add_argument("--list", action="store_true", help="list the tasks with their data source and metrics")
     e.set_defaults(func=cmd_eval)
 
@@ -54,11 +55,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LlmzooError(f"--device {args.device}: no CUDA device is available here")
     tasks = preflight(args.tasks, args.num_fewshot, args.limit)  # before the model loads: fail fast
-    model, tokenizer = _load(args.source, args.dtype, args.adapter)
+    model, tokenizer = _load(args.source, args.dtype, args.adapter, args.quant)
     model = model.to(device)
     result = evaluate(model, tokenizer, tasks, num_fewshot=args.num_fewshot, limit=args.limit,
                       batch_size=args.batch_size, chat=args.chat, log_samples=bool(args.log_samples))
-    result["config"].update(source=args.source, device=str(device), dtype=args.dtype or "float32")
+    result["config"].update(source=args.source, device=str(device), dtype=args.dtype or "float32", quant=args.quant)
     samples = result.pop("samples", None)
     print(format_table(result))
     if args.json:

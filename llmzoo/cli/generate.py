@@ -47,6 +47,7 @@ def _sampling_args(p: argparse.ArgumentParser, default_max: int = 128) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--dtype", choices=DTYPES, default=None, help="compute dtype (default float32)")
     add_adapter_arg(p)
+    add_quant_arg(p)
 
 
 def add_adapter_arg(p: argparse.ArgumentParser) -> None:
@@ -55,16 +56,22 @@ def add_adapter_arg(p: argparse.ArgumentParser) -> None:
                                                     "prefix tuning) are used this way")
 
 
+def add_quant_arg(p: argparse.ArgumentParser) -> None:
+    # no argparse `choices`: a bad name is a one-line LlmzooError from llmzoo.load, not a usage dump
+    p.add_argument("--quant", metavar="KIND", help="run the matmuls on quantized weights: gguf (a .gguf file's own "
+                                                   "blocks), int8 (per output row) or int4 (groups of 32)")
+
+
 def _dtype(name: str | None):
     import torch
 
     return getattr(torch, name) if name else None
 
 
-def _load(source: str, dtype: str | None, adapter: str | None = None):
+def _load(source: str, dtype: str | None, adapter: str | None = None, quant: str | None = None):
     import llmzoo
 
-    model = llmzoo.load(source, dtype=_dtype(dtype), adapter=adapter)
+    model = llmzoo.load(source, dtype=_dtype(dtype), adapter=adapter, quant=quant)
     try:
         tokenizer = llmzoo.load_tokenizer(source)
     except LlmzooError as e:
@@ -94,7 +101,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.draft_tokens is not None and args.draft_tokens < 1:
         raise LlmzooError(f"--draft-tokens must be a whole number >= 1, got {args.draft_tokens}")
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    model, tokenizer = _load(args.source, args.dtype, args.adapter)
+    model, tokenizer = _load(args.source, args.dtype, args.adapter, args.quant)
     speculative = {}
     if args.speculative is not None:
         from llmzoo.infer.speculative import SpeculativeStats, load_draft
@@ -133,7 +140,7 @@ def _notes_on_stderr() -> Iterator[None]:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     _check_sampling(args)
-    model, tokenizer = _load(args.source, args.dtype, args.adapter)
+    model, tokenizer = _load(args.source, args.dtype, args.adapter, args.quant)
     if not getattr(tokenizer, "chat_template", None):
         raise LlmzooError(f"{args.source} has no chat template; use `llmzoo generate` instead")
     history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []

@@ -33,7 +33,7 @@ def check_quant(quant: str | None) -> str | None:
     if quant is None:
         return None
     if not isinstance(quant, str) or quant.lower() not in QUANT_METHODS:
-        raise LlmzooError(f"unknown quant {quant!r}; supported: {', '.join(QUANT_METHODS)} (or None for fp32)")
+        raise LlmzooError(f"unknown quant {quant!r}; supported: {', '.join(QUANT_METHODS)} (leave it out for float weights)")
     return quant.lower()
 
 
