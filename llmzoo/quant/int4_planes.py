@@ -6,15 +6,16 @@ activations by a weight stored as 4-bit codes q with one (scale, zero) pair per 
 vectorised for bf16 only (fp32 and fp16 inputs take a scalar path ~15x slower here), so
 activations, scales and the output are bf16 and the kernel accumulates in fp32.
 
-Codes of more than 4 bits (Q5_*, Q6_K, Q8_0, int8) are split into a high and a low nibble,
-code = 16 hi + lo, and each nibble becomes a plane with its own scale and zero:
+Codes of more than 4 bits (Q5_*, Q6_K, Q8_0) are split into a high and a low nibble,
+code = 16 hi + lo, and each nibble becomes a plane with its own scale and zero. The high plane
+is stored as hi + 8 - c, c = 2**(bits - 5) the middle of its range, so that its zero stays small
+(a large zero would lose more to bf16 rounding than the weights it shifts are worth):
 
-    scale * code + offset = 16 scale * (hi - 8) + zero_hi  +  scale * (lo - 8) + zero_lo
-    with zero_hi + zero_lo = offset + 136 scale
+    scale * code + offset = 16 scale * (hi - c) + (offset + 16 c scale)  +  scale * (lo - 8) + 8 scale
 
-(zero_lo = 8 scale, zero_hi = offset + 128 scale: both are exact multiples of the scale where
-the offset is, as in Q8_0's -128 d), so the weight is represented exactly up to the bf16
-rounding of scale and zero; the matmul is the sum of one kernel call per plane.
+For Q8_0 (offset -128 d, c = 8) and Q6_K (-32 d sc, c = 2) the high zero is exactly 0, so the
+weight is represented exactly up to the bf16 rounding of the scale; the matmul is the sum of one
+kernel call per plane.
 
 Groups of 16 (Q6_K) are below the kernel's smallest group: every 16 inputs are then padded with
 16 zero inputs (`pad16`), so a kernel group of 32 holds one source group and 16 ignored weights.
@@ -65,13 +66,18 @@ def unpack_codes(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
     return _unpack(packed, n, k, _row_block())
 
 
+def _high_centre(bits: int) -> int:
+    """c: the high nibble of a `bits`-bit code is stored as hi + 8 - c (module docstring)."""
+    return 2 ** (bits - 5)
+
+
 class Int4Planes:
     """The tensors of one weight: `packed` (P, N', K'/2) uint8 and `scale_zero` (P, K'/g, N', 2)
     bf16, N' = out_features padded to a multiple of 64, K' = in_features (doubled with pad16)."""
 
     def __init__(self, packed: torch.Tensor, scale_zero: torch.Tensor, group: int, pad16: bool,
-                 out_features: int, in_features: int, scale_offset: torch.Tensor | None = None) -> None:
-        self.packed, self.scale_zero, self.group, self.pad16 = packed, scale_zero, group, pad16
+                 out_features: int, in_features: int, scale_offset: torch.Tensor | None = None, bits: int = 4) -> None:
+        self.packed, self.scale_zero, self.group, self.pad16, self.bits = packed, scale_zero, group, pad16, bits
         self.out_features, self.in_features = out_features, in_features
         # (N, K / source group, 2) fp32 scale and offset, kept where bf16 cannot hold them (a GGUF
         # file's f16 scales): `dequantize` then gives the file's exact weights, not the bf16-rounded ones
@@ -97,7 +103,8 @@ class Int4Planes:
         if bits <= 4:
             planes = [(codes, scale, offset + 8 * scale)]
         else:
-            planes = [(codes >> 4, 16 * scale, offset + 128 * scale), (codes & 0x0F, scale, 8 * scale)]
+            c = _high_centre(bits)
+            planes = [((codes >> 4) + 8 - c, 16 * scale, offset + 16 * c * scale), (codes & 0x0F, scale, 8 * scale)]
         rows = -(-n // _N_MULTIPLE) * _N_MULTIPLE
         packed, scale_zero = [], []
         for q, s, z in planes:
@@ -106,7 +113,8 @@ class Int4Planes:
             z = torch.nn.functional.pad(z, (0, 0, 0, rows - n), value=0.0)
             packed.append(_pack(q))
             scale_zero.append(torch.stack([s.t(), z.t()], dim=-1).to(torch.bfloat16))  # (K'/g, N', 2)
-        return Int4Planes(torch.stack(packed), torch.stack(scale_zero).contiguous(), group, pad16, n, k, scale_offset)
+        return Int4Planes(torch.stack(packed), torch.stack(scale_zero).contiguous(), group, pad16, n, k, scale_offset,
+                          bits)
 
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         """(M, K) activations as the kernel reads them: bf16, each 16 followed by 16 zeros under pad16."""
@@ -131,7 +139,7 @@ class Int4Planes:
         planes = [unpack_codes(p.reshape(-1)[r0 * kp // 2: r1 * kp // 2], r1 - r0, kp) for p in self.packed]
         if len(planes) == 1:
             return planes[0]
-        return planes[0].bitwise_left_shift_(4).bitwise_or_(planes[1])
+        return planes[0].sub_(8 - _high_centre(self.bits)).bitwise_left_shift_(4).bitwise_or_(planes[1])
 
     def _scale_offset(self, r0: int, r1: int) -> torch.Tensor:
         """(r1 - r0, K' / g, 2) fp32 scale and offset per group: w = scale * code + offset."""

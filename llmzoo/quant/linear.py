@@ -35,10 +35,11 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 class QuantLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, kind: str, tensors: dict[str, torch.Tensor],
-                 bias: torch.Tensor | None, *, group: int = 0, pad16: bool = False, source: str = "") -> None:
+                 bias: torch.Tensor | None, *, group: int = 0, pad16: bool = False, bits: int = 4,
+                 source: str = "") -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.kind, self.group, self.pad16 = kind, group, pad16
+        self.kind, self.group, self.pad16, self.bits = kind, group, pad16, bits
         self.source = source  # what the codes came from: "Q4_1", "int4 g32", ... (shown in repr)
         for name, t in tensors.items():
             # not persistent: the state dict of a quantized model has no float weights to save
@@ -53,7 +54,7 @@ class QuantLinear(nn.Module):
         if planes.scale_offset is not None:  # fp32 stored as int32 bits, out of reach of model.to(dtype) too
             tensors["scale_offset"] = planes.scale_offset.float().contiguous().view(torch.int32)
         return cls(planes.in_features, planes.out_features, "int4", tensors, bias,
-                   group=planes.group, pad16=planes.pad16, source=source)
+                   group=planes.group, pad16=planes.pad16, bits=planes.bits, source=source)
 
     @classmethod
     def from_int8_rows(cls, codes: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> QuantLinear:
@@ -64,7 +65,7 @@ class QuantLinear(nn.Module):
         scale_offset = getattr(self, "scale_offset", None)
         return Int4Planes(self.packed, self.scale_zero.view(torch.bfloat16), self.group, self.pad16,
                           self.out_features, self.in_features,
-                          None if scale_offset is None else scale_offset.view(torch.float32))
+                          None if scale_offset is None else scale_offset.view(torch.float32), self.bits)
 
     # -- nn.Linear's interface ----------------------------------------------------------------
 
