@@ -20,6 +20,8 @@ _EXPORTS = {
     "save": "llmzoo.api",
     "load_tokenizer": "llmzoo.tokenizer",
     "generate": "llmzoo.infer.generate",
+    "generate_ids": "llmzoo.infer.generate",
+    "Engine": "llmzoo.infer.engine",
     "embed": "llmzoo.sentence_embedding",
     "ModelConfig": "llmzoo.config",
     "build_model": "llmzoo.models.build",

@@ -48,12 +48,14 @@ class AttentionState:
 
     def write(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store (B, KV, T, hd) keys/values at slots start.. ; return every slot up to their end.
-        A tensor `start` (a StaticCache's) writes by index and returns all max_len slots, so every
-        decode step has the same shapes (the attention mask hides the empty slots)."""
+        A (B,) tensor `start` (a StaticCache's: each row at its own length) writes by index and
+        returns all max_len slots, so every decode step has the same shapes (the attention mask
+        hides the empty slots)."""
         if isinstance(start, torch.Tensor):
-            slots = start + torch.arange(k.shape[2], device=k.device)
-            self.k.index_copy_(2, slots, k)
-            self.v.index_copy_(2, slots, v)
+            slots = start[:, None] + torch.arange(k.shape[2], device=k.device)  # (B, T)
+            index = slots[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[3])
+            self.k.scatter_(2, index, k)
+            self.v.scatter_(2, index, v)
             return self.k, self.v
         end = start + k.shape[2]
         if end > self.k.shape[2]:
@@ -171,9 +173,10 @@ class Cache:
 
 class StaticCache(Cache):
     """A cache whose tensors keep their shapes for the whole generation, for a compiled decode step
-    (llmzoo.infer.compiled): forwards write at `write_start` (a 0-d tensor, not an int, so the graph
-    does not change from step to step) and attend over all max_len slots, `key_mask` (B, max_len)
-    saying which hold real tokens. Supported by decoders whose masks depend only on slot order and
+    (llmzoo.infer.compiled) and continuous batching (llmzoo.infer.engine): row b's forward writes at
+    slot `write_start[b]` (a tensor, not an int, so the graph does not change from step to step, and
+    rows of one batch may be at different lengths) and attends over all max_len slots, `key_mask`
+    (B, max_len) saying which hold real tokens. Supported by decoders whose masks depend only on slot order and
     padding (causal, sliding window, RoPE/learned/no positions); `supports(config)` says which."""
 
     static = True
@@ -182,7 +185,7 @@ class StaticCache(Cache):
                  device: torch.device | str = "cpu") -> None:
         super().__init__(batch_size, max_len, dtype=dtype, device=device)
         self.key_mask = torch.zeros(batch_size, max_len, dtype=torch.bool, device=self.device)
-        self.write_start = torch.zeros((), dtype=torch.long, device=self.device)
+        self.write_start = torch.zeros(batch_size, dtype=torch.long, device=self.device)
 
     @staticmethod
     def supports(config) -> bool:
@@ -214,8 +217,39 @@ class StaticCache(Cache):
         super().reorder(index)
         self.key_mask = self.key_mask.index_select(0, index)
 
-    def rows(self, start: int, end: int) -> Cache:
-        raise NotImplementedError("a StaticCache has no row views; use a Cache")
+    def advance_rows(self, active: torch.Tensor) -> None:
+        """Rows where `active` (B,) is True keep the one token the last forward wrote for them;
+        the others (idle slots of a continuous batch) keep nothing."""
+        slot = self.write_start.clamp_max(self.max_len - 1)[:, None]
+        self.key_mask.scatter_(1, slot, self.key_mask.gather(1, slot) | active[:, None])
+        self.write_start += active.to(self.write_start.dtype)
+        self.lengths += active.to(self.lengths.dtype)
+
+    def reset_row(self, row: int) -> None:
+        """Empty one row for a new sequence (its stale keys/values are masked, then overwritten)."""
+        self.key_mask[row] = False
+        self.write_start[row] = 0
+        self.lengths[row] = 0
+
+    def rows(self, start: int, end: int) -> "StaticCache":
+        """Rows start:end as a StaticCache whose writes and bookkeeping reach this one (prefilling
+        one request of a continuous batch)."""
+        view = StaticCache.__new__(StaticCache)
+        Cache.__init__(view, end - start, self.max_len, dtype=self.dtype, device=self.device)
+        view._states = {key: state.rows(start, end) for key, state in self._states.items()}
+        view._parent_span = (self, start, end)
+        view.key_mask, view.write_start = self.key_mask[start:end], self.write_start[start:end]
+        # Rows of a view start at the first row's slot (one row when the engine prefills a request);
+        # read on the host by the scheduling code, never inside a forward.
+        view.lengths, view.seq_length = self.lengths[start:end], int(self.write_start[start])
+        return view
+
+    def state(self, key: Hashable, create: StateFactory) -> LayerState:
+        span = getattr(self, "_parent_span", None)
+        if span is not None and key not in self._states:  # a row view: the state lives in the parent
+            parent, start, end = span
+            self._states[key] = parent.state(key, create).rows(start, end)
+        return super().state(key, create)
 
 
 class _RowView(Cache):

@@ -91,16 +91,16 @@ def static_context(config: ModelConfig, cache, *, q_len: int, new_mask: torch.Te
     at slots write_start.., keys are all max_len slots, valid where the cache holds a real token or
     this forward writes one, and causal by slot. Same shapes at every decode step, no host sync."""
     device = cache.key_mask.device
-    slots = cache.write_start + torch.arange(q_len, device=device)  # (T,)
+    slots = cache.write_start[:, None] + torch.arange(q_len, device=device)  # (B, T): rows at their own lengths
     keys = torch.arange(cache.max_len, device=device)  # (S,)
     new = torch.ones(cache.batch_size, q_len, dtype=torch.bool, device=device) if new_mask is None else new_mask.bool()
-    valid = cache.key_mask.index_copy(1, slots, new)  # (B, S)
-    causal = keys[None, :] <= slots[:, None]  # (T, S)
-    allowed = (valid[:, None, :] & causal[None]) | (keys[None, :] == slots[:, None])[None]  # a query sees itself
+    valid = cache.key_mask.scatter(1, slots, new)  # (B, S)
+    causal = keys <= slots[:, :, None]  # (B, T, S)
+    allowed = (valid[:, None, :] & causal) | (keys == slots[:, :, None])  # a query sees itself
     masks: dict[str, torch.Tensor | None] = {}
     for kind in {config.layer_kind(i) for i in range(config.n_layers)}:
         window = config.sliding_window if kind == "local" else None
-        kind_allowed = allowed if window is None else allowed & ((slots[:, None] - keys[None, :]) < window)[None]
+        kind_allowed = allowed if window is None else allowed & ((slots[:, :, None] - keys) < window)
         masks[kind] = to_additive(kind_allowed[:, None], dtype)  # (B, 1, T, S)
     rope = rotary(position_ids, dtype) if rotary is not None else None
     return AttentionContext(masks=masks, is_causal=False, rope=rope)

@@ -1,0 +1,197 @@
+"""Continuous batching: requests join and leave the running batch at every step (Yu et al. 2022, Orca).
+
+The engine owns one StaticCache of `max_batch` rows, each row a slot for one request at its own
+length (the cache's per-row write positions and key mask). A background thread loops:
+1. free the rows of finished or cancelled requests;
+2. admit waiting requests into free rows and prefill their prompts, `prefill_chunk` tokens per step,
+   so a long prompt does not stall the others' decoding (chunked prefill, Agrawal et al. 2023);
+3. one batched decode step for every row that is decoding (compiled where the model allows it,
+   llmzoo.infer.compiled), then each request samples with its own settings and seed.
+Each request therefore decodes exactly as it would alone: its row attends only to its own slots.
+
+    engine = llmzoo.Engine(model, tokenizer, max_batch=8)
+    for chunk in engine.submit("Once upon a time", max_tokens=32):
+        print(chunk.text, end="", flush=True)
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import torch
+from torch import nn
+
+from llmzoo.errors import LlmzooError
+from llmzoo.infer.cache import StaticCache
+from llmzoo.infer.compiled import can_compile, decode_step_for
+from llmzoo.infer.engine_request import Completion, Request
+from llmzoo.infer.sampling import check_generation_args, next_tokens
+
+
+class EngineFullError(LlmzooError):
+    """The engine's queue is at its bound: the caller should retry later (a server answers 429)."""
+
+
+class Engine:
+    def __init__(self, model: nn.Module, tokenizer, *, max_batch: int = 8, max_len: int | None = None,
+                 max_queue: int = 64, prefill_chunk: int = 256, compile: bool | None = None) -> None:
+        if model.config.arch != "decoder" or getattr(model, "lm_head", None) is None:
+            raise LlmzooError(f"the engine serves decoder language models; {model.config.name} is not one")
+        if not StaticCache.supports(model.config):
+            raise LlmzooError(f"{model.config.name}'s positions ({model.config.position}) need a growing cache; "
+                              f"use llmzoo.generate for it")
+        if max_batch < 1 or max_queue < 0 or prefill_chunk < 1:
+            raise LlmzooError("max_batch and prefill_chunk must be >= 1 and max_queue >= 0")
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.max_batch, self.max_queue, self.prefill_chunk = max_batch, max_queue, prefill_chunk
+        self.max_len = max_len or model.config.max_seq_len
+        self.cache = StaticCache.for_model(model, max_batch, self.max_len)
+        self.step_fn = decode_step_for(model) if (compile is not False and can_compile(model)) else None
+        self.rows: list[Request | None] = [None] * max_batch
+        self.pending: dict[int, list[int]] = {}  # row -> prompt tokens not yet prefilled
+        self.next_input = torch.zeros(max_batch, dtype=torch.long)  # each decoding row's newest token
+        self.waiting: collections.deque[Request] = collections.deque()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        eos = set(getattr(tokenizer, "stop_token_ids", None) or ())
+        self.eos = eos | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+
+    # --- the caller's side ----------------------------------------------------------------------
+
+    def submit(self, prompt: str | list[dict] | list[int], *, max_tokens: int = 128, temperature: float = 0.0,
+               top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
+               stop: list[str] | None = None, seed: int | None = None) -> Request:
+        """Queue a request: a text, chat messages (rendered with the model's chat template) or token
+        ids. Returns its handle at once; iterate it for the text as it is produced."""
+        sampling = check_generation_args(max_tokens, temperature, top_k, top_p, repetition_penalty)
+        ids = self._prompt_ids(prompt)
+        if len(ids) >= self.max_len:
+            raise LlmzooError(f"prompt of {len(ids)} tokens does not fit the engine's context of {self.max_len} "
+                              f"tokens; shorten it")
+        request = Request(ids, sampling, min(max_tokens, self.max_len - len(ids)), [s for s in stop or [] if s], seed,
+                          decoder=self.tokenizer.stream_decoder(skip_special_tokens=True))
+        if seed is not None:
+            request.generator = torch.Generator().manual_seed(seed)
+        with self._wake:
+            if self._closed:
+                raise LlmzooError("the engine is closed")
+            if len(self.waiting) >= self.max_queue + self.rows.count(None):  # rows not yet admitted count too
+                raise EngineFullError(f"the engine is full: {self.max_batch} running and {len(self.waiting)} "
+                                      f"queued (max_queue={self.max_queue}); retry later")
+            self.waiting.append(request)
+            self._start()
+            self._wake.notify()
+        return request
+
+    def generate(self, prompt: str | list[dict] | list[int], **kwargs) -> Completion:
+        return self.submit(prompt, **kwargs).result()
+
+    def close(self) -> None:
+        """Cancel what is queued or running and stop the engine thread."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join()
+        for request in list(self.waiting) + [r for r in self.rows if r is not None]:
+            request.finish("cancelled")
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _prompt_ids(self, prompt) -> list[int]:
+        if isinstance(prompt, str):
+            ids = self.tokenizer.encode(prompt)
+        elif prompt and all(isinstance(m, dict) for m in prompt):
+            ids = self.tokenizer.encode(self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True),
+                                        add_special_tokens=False)
+        elif all(isinstance(t, int) and 0 <= t < self.model.config.vocab_size for t in prompt):
+            ids = list(prompt)
+        else:
+            raise LlmzooError("a prompt is a string, a list of chat messages ({'role', 'content'}) or a list of "
+                              f"token ids below the vocabulary size {self.model.config.vocab_size}")
+        if not ids:
+            raise LlmzooError("prompt is empty: give at least one token of text")
+        return ids
+
+    # --- the engine thread ----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="llmzoo-engine", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            with torch.inference_mode():
+                while True:
+                    with self._wake:
+                        while not self._closed and not self.waiting and all(r is None for r in self.rows):
+                            self._wake.wait()
+                        if self._closed:
+                            return
+                    self.step()
+        except BaseException as error:  # never leave a caller waiting on a dead engine
+            for request in list(self.waiting) + [r for r in self.rows if r is not None]:
+                request.finish("cancelled", error)
+            raise
+
+    def step(self) -> None:
+        """One scheduling step: free, admit and prefill, then decode every decoding row once."""
+        for row, request in enumerate(self.rows):
+            if request is not None and (request.cancelled or request.finish_reason is not None):
+                request.finish("cancelled")
+                self.rows[row] = None
+                self.pending.pop(row, None)
+        with self._wake:
+            while self.waiting and None in self.rows:
+                row = self.rows.index(None)
+                self.rows[row] = request = self.waiting.popleft()
+                self.cache.reset_row(row)
+                self.pending[row] = list(request.prompt_ids)
+        for row in list(self.pending):
+            self._prefill_chunk(row)
+        decoding = [row for row, r in enumerate(self.rows) if r is not None and row not in self.pending
+                    and r.finish_reason is None]
+        if decoding:
+            self._decode(decoding)
+
+    def _prefill_chunk(self, row: int) -> None:
+        request, rest = self.rows[row], self.pending[row]
+        chunk, self.pending[row] = rest[:self.prefill_chunk], rest[self.prefill_chunk:]
+        view = self.cache.rows(row, row + 1)
+        logits = self.model(torch.tensor([chunk]), cache=view, logits_to_keep=1).logits[:, -1]
+        view.advance(len(chunk))
+        if not self.pending[row]:
+            del self.pending[row]
+            self._sample(row, logits[0])
+
+    def _decode(self, rows: list[int]) -> None:
+        active = torch.zeros(self.max_batch, dtype=torch.bool)
+        active[rows] = True
+        tokens = self.next_input.masked_fill(~active, 0)[:, None]
+        if self.step_fn is not None:
+            logits = self.step_fn(tokens, self.cache)
+        else:
+            logits = self.model(tokens, attention_mask=active[:, None], cache=self.cache, logits_to_keep=1).logits[:, -1]
+        self.cache.advance_rows(active)
+        for row in rows:
+            self._sample(row, logits[row])
+
+    def _sample(self, row: int, logits: torch.Tensor) -> None:
+        request = self.rows[row]
+        if request.sampling.repetition_penalty != 1.0 and request.seen is None:
+            request.seen = torch.zeros(1, self.model.config.vocab_size, dtype=torch.bool)
+            request.seen[0, request.prompt_ids] = True
+        token = int(next_tokens(logits[None].float(), request.sampling, request.seen, request.generator)[0])
+        if request.seen is not None:
+            request.seen[0, token] = True
+        if token in self.eos:
+            request.finish("eos")
+        elif not request.accept(token):
+            self.next_input[row] = token
