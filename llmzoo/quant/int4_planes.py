@@ -82,6 +82,7 @@ class Int4Planes:
         # (N, K / source group, 2) fp32 scale and offset, kept where bf16 cannot hold them (a GGUF
         # file's f16 scales): `dequantize` then gives the file's exact weights, not the bf16-rounded ones
         self.scale_offset = scale_offset
+        self._per_plane: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @staticmethod
     def from_codes(codes: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, bits: int, group: int,
@@ -127,11 +128,13 @@ class Int4Planes:
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """(M, K) -> (M, N) in fp32: one kernel call per plane."""
         xb = self._inputs(x)
+        if self._per_plane is None:  # unbound once: a decode step calls this ~200 times
+            self._per_plane = list(zip(self.packed.unbind(), self.scale_zero.unbind()))
         out = None
-        for packed, scale_zero in zip(self.packed, self.scale_zero):
+        for packed, scale_zero in self._per_plane:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(xb, packed, self.group, scale_zero).float()
             out = y if out is None else out.add_(y)
-        return out[:, : self.out_features]
+        return out if out.shape[1] == self.out_features else out[:, : self.out_features]
 
     def _codes(self, r0: int, r1: int) -> torch.Tensor:
         """(r1 - r0, K') uint8 codes of rows r0:r1 (multiples of the row block), planes recombined."""

@@ -62,6 +62,14 @@ class QuantLinear(nn.Module):
         return cls(k, n, "int8", {"codes": codes.contiguous(), "scale": _bits(scale)}, bias, source="int8 per-row")
 
     def _planes(self) -> Int4Planes:
+        # a view of the buffers, kept while they stay the same tensors (`.to(device)` replaces them)
+        key = (self.packed.data_ptr(), self.packed.device, self.scale_zero.data_ptr())
+        cached = self.__dict__.get("_planes_cache")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_planes_cache"] = (key, self._make_planes())
+        return cached[1]
+
+    def _make_planes(self) -> Int4Planes:
         scale_offset = getattr(self, "scale_offset", None)
         return Int4Planes(self.packed, self.scale_zero.view(torch.bfloat16), self.group, self.pad16,
                           self.out_features, self.in_features,
