@@ -48,6 +48,11 @@ def _sampling_args(p: argparse.ArgumentParser, default_max: int = 128) -> None:
     p.add_argument("--dtype", choices=DTYPES, default=None, help="compute dtype (default float32)")
     add_adapter_arg(p)
     add_quant_arg(p)
+    compiled = p.add_mutually_exclusive_group()
+    compiled.add_argument("--compile", dest="compile", action="store_true", default=None,
+                          help="decode through the compiled step (torch.compile; the default from 512 new tokens, "
+                               "or when this process compiled it already)")
+    compiled.add_argument("--no-compile", dest="compile", action="store_false", help="decode eagerly")
 
 
 def add_adapter_arg(p: argparse.ArgumentParser) -> None:
@@ -81,7 +86,7 @@ def _load(source: str, dtype: str | None, adapter: str | None = None, quant: str
 
 def _sampling_kwargs(args: argparse.Namespace) -> dict:
     return dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed)
+                top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed, compile=args.compile)
 
 
 def _write(text: str) -> None:

@@ -198,6 +198,7 @@ def generate(
     speculative=None,
     num_draft_tokens: int | None = None,
     speculative_stats=None,
+    compile: bool | None = None,
     _prompt_has_special_tokens: bool = False,
 ) -> str | list[str]:
     """Complete `prompt` (a string, or a list of strings for a padded batch).
@@ -210,6 +211,8 @@ def generate(
     prompt at a time): greedy text is unchanged, sampling draws from the same distribution (not the
     same sample for a seed). speculative_stats: a
     SpeculativeStats that receives the counts (drafted, accepted, target forwards).
+    compile: True/False forces the compiled decode step on or off; None uses it where it pays
+    (llmzoo.infer.generate.use_compiled).
     """
     # Checked first, so the decoder and encoder-decoder paths both refuse bad values in one line.
     sampling = check_generation_args(max_new_tokens, temperature, top_k, top_p, repetition_penalty)
@@ -264,7 +267,7 @@ def generate(
             vars(speculative_stats).update(vars(results[0].stats))
     else:
         results = generate_ids(model, prompts, max_new_tokens=max_new_tokens, sampling=sampling, eos_ids=eos,
-                               pad_id=pad, seed=seed, on_token=on_token)
+                               pad_id=pad, seed=seed, on_token=on_token, compile=compile)
     outputs = []
     for row, result in enumerate(results):
         if result.finish_reason == "stop":

@@ -61,3 +61,25 @@ def test_models_a_static_graph_cannot_hold_stay_eager():
     assert can_compile(_model(VARIANTS["sliding_window"]))
     cache = Cache.for_model(_model(VARIANTS["gqa_rope"]), 1, 8)
     assert not cache.static and cache.write_position == 0
+
+
+def test_the_cli_decodes_compiled_or_eager_to_the_same_text(tmp_path, capfd):
+    """`llmzoo generate --compile` (the default from 512 new tokens) and `--no-compile` print the same
+    completion; the compiled run says what compiling cost."""
+    import llmzoo
+    from llmzoo.cli import main
+    from llmzoo.tokenizer.train import train_tokenizer
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the garden river runs by the old stone wall and the quiet town\n" * 40)
+    tokenizer = train_tokenizer([corpus], kind="wordpiece", vocab_size=97, progress=False)
+    llmzoo.save(_model(VARIANTS["gqa_rope"]), tmp_path / "model", tokenizer=tokenizer)
+    outputs = {}
+    for flag in ("--compile", "--no-compile"):
+        capfd.readouterr()
+        assert main(["generate", str(tmp_path / "model"), "--prompt", "the garden", "--max-new-tokens", "10",
+                     "--no-stream", flag]) == 0
+        outputs[flag] = capfd.readouterr()
+    assert outputs["--compile"].out == outputs["--no-compile"].out and outputs["--compile"].out.strip()
+    assert "compiled the decode step" in outputs["--compile"].err
+    assert "compiled" not in outputs["--no-compile"].err
