@@ -116,3 +116,50 @@ def test_gguf_quant_needs_a_gguf_source(tmp_path):
     path = llmzoo.save(_tiny(), tmp_path / "tiny", format="llmzoo")
     with pytest.raises(LlmzooError, match="not a .gguf file; use quant='int8' or quant='int4'"):
         llmzoo.load(path, quant="gguf")
+
+
+@pytest.fixture(scope="module")
+def q4_k_m_file(tmp_path_factory):
+    """A Q4_K_M file as llama.cpp's recipe mixes it (Q4_K, Q6_K, an untied Q6_K head), written by
+    llmzoo's GGUF export from a random LLaMA."""
+    import transformers
+
+    from llmzoo.convert.gguf import write_gguf
+
+    torch.manual_seed(0)
+    hf = transformers.LlamaConfig(vocab_size=320, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                  tie_word_embeddings=False)
+    source = transformers.LlamaForCausalLM(hf).eval()
+    path = tmp_path_factory.mktemp("gguf") / "tiny.Q4_K_M.gguf"
+    write_gguf({**hf.to_dict(), "model_type": "llama", "architectures": ["LlamaForCausalLM"]},
+               dict(source.state_dict()), path, dtype="q4_k_m")
+    return path
+
+
+def test_gguf_k_quants_end_to_end(q4_k_m_file):
+    """Its blocks run natively; the dense path gives the file's exact weights, the kernel path is bf16-close."""
+    ref, q = llmzoo.load(q4_k_m_file), llmzoo.load(q4_k_m_file, quant="gguf")
+    kinds = {m.source for m in q.modules() if isinstance(m, QuantLinear)}
+    assert {"Q4_K", "Q6_K"} <= kinds, kinds
+    assert not any(type(m) is torch.nn.Linear for m in q.modules())
+    ids = torch.randint(0, 320, (1, DENSE_ROWS + 8))
+    with torch.no_grad():
+        torch.testing.assert_close(q(ids).logits, ref(ids).logits, rtol=1e-4, atol=1e-4)
+        few = ids[:, :8]
+        want = ref(few).logits
+        bf16_error = _rel(copy.deepcopy(ref).to(torch.bfloat16)(few).logits, want)
+        assert _rel(q(few).logits, want) <= 1.5 * bf16_error
+
+
+def test_gguf_types_without_a_native_path_fall_back_with_a_warning(q4_k_m_file, monkeypatch):
+    from gguf import GGMLQuantizationType
+
+    from llmzoo.quant import gguf_blocks
+
+    monkeypatch.delitem(gguf_blocks.UNPACKERS, GGMLQuantizationType.Q4_K)  # as if Q4_K had no kernel path
+    with pytest.warns(UserWarning, match=r"no native matmul for Q4_K \(\d+\); those layers run dequantized"):
+        q = llmzoo.load(q4_k_m_file, quant="gguf")
+    ref = llmzoo.load(q4_k_m_file)
+    plain = [name for name, m in q.named_modules() if type(m) is torch.nn.Linear]
+    assert plain and all(torch.equal(q.get_submodule(n).weight, ref.get_submodule(n).weight) for n in plain)
