@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "'prompt-lookup' (drafts copied from the text), "
                         "'layers:N' (the model's first N layers) or a draft model source with the same "
                         "tokenizer; the acceptance rate goes to stderr")
+    g.add_argument("--attention-sinks", type=int, metavar="N",
+                   help="keep the first N tokens and a rolling window in the cache (StreamingLLM): generate past "
+                        "the model's context in bounded memory")
+    g.add_argument("--window", type=int, metavar="W", help="tokens the rolling cache holds with --attention-sinks "
+                                                          "(default: the model's context)")
     g.add_argument("--draft-tokens", type=int, metavar="K",
                    help="tokens drafted per model forward with --speculative (default 10 for prompt-lookup, 5 for a model)")
     g.set_defaults(func=cmd_generate)
@@ -105,6 +110,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
                           "or a draft model)")
     if args.draft_tokens is not None and args.draft_tokens < 1:
         raise LlmzooError(f"--draft-tokens must be a whole number >= 1, got {args.draft_tokens}")
+    if args.window is not None and args.attention_sinks is None:
+        raise LlmzooError("--window sizes the rolling cache of --attention-sinks; add --attention-sinks 4")
+    if args.attention_sinks is not None and args.speculative is not None:
+        raise LlmzooError("--attention-sinks and --speculative cannot be combined yet (a rolling cache cannot "
+                          "roll back rejected drafts); drop one")
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     model, tokenizer = _load(args.source, args.dtype, args.adapter, args.quant)
     speculative = {}
@@ -116,7 +126,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     stream = None if args.no_stream else _write
     with _notes_on_stderr():
         text = llmzoo.generate(model, tokenizer, prompt, chat=args.chat, system=args.system, stop=args.stop,
-                               stream=stream, **_sampling_kwargs(args), **speculative)
+                               stream=stream, **_sampling_kwargs(args), **speculative,
+                               **({} if args.attention_sinks is None else
+                                  dict(attention_sinks=args.attention_sinks, window=args.window)))
         if stream is None:
             _write(text)
         _write("\n")

@@ -8,6 +8,7 @@ as it would alone.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from torch import nn
 
 from llmzoo.errors import LlmzooError
 from llmzoo.infer.cache import Cache, StaticCache
+from llmzoo.infer.sink_cache import SinkCache
 from llmzoo.infer.compiled import bucket_batch, bucket_cache_len, can_compile, decode_step_for
 from llmzoo.infer.sampling import SamplingConfig, check_generation_args, next_tokens
 
@@ -60,18 +62,23 @@ def generate_ids(
     seed: int | None = None,
     on_token: Callable[[int, int], bool] | None = None,
     compile: bool | None = None,
+    attention_sinks: int | None = None,
+    window: int | None = None,
 ) -> list[Generated]:
     """Generate for a batch of token-id prompts.
 
     on_token(row, token_id) is called for every new token; returning True stops that row
     (used for stop strings and streaming). compile: decode through the compiled step
     (llmzoo.infer.compiled); None picks it where it pays (see `use_compiled`).
+    attention_sinks=n: keep the first n tokens and a rolling window of `window` (default the model's
+    context) in the cache (StreamingLLM, llmzoo.infer.sink_cache): no context limit, bounded memory.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise LlmzooError("prompt is empty: give at least one token of text")
     if max_new_tokens < 1:
         raise LlmzooError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    limit = _context_limit(model)
+    sinks = None if attention_sinks is None else _sink_settings(model, prompts, attention_sinks, window)
+    limit = _context_limit(model) if sinks is None else math.inf  # sink positions never leave the window
     longest = max(len(p) for p in prompts)
     if longest >= limit:
         virtual = f" ({model.config.max_seq_len} less the adapter's {model.config.max_seq_len - limit} virtual tokens)" \
@@ -96,7 +103,8 @@ def generate_ids(
         seen = torch.zeros(B, model.config.vocab_size, dtype=torch.bool, device=device)
         seen.scatter_(1, ids, mask.bool())
     max_len = _virtual_positions(model) + longest + max_new_tokens
-    decoder = _Decoder(model, B, max_len, use_compiled(model, compile, B, max_len, max_new_tokens))
+    decoder = _Decoder(model, B, max_len, sinks is None and use_compiled(model, compile, B, max_len, max_new_tokens),
+                       sinks)
     logits = decoder.prefill(ids, mask if padded else None)
     eos = torch.tensor(sorted(eos_ids), dtype=torch.long, device=device)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
@@ -143,14 +151,29 @@ def use_compiled(model: nn.Module, compile: bool | None, batch: int, max_len: in
     return compile
 
 
-class _Decoder:
-    """Runs the prompt, then one token per step, on a Cache (eager) or a StaticCache through the
-    compiled decode step; both return next-token logits (B, V) and advance their cache."""
+def _sink_settings(model: nn.Module, prompts: list[list[int]], sinks: int, window: int | None) -> tuple[int, int]:
+    if len({len(p) for p in prompts}) > 1:
+        raise LlmzooError("attention sinks need prompts of one length (a padded row would keep padding as its "
+                          "sinks); generate them one at a time")
+    if _virtual_positions(model):
+        raise LlmzooError("attention sinks cannot be combined with a prompt/prefix-tuning adapter yet")
+    return sinks, window or model.config.max_seq_len
 
-    def __init__(self, model: nn.Module, batch: int, max_len: int, compiled: bool) -> None:
+
+class _Decoder:
+    """Runs the prompt, then one token per step, on a Cache (eager), a StaticCache through the
+    compiled decode step, or a rolling SinkCache; all return next-token logits (B, V) and advance
+    their cache."""
+
+    def __init__(self, model: nn.Module, batch: int, max_len: int, compiled: bool,
+                 sinks: tuple[int, int] | None = None) -> None:
         self.model, self.batch, self.compiled = model, batch, compiled
-        self.mask = None
-        if compiled:  # bucketed shapes: rows past `batch` are idle padding
+        self.mask, self.chunk = None, max_len
+        if sinks is not None:
+            n_sinks, window = sinks
+            self.chunk = max(1, min(64, (window - n_sinks) // 4))  # the prompt goes in chunks that leave room
+            self.cache = SinkCache.for_model(model, batch, window, sink_tokens=n_sinks, headroom=self.chunk)
+        elif compiled:  # bucketed shapes: rows past `batch` are idle padding
             self.cache = StaticCache.for_model(model, bucket_batch(batch), bucket_cache_len(max_len))
             self.step_fn = decode_step_for(model)
         else:
@@ -164,8 +187,10 @@ class _Decoder:
                               ids.new_zeros(extra, ids.shape[1]))) if extra or mask is not None else None
         else:
             self.mask = mask
-        logits = self.model(ids, attention_mask=mask, cache=self.cache, logits_to_keep=1).logits[:, -1]
-        self.cache.advance(ids.shape[1], mask)
+        for start in range(0, ids.shape[1], self.chunk):
+            part, part_mask = ids[:, start:start + self.chunk], None if mask is None else mask[:, :start + self.chunk]
+            logits = self.model(part, attention_mask=part_mask, cache=self.cache, logits_to_keep=1).logits[:, -1]
+            self.cache.advance(part.shape[1], None if mask is None else mask[:, start:start + self.chunk])
         return logits[:self.batch]
 
     def step(self, token: torch.Tensor) -> torch.Tensor:
@@ -199,6 +224,8 @@ def generate(
     num_draft_tokens: int | None = None,
     speculative_stats=None,
     compile: bool | None = None,
+    attention_sinks: int | None = None,
+    window: int | None = None,
     _prompt_has_special_tokens: bool = False,
 ) -> str | list[str]:
     """Complete `prompt` (a string, or a list of strings for a padded batch).
@@ -212,7 +239,8 @@ def generate(
     same sample for a seed). speculative_stats: a
     SpeculativeStats that receives the counts (drafted, accepted, target forwards).
     compile: True/False forces the compiled decode step on or off; None uses it where it pays
-    (llmzoo.infer.generate.use_compiled).
+    (llmzoo.infer.generate.use_compiled). attention_sinks=n (with `window`, default the model's
+    context): StreamingLLM's rolling cache, generation without a context limit (generate_ids).
     """
     # Checked first, so the decoder and encoder-decoder paths both refuse bad values in one line.
     sampling = check_generation_args(max_new_tokens, temperature, top_k, top_p, repetition_penalty)
@@ -267,7 +295,8 @@ def generate(
             vars(speculative_stats).update(vars(results[0].stats))
     else:
         results = generate_ids(model, prompts, max_new_tokens=max_new_tokens, sampling=sampling, eos_ids=eos,
-                               pad_id=pad, seed=seed, on_token=on_token, compile=compile)
+                               pad_id=pad, seed=seed, on_token=on_token, compile=compile,
+                               attention_sinks=attention_sinks, window=window)
     outputs = []
     for row, result in enumerate(results):
         if result.finish_reason == "stop":
