@@ -54,8 +54,11 @@ def build_context(
 ) -> AttentionContext:
     kv_len = past + q_len
     rope = rotary(position_ids, dtype) if rotary is not None else None
-    if attention_mask is not None and bool(attention_mask.all()):
-        attention_mask = None  # no padding: let the kernel take its fast path
+    if attention_mask is not None and past == 0 and bool(attention_mask.all()):
+        # No padding: let the kernel take its fast path. Checked (one host sync) only for a forward
+        # without a past, i.e. prefill or training; a cached decode step with a mask has padding anyway
+        # and must not wait on the device every token.
+        attention_mask = None
     kinds = {config.layer_kind(i) for i in range(n_layers or config.n_layers)}
     plain = (attention_mask is None and prefix_lengths is None and document_ids is None
              and alibi_slopes is None and score_bias is None)
