@@ -62,7 +62,10 @@ class QuantLinear(nn.Module):
         return cls(k, n, "int8", {"codes": codes.contiguous(), "scale": _bits(scale)}, bias, source="int8 per-row")
 
     def _planes(self) -> Int4Planes:
-        # a view of the buffers, kept while they stay the same tensors (`.to(device)` replaces them)
+        # a view of the buffers, kept while they stay the same tensors (`.to(device)` replaces them);
+        # under torch.compile (which cannot trace data pointers) made afresh: it is traced once anyway
+        if torch.compiler.is_compiling():
+            return self._make_planes()
         key = (self.packed.data_ptr(), self.packed.device, self.scale_zero.data_ptr())
         cached = self.__dict__.get("_planes_cache")
         if cached is None or cached[0] != key:
