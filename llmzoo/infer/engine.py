@@ -17,6 +17,7 @@ Each request therefore decodes exactly as it would alone: its row attends only t
 from __future__ import annotations
 
 import collections
+import os
 import threading
 
 import torch
@@ -47,7 +48,9 @@ class Engine:
         self.max_batch, self.max_queue, self.prefill_chunk = max_batch, max_queue, prefill_chunk
         self.max_len = max_len or model.config.max_seq_len
         self.cache = StaticCache.for_model(model, max_batch, self.max_len)
-        self.step_fn = decode_step_for(model) if (compile is not False and can_compile(model)) else None
+        if compile is None:  # a serving engine runs long enough to repay compiling; LLMZOO_COMPILE=0 opts out
+            compile = os.environ.get("LLMZOO_COMPILE", "1") != "0"
+        self.step_fn = decode_step_for(model) if compile and can_compile(model) else None
         self.rows: list[Request | None] = [None] * max_batch
         self.pending: dict[int, list[int]] = {}  # row -> prompt tokens not yet prefilled
         self.next_input = torch.zeros(max_batch, dtype=torch.long)  # each decoding row's newest token
