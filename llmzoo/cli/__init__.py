@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "scaling",
     "eval",
     "adapter",
+    "serve",
 ]
 
 

@@ -1,0 +1,146 @@
+"""The FastAPI app: routes, API-key check, error handlers, metrics, and the models' lifetime.
+
+    app = create_app({"smollm2": load_served("smollm2-135m-instruct")}, api_key="secret")
+    uvicorn.run(app, port=8000)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmzoo.errors import LlmzooError
+from llmzoo.serve import embeddings, errors
+from llmzoo.serve.errors import APIError
+from llmzoo.serve.generation import Generation, refuse_unsupported, submit
+from llmzoo.serve.metrics import Metrics
+from llmzoo.serve.models import ServedModel
+from llmzoo.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+
+def create_app(served: dict[str, ServedModel], *, api_key: str | None = None, close_on_shutdown: bool = True) -> FastAPI:
+    """An app serving `served` (name -> model). With api_key, /v1/* needs `Authorization: Bearer <key>`.
+    On shutdown the engines are closed: what is still queued or running is cancelled."""
+    metrics = Metrics()
+    # One thread per engine request a client waits on; the engines' bounds (rows + queue) bound them.
+    workers = 8 + sum(s.engine.max_batch + s.engine.max_queue for s in served.values() if s.engine is not None)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llmzoo-serve")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if close_on_shutdown:
+            for model in served.values():
+                model.close()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="llmzoo", description="OpenAI-compatible API over llmzoo models", lifespan=lifespan)
+    app.state.served, app.state.metrics = served, metrics
+    app.add_exception_handler(APIError, errors.api_error_handler)
+    app.add_exception_handler(LlmzooError, errors.llmzoo_error_handler)
+    app.add_exception_handler(RequestValidationError, errors.validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, errors.http_error_handler)
+    app.add_exception_handler(Exception, errors.unexpected_error_handler)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.request(getattr(route, "path", "other"), response.status_code)
+        return response
+
+    def check_key(request: Request) -> None:
+        if api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise APIError(401, "missing API key: send the header 'Authorization: Bearer <key>' (the key given to "
+                                "llmzoo serve --api-key)", code="invalid_api_key")
+        if not hmac.compare_digest(given.strip().encode(), api_key.encode()):
+            raise APIError(401, "incorrect API key provided", code="invalid_api_key")
+
+    def model_for(name: str, kind: str) -> ServedModel:
+        if name not in served:
+            raise APIError(404, f"the model {name!r} does not exist; this server serves: {', '.join(sorted(served))}",
+                           param="model", code="model_not_found")
+        model = served[name]
+        if model.kind != kind:
+            what = "chat and completions need a decoder" if kind == "decoder" else "embeddings need an encoder"
+            raise APIError(400, f"{name} is an {model.kind} model; {what}", param="model", code="wrong_model_kind")
+        return model
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "models": sorted(served)}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus() -> str:
+        return metrics.render(served)
+
+    @app.get("/v1/models", dependencies=[Depends(check_key)])
+    async def list_models() -> dict:
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "llmzoo"}
+                                           for name in sorted(served)]}
+
+    @app.get("/v1/models/{name}", dependencies=[Depends(check_key)])
+    async def get_model(name: str) -> dict:
+        if name not in served:
+            raise APIError(404, f"the model {name!r} does not exist", param="model", code="model_not_found")
+        return {"id": name, "object": "model", "created": 0, "owned_by": "llmzoo"}
+
+    async def respond(generation: Generation, stream: bool):
+        if stream:
+            return StreamingResponse(generation.stream(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return JSONResponse(await generation.whole())
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
+    async def chat_completions(body: ChatCompletionRequest):
+        model = model_for(body.model, "decoder")
+        refuse_unsupported(body)
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                    for m in body.messages]
+        requests = submit(model, messages, body, body.max_completion_tokens or body.max_tokens)
+        return await respond(Generation(model, "chat", [("", requests)], body, pool, metrics), body.stream)
+
+    @app.post("/v1/completions", dependencies=[Depends(check_key)])
+    async def completions(body: CompletionRequest):
+        model = model_for(body.model, "decoder")
+        refuse_unsupported(body)
+        prompts = body.prompt
+        if isinstance(prompts, str) or (prompts and all(isinstance(t, int) for t in prompts)):
+            prompts = [prompts]
+        if not prompts:
+            raise APIError(400, "prompt is empty: give a string, a list of strings or token ids", param="prompt")
+        groups = []
+        try:
+            for prompt in prompts:
+                echo = "" if not body.echo else prompt if isinstance(prompt, str) else model.tokenizer.decode(prompt)
+                groups.append((echo, submit(model, prompt, body, body.max_tokens)))
+        except BaseException:
+            for _, group in groups:
+                for request in group:
+                    request.cancel()
+            raise
+        return await respond(Generation(model, "completion", groups, body, pool, metrics), body.stream)
+
+    @app.post("/v1/embeddings", dependencies=[Depends(check_key)])
+    async def create_embeddings(body: EmbeddingRequest):
+        model = model_for(body.model, "encoder")
+        if body.dimensions is not None:
+            raise APIError(400, "dimensions is not supported: the encoder's vectors have a fixed size",
+                           param="dimensions", code="unsupported")
+        ids = embeddings.input_ids(model, body)
+        vectors = await asyncio.get_running_loop().run_in_executor(pool, embeddings.embed_all, model, ids)
+        metrics.tokens(model.name, sum(len(s) for s in ids), 0)
+        return embeddings.response(model, body, ids, vectors)
+
+    return app

@@ -1,0 +1,122 @@
+"""The OpenAI API through the official `openai` client against a live server on a tiny random
+decoder: every answer equals what llmzoo's own generate gives for the same prompt."""
+
+import threading
+
+import pytest
+
+import llmzoo
+from tests.serve.conftest import http
+
+MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "the garden river"}]
+PROMPT = "the children play by the"
+
+
+@pytest.fixture(scope="module")
+def local(tiny_dir):
+    return llmzoo.load(tiny_dir), llmzoo.load_tokenizer(tiny_dir)
+
+
+def expected_chat(local, n):
+    model, tokenizer = local
+    return llmzoo.generate(model, tokenizer, "the garden river", chat=True, system="be brief", max_new_tokens=n,
+                           compile=False)
+
+
+def expected_text(local, prompt, n, **kw):
+    model, tokenizer = local
+    return llmzoo.generate(model, tokenizer, prompt, max_new_tokens=n, compile=False, **kw)
+
+
+def test_models_lists_the_directory_name(client):
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+
+
+def test_chat_equals_llmzoo_generate_and_counts_usage(client, local):
+    reply = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=12)
+    assert reply.choices[0].message.content == expected_chat(local, 12)
+    assert reply.choices[0].message.role == "assistant"
+    _, tokenizer = local
+    prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True)
+    assert reply.usage.prompt_tokens == len(tokenizer.encode(prompt, add_special_tokens=False))
+    assert 1 <= reply.usage.completion_tokens <= 12
+
+
+def test_streamed_chat_deltas_concatenate_to_the_whole_reply(client):
+    whole = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_completion_tokens=15)
+    stream = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_completion_tokens=15,
+                                            stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == whole.choices[0].finish_reason
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == whole.usage.total_tokens
+
+
+def test_completions_with_echo_token_prompts_and_streaming(client, local):
+    _, tokenizer = local
+    want = expected_text(local, PROMPT, 10)
+    plain = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=10, temperature=0)
+    assert plain.choices[0].text == want
+    echoed = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=10, temperature=0, echo=True)
+    assert echoed.choices[0].text == PROMPT + want
+    ids = tokenizer.encode(PROMPT)
+    assert client.completions.create(model="tiny", prompt=ids, max_tokens=10, temperature=0).choices[0].text == want
+    streamed = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=10, temperature=0, stream=True)
+    assert "".join(c.choices[0].text for c in streamed) == want
+    two = client.completions.create(model="tiny", prompt=[PROMPT, "the old mill"], max_tokens=6, temperature=0)
+    assert [c.text for c in two.choices] == [expected_text(local, PROMPT, 6), expected_text(local, "the old mill", 6)]
+    assert [c.index for c in two.choices] == [0, 1]
+
+
+def test_stop_strings_cut_the_text_before_them(client, local):
+    plain = expected_text(local, PROMPT, 20)
+    stop = plain[4:7]
+    assert stop.strip() and stop in plain
+    for kind in (stop, [stop, "\x00never"]):
+        reply = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=20, temperature=0, stop=kind)
+        assert reply.choices[0].text == plain[:plain.index(stop)] and reply.choices[0].finish_reason == "stop"
+
+
+def test_seeds_reproduce_and_n_gives_n_samples(client, local):
+    def sample(**kw):
+        reply = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=12, temperature=1.0, top_p=0.9, **kw)
+        return [c.text for c in reply.choices]
+
+    first = sample(seed=11, n=3)
+    assert sample(seed=11, n=3) == first and len(first) == 3
+    assert len(set(first)) > 1  # seeds 11, 12, 13: different samples
+    assert sample(seed=12) == [first[1]]  # choice i is seeded seed + i
+    assert first[0] == expected_text(local, PROMPT, 12, temperature=1.0, top_p=0.9, seed=11)
+    greedy = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=8, n=2)
+    assert [c.index for c in greedy.choices] == [0, 1]
+    assert greedy.choices[0].message.content == greedy.choices[1].message.content == expected_chat(local, 8)
+
+
+def test_sixteen_concurrent_streams_get_their_text_alone(client, local):
+    prompts = [f"the {w} river" for w in ("garden", "old", "summer", "mill")] * 4
+    want = {p: expected_text(local, p, 16) for p in set(prompts)}
+    got = [None] * len(prompts)
+
+    def run(i):
+        stream = client.completions.create(model="tiny", prompt=prompts[i], max_tokens=16, temperature=0, stream=True)
+        got[i] = "".join(c.choices[0].text for c in stream)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert got == [want[p] for p in prompts]
+
+
+def test_health_and_metrics(tiny_server, client):
+    client.completions.create(model="tiny", prompt=PROMPT, max_tokens=3, temperature=0, stream=True).close()
+    base = tiny_server.removesuffix("/v1")
+    assert http("GET", f"{base}/health") == (200, {"status": "ok", "models": ["tiny"]})
+    status, text = http("GET", f"{base}/metrics")
+    assert 'llmzoo_requests_total{route="/v1/completions",status="200"}' in text
+    assert 'llmzoo_completion_tokens_total{model="tiny"}' in text
+    assert 'llmzoo_queue_depth{model="tiny"} 0' in text
+    assert 'llmzoo_time_to_first_token_seconds_count{model="tiny"}' in text
