@@ -36,8 +36,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from llmzoo.serve import create_app, load_served, served_name
 
-    if args.max_concurrent < 1 or args.max_queue < 0:
-        raise LlmzooError("--max-concurrent must be >= 1 and --max-queue >= 0")
+    if args.max_concurrent < 1 or args.max_queue < 0 or (args.max_len is not None and args.max_len < 2):
+        raise LlmzooError("--max-concurrent must be >= 1, --max-queue >= 0 and --max-len >= 2")
     if not 0 <= args.port < 65536:
         raise LlmzooError(f"--port {args.port} is not a TCP port (0-65535)")
     names = [served_name(s) for s in args.sources]

@@ -61,6 +61,8 @@ def load_served(source: str, *, max_batch: int = 8, max_queue: int = 64, max_len
     if arch != "decoder":
         raise LlmzooError(f"{source} is a {arch} model; `llmzoo serve` serves decoders (chat, completions) "
                           f"and encoders (embeddings)")
-    max_len = min(max_len or DEFAULT_MAX_LEN, model.config.max_seq_len)
+    if max_len is not None and max_len < 2:
+        raise LlmzooError(f"max_len must be >= 2 (a prompt token and a new one), got {max_len}")
+    max_len = min(DEFAULT_MAX_LEN if max_len is None else max_len, model.config.max_seq_len)
     engine = Engine(model, tokenizer, max_batch=max_batch, max_queue=max_queue, max_len=max_len, compile=compile)
     return ServedModel(name, model, tokenizer, engine=engine)
