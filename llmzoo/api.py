@@ -21,7 +21,7 @@ from llmzoo.config import ModelConfig
 from llmzoo.convert.families import family_for_model_type
 from llmzoo.convert.hf import hf_to_zoo
 from llmzoo.convert.native import is_native, read_native
-from llmzoo.convert.save import LLMZOO_CONFIG
+from llmzoo.convert.save import LLMZOO_CONFIG, source_tokenizer
 from llmzoo.errors import CheckpointError, LlmzooError
 from llmzoo.hub import PACKAGED_WEIGHTS, resolve_source
 from llmzoo.models.build import build_model
@@ -203,21 +203,10 @@ def save(model: nn.Module, directory: str | Path, format: str = "hf", tokenizer=
         raise LlmzooError(f"this model carries a {adapter.display} adapter: llmzoo.peft.merge(model) before saving "
                           f"it, or write the adapter alone with llmzoo.peft.save_adapter(model, dir)")
     if tokenizer is None and format != "gguf":
-        tokenizer = _source_tokenizer(model)
+        tokenizer = source_tokenizer(model)
     saved = save_model(model, directory, format=format, tokenizer=tokenizer)
     if saved.note:
         warnings.warn(saved.note, stacklevel=2)
     return saved.path
 
 
-def _source_tokenizer(model: nn.Module):
-    """The tokenizer of the source `model` was loaded from, if it has one."""
-    source = getattr(model, "tokenizer_source", None)
-    if not source:
-        return None
-    from llmzoo.tokenizer import load_tokenizer
-
-    try:
-        return load_tokenizer(source)
-    except LlmzooError:
-        return None  # weights without a readable vocabulary: save the model alone

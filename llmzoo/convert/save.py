@@ -70,7 +70,7 @@ def save_model(model: nn.Module, directory: str | Path, format: str = "auto", to
 
         quantized = is_quantized(file_type(gguf_type).default)  # an unknown type fails before anything is written
         if tokenizer is None:
-            tokenizer = _source_tokenizer(model)
+            tokenizer = source_tokenizer(model)
         metadata = gguf_tokenizer_metadata(tokenizer, hf_config["vocab_size"]) if tokenizer is not None else {}
         metadata.setdefault("general.name", config.name)
         if gguf_file is not None:
@@ -99,7 +99,7 @@ def save_model(model: nn.Module, directory: str | Path, format: str = "auto", to
     return Saved(out, kind, note)
 
 
-def _source_tokenizer(model: nn.Module) -> Any:
+def source_tokenizer(model: nn.Module) -> Any:
     """The tokenizer of the source `model` was loaded from, if it has a readable one."""
     source = getattr(model, "tokenizer_source", None)
     if not source:
