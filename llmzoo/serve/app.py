@@ -49,12 +49,7 @@ def create_app(served: dict[str, ServedModel], *, api_key: str | None = None, cl
     app.add_exception_handler(StarletteHTTPException, errors.http_error_handler)
     app.add_exception_handler(Exception, errors.unexpected_error_handler)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next):
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.request(getattr(route, "path", "other"), response.status_code)
-        return response
+    app.add_middleware(CountRequests, metrics=metrics)
 
     def check_key(request: Request) -> None:
         if api_key is None:
@@ -96,23 +91,24 @@ def create_app(served: dict[str, ServedModel], *, api_key: str | None = None, cl
             raise APIError(404, f"the model {name!r} does not exist", param="model", code="model_not_found")
         return {"id": name, "object": "model", "created": 0, "owned_by": "llmzoo"}
 
-    async def respond(generation: Generation, stream: bool):
+    async def respond(generation: Generation, stream: bool, request: Request):
         if stream:
             return StreamingResponse(generation.stream(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        return JSONResponse(await generation.whole())
+        return JSONResponse(await generation.whole(request.is_disconnected))
 
     @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
-    async def chat_completions(body: ChatCompletionRequest):
+    async def chat_completions(body: ChatCompletionRequest, request: Request):
         model = model_for(body.model, "decoder")
         refuse_unsupported(body)
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                     for m in body.messages]
         requests = submit(model, messages, body, body.max_completion_tokens or body.max_tokens)
-        return await respond(Generation(model, "chat", [("", requests)], body, pool, metrics), body.stream)
+        generation = Generation(model, "chat", [("", requests)], body, pool, metrics)
+        return await respond(generation, body.stream, request)
 
     @app.post("/v1/completions", dependencies=[Depends(check_key)])
-    async def completions(body: CompletionRequest):
+    async def completions(body: CompletionRequest, request: Request):
         model = model_for(body.model, "decoder")
         refuse_unsupported(body)
         prompts = body.prompt
@@ -130,7 +126,7 @@ def create_app(served: dict[str, ServedModel], *, api_key: str | None = None, cl
                 for request in group:
                     request.cancel()
             raise
-        return await respond(Generation(model, "completion", groups, body, pool, metrics), body.stream)
+        return await respond(Generation(model, "completion", groups, body, pool, metrics), body.stream, request)
 
     @app.post("/v1/embeddings", dependencies=[Depends(check_key)])
     async def create_embeddings(body: EmbeddingRequest):
@@ -144,3 +140,27 @@ def create_app(served: dict[str, ServedModel], *, api_key: str | None = None, cl
         return embeddings.response(model, body, ids, vectors)
 
     return app
+
+
+class CountRequests:
+    """Counts responses by route and status. Plain ASGI rather than @app.middleware("http"): that
+    wrapper re-plumbs `receive`, and routes would no longer see the client's http.disconnect."""
+
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = 500
+
+        async def send_counted(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            self.metrics.request(getattr(scope.get("route"), "path", "other"), status)

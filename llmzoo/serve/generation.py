@@ -118,8 +118,18 @@ class Generation:
         total = [usage(group) for _, group in self.groups]
         return {key: sum(u[key] for u in total) for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
 
-    async def whole(self) -> dict:
-        await wait_all(self.requests, self.pool)  # time to first token is measured on streams only
+    async def whole(self, is_disconnected=None) -> dict:
+        """The whole response; a client that hangs up before it is ready cancels its requests (polled
+        every half second through `is_disconnected`, Starlette's Request.is_disconnected)."""
+        waiter = asyncio.ensure_future(wait_all(self.requests, self.pool))
+        try:
+            while not (await asyncio.wait({waiter}, timeout=0.5))[0]:
+                if is_disconnected is not None and await is_disconnected():
+                    self.cancel()
+        finally:
+            if not waiter.done():
+                self.cancel()
+        await waiter  # time to first token is measured on streams only
         self._record()
         choices = []
         for echo, group in self.groups:

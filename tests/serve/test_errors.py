@@ -117,3 +117,21 @@ def test_a_full_engine_answers_429_and_a_client_that_hangs_up_frees_its_row(one_
         time.sleep(0.05)
     assert answer[0] == 200, answer
     assert submitted[0].finish_reason == "cancelled" and len(submitted[0].token_ids) < 100
+
+
+def test_a_client_that_hangs_up_before_a_whole_response_frees_its_row(one_row_server):
+    url, submitted = one_row_server
+    parts = urllib.parse.urlsplit(url)
+    connection = httpclient.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    connection.request("POST", "/v1/completions", json.dumps({"model": "tiny", "prompt": "the garden",
+                                                              "max_tokens": 100, "temperature": 0}),
+                       {"Content-Type": "application/json"})
+    deadline = time.monotonic() + 30
+    while not submitted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    connection.close()  # gone before the completion is ready
+    busy = {"model": "tiny", "prompt": "the old mill", "max_tokens": 3}
+    while (answer := http("POST", url + "/completions", busy))[0] == 429 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert answer[0] == 200, answer
+    assert submitted[0].finish_reason == "cancelled" and len(submitted[0].token_ids) < 100
