@@ -65,9 +65,13 @@ class Engine:
 
     def submit(self, prompt: str | list[dict] | list[int], *, max_tokens: int = 128, temperature: float = 0.0,
                top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
-               stop: list[str] | None = None, seed: int | None = None) -> Request:
+               stop: list[str] | None = None, seed: int | None = None, logprobs: int | None = None) -> Request:
         """Queue a request: a text, chat messages (rendered with the model's chat template) or token
-        ids. Returns its handle at once; iterate it for the text as it is produced."""
+        ids. Returns its handle at once; iterate it for the text as it is produced.
+        logprobs=k records each new token's log-probability and the k most likely alternatives in
+        `request.token_logprobs` (the model's log-softmax, before temperature, top-k/p and penalties)."""
+        if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int) or logprobs < 0):
+            raise LlmzooError(f"logprobs must be a whole number >= 0 (alternatives per token), got {logprobs!r}")
         sampling = check_generation_args(max_tokens, temperature, top_k, top_p, repetition_penalty)
         ids = self._prompt_ids(prompt)
         if len(ids) >= self.max_len:
@@ -75,6 +79,7 @@ class Engine:
                               f"tokens; shorten it")
         request = Request(ids, sampling, min(max_tokens, self.max_len - len(ids)), [s for s in stop or [] if s], seed,
                           decoder=self.tokenizer.stream_decoder(skip_special_tokens=True))
+        request.logprobs = logprobs
         if seed is not None:
             request.generator = torch.Generator().manual_seed(seed)
         with self._wake:
@@ -196,5 +201,11 @@ class Engine:
             request.seen[0, token] = True
         if token in self.eos:
             request.finish("eos")
-        elif not request.accept(token):
+            return
+        if request.logprobs is not None:  # before accept(): a chunk's tokens have their entries when it is read
+            logp = logits.float().log_softmax(-1)
+            top = logp.topk(min(request.logprobs, logp.numel())) if request.logprobs else None
+            request.token_logprobs.append((float(logp[token]), [] if top is None else
+                                           list(zip(top.indices.tolist(), top.values.tolist()))))
+        if not request.accept(token):
             self.next_input[row] = token

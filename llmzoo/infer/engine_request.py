@@ -52,6 +52,9 @@ class Request:
     _error: BaseException | None = None
     generator: torch.Generator | None = field(default=None, repr=False)
     seen: torch.Tensor | None = field(default=None, repr=False)  # tokens so far, for the repetition penalty
+    logprobs: int | None = None  # alternatives recorded per token; None: no log-probabilities
+    # one (logprob, [(token id, logprob), ...]) per entry of token_ids, when logprobs is set
+    token_logprobs: list[tuple[float, list[tuple[int, float]]]] = field(default_factory=list, repr=False)
 
     def cancel(self) -> None:
         """Stop generating; the engine frees the request's row at its next step."""
