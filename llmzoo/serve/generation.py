@@ -35,15 +35,15 @@ def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
     if body.logit_bias:
         refuse("logit_bias", "leave it out")
     if isinstance(body, ChatCompletionRequest):
-        if body.logprobs or body.top_logprobs:
-            refuse("logprobs", "the engine does not return per-token log-probabilities yet")
+        if body.top_logprobs and not body.logprobs:
+            raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
         if body.response_format and body.response_format.get("type", "text") != "text":
             refuse("response_format", "JSON mode needs constrained decoding, which the engine does not do yet")
         if body.tools or body.tool_choice not in (None, "none"):
             refuse("tools", "function calling is not implemented yet")
     else:
-        if body.logprobs is not None:
-            refuse("logprobs", "the engine does not return per-token log-probabilities yet")
+        if body.logprobs is not None and body.echo:
+            refuse("logprobs", "log-probabilities of echoed prompt tokens are not computed; drop echo or logprobs")
         if body.suffix:
             refuse("suffix", "insertion (fill in the middle) is not implemented")
         if body.best_of not in (None, 1):
@@ -55,7 +55,11 @@ def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
 def submit(served: ServedModel, prompt, body, max_tokens: int | None) -> list[Request]:
     """n engine requests for one prompt; if the engine fills up half-way, the ones queued are cancelled."""
     engine = served.engine
-    kwargs = dict(temperature=body.temperature, top_p=body.top_p if body.top_p < 1.0 else None, top_k=body.top_k,
+    if isinstance(body, ChatCompletionRequest):
+        logprobs = (body.top_logprobs or 0) if body.logprobs else None
+    else:
+        logprobs = body.logprobs
+    kwargs = dict(logprobs=logprobs, temperature=body.temperature, top_p=body.top_p if body.top_p < 1.0 else None, top_k=body.top_k,
                   repetition_penalty=body.repetition_penalty, stop=body.stop_list())
     requests: list[Request] = []
     try:
@@ -87,6 +91,32 @@ def usage(requests: list[Request]) -> dict:
     prompt = sum(len(r.prompt_ids) for r in requests[:1]) if requests else 0  # one prompt, n samples
     completion = sum(len(r.token_ids) for r in requests)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def chat_logprobs(tokenizer, ids: list[int], entries) -> dict:
+    """OpenAI's chat shape: {"content": [{token, logprob, bytes, top_logprobs: [...]}, ...]}."""
+    def one(token_id: int, logprob: float) -> dict:
+        text = tokenizer.decode([token_id])
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    return {"content": [{**one(t, lp), "top_logprobs": [one(a, alp) for a, alp in top]}
+                        for t, (lp, top) in zip(ids, entries)], "refusal": None}
+
+
+def completion_logprobs(tokenizer, ids: list[int], entries, offset: int = 0) -> dict:
+    """The legacy completions shape: parallel lists, top_logprobs as {token: logprob} per position."""
+    tokens = [tokenizer.decode([t]) for t in ids]
+    offsets = []
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token)
+    tops = []
+    for _, top in entries:
+        tops.append({})
+        for alternative, logprob in top:  # likeliest first: a text two byte pieces share keeps the higher
+            tops[-1].setdefault(tokenizer.decode([alternative]), logprob)
+    return {"tokens": tokens, "token_logprobs": [lp for lp, _ in entries], "top_logprobs": tops,
+            "text_offset": offsets}
 
 
 def _sse(payload: dict) -> bytes:
@@ -136,23 +166,32 @@ class Generation:
             for request in group:
                 index = len(choices)
                 reason = request.finish_reason or "stop"
+                logprobs = self._logprobs(request, request.token_ids, request.token_logprobs)
                 if self.kind == "chat":
                     choices.append({"index": index, "message": {"role": "assistant", "content": request.text},
-                                    "logprobs": None, "finish_reason": reason})
+                                    "logprobs": logprobs, "finish_reason": reason})
                 else:
-                    choices.append({"index": index, "text": echo + request.text, "logprobs": None,
+                    choices.append({"index": index, "text": echo + request.text, "logprobs": logprobs,
                                     "finish_reason": reason})
         return {"id": self.id, "object": "chat.completion" if self.kind == "chat" else "text_completion",
                 "created": self.created, "model": self.served.name, "choices": choices, "usage": self._usage(),
                 "system_fingerprint": None}
 
-    def _chunk(self, index: int, *, text: str | None = None, role: bool = False, finish: str | None = None) -> dict:
+    def _logprobs(self, request: Request, ids: list[int], entries, offset: int = 0) -> dict | None:
+        if request.logprobs is None:
+            return None
+        if self.kind == "chat":
+            return chat_logprobs(self.served.tokenizer, ids, entries)
+        return completion_logprobs(self.served.tokenizer, ids, entries, offset)
+
+    def _chunk(self, index: int, *, text: str | None = None, role: bool = False, finish: str | None = None,
+               logprobs: dict | None = None) -> dict:
         if self.kind == "chat":
             delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text is not None else {})
-            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
             obj = "chat.completion.chunk"
         else:
-            choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
+            choice = {"index": index, "text": text or "", "logprobs": logprobs, "finish_reason": finish}
             obj = "text_completion"
         payload = {"id": self.id, "object": obj, "created": self.created, "model": self.served.name,
                    "choices": [choice], "system_fingerprint": None}
@@ -173,13 +212,18 @@ class Generation:
                         yield _sse(self._chunk(index, role=True))
                     elif echo:
                         yield _sse(self._chunk(index, text=echo))
-                    chunks = iter(request)
+                    chunks, done, offset = iter(request), 0, 0
                     while (chunk := await next_chunk(chunks, self.pool)) is not _DONE:
                         if first and chunk.token_ids:
                             self.metrics.first_token(self.served.name, time.perf_counter() - self.started)
                             first = False
-                        if chunk.text:
-                            yield _sse(self._chunk(index, text=chunk.text))
+                        # the engine records a token's logprobs before the chunk that carries it
+                        count = len(chunk.token_ids)
+                        logprobs = self._logprobs(request, chunk.token_ids,
+                                                  request.token_logprobs[done:done + count], offset)
+                        done, offset = done + count, offset + len(chunk.text)
+                        if chunk.text or (logprobs is not None and count):
+                            yield _sse(self._chunk(index, text=chunk.text, logprobs=logprobs))
                     yield _sse(self._chunk(index, finish=request.finish_reason or "stop"))
                     index += 1
             self._record()

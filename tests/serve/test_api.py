@@ -4,6 +4,7 @@ decoder: every answer equals what llmzoo's own generate gives for the same promp
 import threading
 
 import pytest
+import torch
 
 import llmzoo
 from tests.serve.conftest import http
@@ -120,3 +121,34 @@ def test_health_and_metrics(tiny_server, client):
     assert 'llmzoo_completion_tokens_total{model="tiny"}' in text
     assert 'llmzoo_queue_depth{model="tiny"} 0' in text
     assert 'llmzoo_time_to_first_token_seconds_count{model="tiny"}' in text
+
+
+def test_logprobs_equal_the_models_own_log_softmax(client, local):
+    from llmzoo.infer.generate import generate_ids
+
+    model, tokenizer = local
+    prompt_ids = tokenizer.encode(PROMPT)
+    reply = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=8, temperature=0, logprobs=3)
+    got = reply.choices[0].logprobs
+    ids = generate_ids(model, [prompt_ids], max_new_tokens=8, compile=False)[0].token_ids[:len(got.tokens)]
+    with torch.no_grad():  # teacher-forced: one forward over prompt + completion, no cache
+        logp = model(torch.tensor([prompt_ids + ids])).logits[0].float().log_softmax(-1)[len(prompt_ids) - 1:-1]
+    assert got.tokens == [tokenizer.decode([t]) for t in ids] and len(ids) >= 1
+    torch.testing.assert_close(torch.tensor(got.token_logprobs), logp[torch.arange(len(ids)), ids],
+                               atol=1e-4, rtol=1e-4)
+    for position, top in enumerate(got.top_logprobs):  # {token text: logprob}: byte pieces may share a text
+        values, indices = logp[position].topk(3)
+        texts = [tokenizer.decode([t]) for t in indices.tolist()]
+        assert set(top) == set(texts)
+        for text, value in top.items():
+            assert value == pytest.approx(max(v for t, v in zip(texts, values.tolist()) if t == text), abs=1e-4)
+
+    whole = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=10,
+                                           logprobs=True, top_logprobs=2)
+    streamed = client.chat.completions.create(model="tiny", messages=MESSAGES, temperature=0, max_tokens=10,
+                                              logprobs=True, top_logprobs=2, stream=True)
+    pieces = [t for c in streamed if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    content = whole.choices[0].logprobs.content
+    assert [t.token for t in pieces] == [t.token for t in content] and len(content) == whole.usage.completion_tokens
+    assert [t.logprob for t in pieces] == pytest.approx([t.logprob for t in content], abs=1e-5)
+    assert all(len(t.top_logprobs) == 2 and t.top_logprobs[0].logprob == pytest.approx(t.logprob) for t in content)

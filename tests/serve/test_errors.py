@@ -38,7 +38,8 @@ BAD = [  # (path, body, status, words in the message, param)
     ("/chat/completions", {**CHAT, "bogus": 1}, 400, ["unrecognized", "bogus"], "bogus"),
     ("/chat/completions", {**CHAT, "presence_penalty": 0.5}, 400, ["presence_penalty", "repetition_penalty"],
      "presence_penalty"),
-    ("/chat/completions", {**CHAT, "logprobs": True}, 400, ["logprobs"], "logprobs"),
+    ("/chat/completions", {**CHAT, "top_logprobs": 2}, 400, ["logprobs"], "top_logprobs"),
+    ("/chat/completions", {**CHAT, "logprobs": True, "top_logprobs": 21}, 400, ["top_logprobs"], "top_logprobs"),
     ("/chat/completions", {**CHAT, "response_format": {"type": "json_object"}}, 400, ["response_format"],
      "response_format"),
     ("/chat/completions", {**CHAT, "stream_options": {"include_usage": True}}, 400, ["stream"], "stream_options"),
@@ -46,7 +47,7 @@ BAD = [  # (path, body, status, words in the message, param)
      ["does not fit", "context"], None),
     ("/completions", {"model": "tiny", "prompt": [], "max_tokens": 3}, 400, ["prompt"], "prompt"),
     ("/completions", {"model": "tiny", "prompt": [5, 99999], "max_tokens": 3}, 400, ["vocabulary"], None),
-    ("/completions", {"model": "tiny", "prompt": "x", "logprobs": 2}, 400, ["logprobs"], "logprobs"),
+    ("/completions", {"model": "tiny", "prompt": "x", "logprobs": 2, "echo": True}, 400, ["echo"], "logprobs"),
     ("/embeddings", {"model": "tiny", "input": "the garden"}, 400, ["decoder", "encoder"], "model"),
 ]
 
