@@ -67,13 +67,19 @@ def create_app(served: dict[str, ServedModel], *, api_key: str | None = None, cl
             raise APIError(404, f"the model {name!r} does not exist; this server serves: {', '.join(sorted(served))}",
                            param="model", code="model_not_found")
         model = served[name]
+        if not model.alive:
+            raise APIError(503, f"{name}'s engine stopped on an internal error (see the server log); restart the "
+                                f"server", code="engine_stopped")
         if model.kind != kind:
             what = "chat and completions need a decoder" if kind == "decoder" else "embeddings need an encoder"
             raise APIError(400, f"{name} is an {model.kind} model; {what}", param="model", code="wrong_model_kind")
         return model
 
     @app.get("/health")
-    async def health() -> dict:
+    async def health():
+        dead = sorted(name for name, model in served.items() if not model.alive)
+        if dead:
+            return JSONResponse({"status": "error", "models": sorted(served), "stopped": dead}, status_code=503)
         return {"status": "ok", "models": sorted(served)}
 
     @app.get("/metrics", response_class=PlainTextResponse)

@@ -29,6 +29,12 @@ class ServedModel:
     def kind(self) -> str:
         return "decoder" if self.engine is not None else "encoder"
 
+    @property
+    def alive(self) -> bool:
+        """False once the engine's thread has stopped on an internal error (it fails what it held)."""
+        thread = self.engine._thread if self.engine is not None else None
+        return thread is None or thread.is_alive() or self.engine._closed
+
     def close(self) -> None:
         if self.engine is not None:
             self.engine.close()

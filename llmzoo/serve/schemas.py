@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Stop = str | list[str] | None
 
@@ -40,19 +40,28 @@ class ChatMessage(_Body):
 
 class _Sampling(_Body):
     model: str
-    temperature: float = Field(1.0, ge=0.0, le=2.0)  # OpenAI's default; 0 is greedy
+    temperature: float = Field(1.0, ge=0.0, le=2.0)  # OpenAI's default; 0 is greedy (see _Sampling.check)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=1)  # an extension (as vLLM's), not in OpenAI's API
-    repetition_penalty: float = Field(1.0, gt=0.0)  # an extension (CTRL's penalty, Keskar et al. 2019)
+    # an extension (CTRL's penalty, Keskar et al. 2019); bounded so scaled logits stay finite in float32
+    repetition_penalty: float = Field(1.0, ge=0.01, le=100.0)
     n: int = Field(1, ge=1, le=16)
     stop: Stop = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2 ** 63), le=2 ** 63 - 1 - 16)  # torch seeds are int64; n adds up to 15
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
     user: str | None = None
+
+    @field_validator("temperature")
+    @classmethod
+    def check(cls, value: float) -> float:
+        # logits / temperature overflows float32 (inf - inf = nan in the softmax) for a tiny temperature
+        if 0 < value < 1e-6:
+            raise ValueError("temperature must be 0 (greedy) or at least 1e-6")
+        return value
 
     def stop_list(self) -> list[str]:
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])

@@ -45,6 +45,11 @@ BAD = [  # (path, body, status, words in the message, param)
     ("/chat/completions", {**CHAT, "stream_options": {"include_usage": True}}, 400, ["stream"], "stream_options"),
     ("/chat/completions", {**CHAT, "messages": [{"role": "user", "content": "the garden " * 200}]}, 400,
      ["does not fit", "context"], None),
+    # values that would overflow torch or float32 inside the engine thread
+    ("/completions", {"model": "tiny", "prompt": "x", "seed": 10 ** 30}, 400, ["seed"], "seed"),
+    ("/completions", {"model": "tiny", "prompt": "x", "temperature": 1e-40}, 400, ["temperature"], "temperature"),
+    ("/completions", {"model": "tiny", "prompt": "x", "repetition_penalty": 1e-300}, 400, ["repetition_penalty"],
+     "repetition_penalty"),
     ("/completions", {"model": "tiny", "prompt": [], "max_tokens": 3}, 400, ["prompt"], "prompt"),
     ("/completions", {"model": "tiny", "prompt": [5, 99999], "max_tokens": 3}, 400, ["vocabulary"], None),
     ("/completions", {"model": "tiny", "prompt": "x", "logprobs": 2, "echo": True}, 400, ["echo"], "logprobs"),
@@ -136,3 +141,23 @@ def test_a_client_that_hangs_up_before_a_whole_response_frees_its_row(one_row_se
         time.sleep(0.05)
     assert answer[0] == 200, answer
     assert submitted[0].finish_reason == "cancelled" and len(submitted[0].token_ids) < 100
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the engine thread's own raise
+def test_an_engine_that_dies_fails_its_requests_and_the_server_says_so(tiny_dir):
+    """A bug inside the engine thread (here a step that raises) is a 500 for the requests it held and a
+    503 afterwards, from /health too: never a request left hanging on a dead engine."""
+    from llmzoo.serve import create_app, load_served
+    from tests.serve.conftest import running
+
+    served = load_served(str(tiny_dir), max_batch=1, max_queue=0)
+
+    def broken_step():
+        raise RuntimeError("simulated engine bug")
+
+    served.engine.step = broken_step
+    with running(create_app({"tiny": served})) as url:
+        body = {"model": "tiny", "prompt": "the garden", "max_tokens": 3}
+        assert_error(http("POST", url + "/completions", body), 500, "simulated engine bug")
+        assert_error(http("POST", url + "/completions", body), 503, "restart")
+        assert http("GET", url.removesuffix("/v1") + "/health")[0] == 503
