@@ -65,11 +65,17 @@ class Engine:
 
     def submit(self, prompt: str | list[dict] | list[int], *, max_tokens: int = 128, temperature: float = 0.0,
                top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
-               stop: list[str] | None = None, seed: int | None = None, logprobs: int | None = None) -> Request:
+               stop: list[str] | None = None, seed: int | None = None, logprobs: int | None = None,
+               presence_penalty: float = 0.0, frequency_penalty: float = 0.0) -> Request:
         """Queue a request: a text, chat messages (rendered with the model's chat template) or token
         ids. Returns its handle at once; iterate it for the text as it is produced.
         logprobs=k records each new token's log-probability and the k most likely alternatives in
-        `request.token_logprobs` (the model's log-softmax, before temperature, top-k/p and penalties)."""
+        `request.token_logprobs` (the model's log-softmax, before temperature, top-k/p and penalties).
+        presence_penalty / frequency_penalty: OpenAI's additive penalties, logit[j] -= frequency_penalty *
+        count[j] + presence_penalty * (count[j] > 0), counting the tokens generated so far."""
+        for name, value in (("presence_penalty", presence_penalty), ("frequency_penalty", frequency_penalty)):
+            if not isinstance(value, (int, float)) or not -2.0 <= value <= 2.0:
+                raise LlmzooError(f"{name} must be a number in [-2, 2], got {value!r}")
         if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int) or logprobs < 0):
             raise LlmzooError(f"logprobs must be a whole number >= 0 (alternatives per token), got {logprobs!r}")
         sampling = check_generation_args(max_tokens, temperature, top_k, top_p, repetition_penalty)
@@ -80,6 +86,7 @@ class Engine:
         request = Request(ids, sampling, min(max_tokens, self.max_len - len(ids)), [s for s in stop or [] if s], seed,
                           decoder=self.tokenizer.stream_decoder(skip_special_tokens=True))
         request.logprobs = logprobs
+        request.presence_penalty, request.frequency_penalty = float(presence_penalty), float(frequency_penalty)
         if seed is not None:
             request.generator = torch.Generator().manual_seed(seed)
         with self._wake:
@@ -196,9 +203,17 @@ class Engine:
         if request.sampling.repetition_penalty != 1.0 and request.seen is None:
             request.seen = torch.zeros(1, self.model.config.vocab_size, dtype=torch.bool)
             request.seen[0, request.prompt_ids] = True
-        token = int(next_tokens(logits[None].float(), request.sampling, request.seen, request.generator)[0])
+        scores = logits
+        if request.presence_penalty or request.frequency_penalty:
+            if request.counts is None:
+                request.counts = torch.zeros(logits.shape[-1])
+            scores = (logits.float() - request.frequency_penalty * request.counts
+                      - request.presence_penalty * (request.counts > 0).float())
+        token = int(next_tokens(scores[None].float(), request.sampling, request.seen, request.generator)[0])
         if request.seen is not None:
             request.seen[0, token] = True
+        if request.counts is not None:
+            request.counts[token] += 1
         if token in self.eos:
             request.finish("eos")
             return

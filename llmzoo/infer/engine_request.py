@@ -53,6 +53,9 @@ class Request:
     generator: torch.Generator | None = field(default=None, repr=False)
     seen: torch.Tensor | None = field(default=None, repr=False)  # tokens so far, for the repetition penalty
     logprobs: int | None = None  # alternatives recorded per token; None: no log-probabilities
+    presence_penalty: float = 0.0  # OpenAI's additive penalties on generated tokens (Engine.submit)
+    frequency_penalty: float = 0.0
+    counts: torch.Tensor | None = field(default=None, repr=False)  # (V,) generated-token counts for them
     # one (logprob, [(token id, logprob), ...]) per entry of token_ids, when logprobs is set
     token_logprobs: list[tuple[float, list[tuple[int, float]]]] = field(default_factory=list, repr=False)
 
