@@ -29,9 +29,6 @@ def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
     def refuse(param: str, why: str) -> None:
         raise APIError(400, f"{param} is not supported by llmzoo serve: {why}", param=param, code="unsupported")
 
-    if body.presence_penalty or body.frequency_penalty:
-        refuse("presence_penalty" if body.presence_penalty else "frequency_penalty",
-               "use repetition_penalty (an extension parameter, > 1 penalises repeats) or leave it at 0")
     if body.logit_bias:
         refuse("logit_bias", "leave it out")
     if isinstance(body, ChatCompletionRequest):
@@ -59,7 +56,8 @@ def submit(served: ServedModel, prompt, body, max_tokens: int | None) -> list[Re
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
     else:
         logprobs = body.logprobs
-    kwargs = dict(logprobs=logprobs, temperature=body.temperature, top_p=body.top_p if body.top_p < 1.0 else None, top_k=body.top_k,
+    kwargs = dict(logprobs=logprobs, presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+                  temperature=body.temperature, top_p=body.top_p if body.top_p < 1.0 else None, top_k=body.top_k,
                   repetition_penalty=body.repetition_penalty, stop=body.stop_list())
     requests: list[Request] = []
     try:

@@ -152,3 +152,27 @@ def test_logprobs_equal_the_models_own_log_softmax(client, local):
     assert [t.token for t in pieces] == [t.token for t in content] and len(content) == whole.usage.completion_tokens
     assert [t.logprob for t in pieces] == pytest.approx([t.logprob for t in content], abs=1e-5)
     assert all(len(t.top_logprobs) == 2 and t.top_logprobs[0].logprob == pytest.approx(t.logprob) for t in content)
+
+
+def test_presence_and_frequency_penalties_follow_openais_formula(client, local):
+    """Greedy decoding by hand, no cache: logit[j] -= frequency * count[j] + presence * (count[j] > 0)
+    over the tokens generated so far (OpenAI's documented penalties)."""
+    model, tokenizer = local
+    ids = tokenizer.encode(PROMPT)
+    texts = []
+    for presence, frequency in ((0.0, 1.5), (2.0, 0.0), (-0.5, 0.7)):
+        counts, new = torch.zeros(model.config.vocab_size), []
+        with torch.no_grad():
+            for _ in range(12):
+                logits = model(torch.tensor([ids + new])).logits[0, -1].float()
+                token = int((logits - frequency * counts - presence * (counts > 0).float()).argmax())
+                if token in tokenizer.stop_token_ids or token == tokenizer.eos_token_id:
+                    break
+                new.append(token)
+                counts[token] += 1
+        reply = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=12, temperature=0,
+                                          presence_penalty=presence, frequency_penalty=frequency)
+        assert reply.choices[0].text == tokenizer.decode(new, skip_special_tokens=True)
+        texts.append(reply.choices[0].text)
+    plain = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=12, temperature=0).choices[0].text
+    assert any(text != plain for text in texts)  # the penalties do change the greedy text

@@ -36,8 +36,7 @@ BAD = [  # (path, body, status, words in the message, param)
     ("/chat/completions", {**CHAT, "stop": 3}, 400, ["stop"], None),
     ("/chat/completions", {**CHAT, "messages": [{"role": "wizard", "content": "x"}]}, 400, ["role"], None),
     ("/chat/completions", {**CHAT, "bogus": 1}, 400, ["unrecognized", "bogus"], "bogus"),
-    ("/chat/completions", {**CHAT, "presence_penalty": 0.5}, 400, ["presence_penalty", "repetition_penalty"],
-     "presence_penalty"),
+    ("/chat/completions", {**CHAT, "presence_penalty": 2.5}, 400, ["presence_penalty"], "presence_penalty"),
     ("/chat/completions", {**CHAT, "top_logprobs": 2}, 400, ["logprobs"], "top_logprobs"),
     ("/chat/completions", {**CHAT, "logprobs": True, "top_logprobs": 21}, 400, ["top_logprobs"], "top_logprobs"),
     ("/chat/completions", {**CHAT, "response_format": {"type": "json_object"}}, 400, ["response_format"],
@@ -75,7 +74,7 @@ def test_the_openai_client_raises_its_typed_errors_and_the_server_still_answers(
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=CHAT["messages"])
     with pytest.raises(openai.BadRequestError, match="frequency_penalty"):
-        client.chat.completions.create(model="tiny", messages=CHAT["messages"], frequency_penalty=1.0)
+        client.chat.completions.create(model="tiny", messages=CHAT["messages"], frequency_penalty=3.0)
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=tiny_server, api_key="wrong", max_retries=0).models.list()
     reply = client.chat.completions.create(model="tiny", messages=CHAT["messages"], max_tokens=4, temperature=0)
