@@ -64,3 +64,8 @@ def test_busy_port_and_bad_flags_are_one_line_exit_2(tiny_dir, capsys):
     assert "--max-concurrent" in capsys.readouterr().err
     assert main(["serve", str(tiny_dir), "--port", str(free_port()), "--max-len", "0"]) == 2
     assert "--max-len" in capsys.readouterr().err
+    assert main(["serve", str(tiny_dir / "missing"), "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing" in err
+    assert main(["serve", str(tiny_dir), str(tiny_dir), "--port", str(free_port())]) == 2
+    assert "same name" in capsys.readouterr().err
