@@ -2,7 +2,6 @@
 server running it in this process on a free loopback port."""
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -15,8 +14,6 @@ from llmzoo.config import ModelConfig
 from llmzoo.serve import create_app, load_served
 from llmzoo.tokenizer.train import train_tokenizer
 from tests.infer.test_generate import _model
-
-os.environ.setdefault("LLMZOO_COMPILE", "0")  # engines decode eagerly: seconds, not a compile per test server
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -57,7 +54,8 @@ def running(app):
 
 
 def serve(directory, *, api_key=None, **engine):
-    served = load_served(str(directory), **engine)
+    """Engines decode eagerly in tests (compile=False): seconds, not a compile per test server."""
+    served = load_served(str(directory), compile=False, **engine)
     return running(create_app({served.name: served}, api_key=api_key))
 
 

@@ -87,7 +87,7 @@ def one_row_server(tiny_dir):
     from llmzoo.serve import create_app, load_served
     from tests.serve.conftest import running
 
-    served = load_served(str(tiny_dir), max_batch=1, max_queue=0)
+    served = load_served(str(tiny_dir), max_batch=1, max_queue=0, compile=False)
     engine, submitted = served.engine, []
     real_submit, real_step = engine.submit, engine.step
 
@@ -149,7 +149,7 @@ def test_an_engine_that_dies_fails_its_requests_and_the_server_says_so(tiny_dir)
     from llmzoo.serve import create_app, load_served
     from tests.serve.conftest import running
 
-    served = load_served(str(tiny_dir), max_batch=1, max_queue=0)
+    served = load_served(str(tiny_dir), max_batch=1, max_queue=0, compile=False)
 
     def broken_step():
         raise RuntimeError("simulated engine bug")

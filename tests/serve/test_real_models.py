@@ -22,7 +22,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 @pytest.fixture(scope="module")
 def server():
     try:
-        served = {name: load_served(name, max_batch=2, max_queue=4, max_len=512) for name in (SMOLLM2, MINILM)}
+        served = {name: load_served(name, max_batch=2, max_queue=4, max_len=512, compile=False)
+                  for name in (SMOLLM2, MINILM)}
     except AssetMissingError as e:
         pytest.skip(str(e))
     with running(create_app(served)) as url:

@@ -11,7 +11,7 @@ from tests.serve.conftest import running
 
 
 def test_shutdown_lets_a_running_stream_finish_then_closes_the_engine(tiny_dir):
-    served = load_served(str(tiny_dir), max_batch=1, max_queue=0)
+    served = load_served(str(tiny_dir), max_batch=1, max_queue=0, compile=False)
     real_step = served.engine.step
 
     def slow_step():  # ~40 tokens x 20 ms: the stream is still running when shutdown begins
