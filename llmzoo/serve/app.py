@@ -25,7 +25,8 @@ from llmzoo.serve.models import ServedModel
 from llmzoo.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 
-def create_app(served: dict[str, ServedModel], *, api_key: str | None = None, close_on_shutdown: bool = True) -> FastAPI:
+def create_app(served: dict[str, ServedModel], *, api_key: str | None = None,
+               close_on_shutdown: bool = True) -> FastAPI:
     """An app serving `served` (name -> model). With api_key, /v1/* needs `Authorization: Bearer <key>`.
     On shutdown the engines are closed: what is still queued or running is cancelled."""
     metrics = Metrics()

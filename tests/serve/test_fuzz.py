@@ -16,7 +16,8 @@ VALID = {
                      "stream": True, "stream_options": {"include_usage": True}},
     "/embeddings": {"model": "tiny", "input": ["a", "b"], "encoding_format": "float"},
 }
-VALUES = [None, True, False, 0, -1, 1, 3, 2.5, -0.5, 1e300, 1e-300, 1e-40, 10 ** 30, -(10 ** 30), "", "x", "tiny", "\x00\ud7ff", [], [1, 2],
+VALUES = [None, True, False, 0, -1, 1, 3, 2.5, -0.5, 1e300, 1e-300, 1e-40, 10 ** 30, -(10 ** 30),
+          "", "x", "tiny", "\x00\ud7ff", [], [1, 2],
           [[3]], ["a", 1], [{"role": "user", "content": 5}], [{"role": "user"}], {}, {"type": "text"},
           {"include_usage": "yes"}, [{"type": "text", "text": "hi"}]]
 
