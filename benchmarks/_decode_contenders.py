@@ -171,6 +171,7 @@ def run_round(contender: Contender, work: dict) -> dict:
         for k in work["concurrency"]:
             seconds, produced = _timed(contender.serve, work["serve_prompts"][:k], work["serve_tokens"])
             result[f"serve{k}_tok_s"], result[f"serve{k}_tokens"] = produced / seconds, produced
+    result["peak_rss_mb"] = _peak_rss_mb()  # so far: the best-of (max) over rounds is the process's peak
     return result
 
 

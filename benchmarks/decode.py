@@ -179,15 +179,15 @@ def plot(results: dict, concurrency: list[int], title: str, path: Path) -> None:
               (f"serve{k}_tok_s", f"aggregate tok/s, {k} concurrent requests"), ("peak_rss_mb", "peak RSS MB")]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
     for ax, (key, label) in zip(axes, panels):
-        names = [n for n in results if key in results[n]]
-        values = [results[n][key] for n in names]
+        names = list(results)  # every panel lists every engine, so the shared y labels line up
+        values = [results[n].get(key, 0.0) for n in names]
         colours = ["tab:orange" if n == "llama.cpp" else "tab:gray" if n.startswith("transformers") else "tab:blue"
                    for n in names]
         ax.barh(names, values, color=colours)
         ax.invert_yaxis()
         ax.set_title(label, fontsize=10)
-        for y, v in enumerate(values):
-            ax.text(v, y, f" {v:.0f}", va="center", fontsize=8)
+        for y, (n, v) in enumerate(zip(names, values)):
+            ax.text(v, y, f" {v:.0f}" if key in results[n] else " not measured", va="center", fontsize=8)
         ax.margins(x=0.25)
     for ax in axes[1:]:
         ax.set_yticklabels([])
