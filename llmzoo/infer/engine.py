@@ -57,6 +57,7 @@ class Engine:
         self.waiting: collections.deque[Request] = collections.deque()
         self._wake = threading.Condition()
         self._closed = False
+        self._failed: BaseException | None = None
         self._thread: threading.Thread | None = None
         eos = set(getattr(tokenizer, "stop_token_ids", None) or ())
         self.eos = eos | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
@@ -90,6 +91,8 @@ class Engine:
         if seed is not None:
             request.generator = torch.Generator().manual_seed(seed)
         with self._wake:
+            if self._failed is not None:
+                raise LlmzooError(f"the engine stopped after an internal error ({self._failed}); start a new one")
             if self._closed:
                 raise LlmzooError("the engine is closed")
             if len(self.waiting) >= self.max_queue + self.rows.count(None):  # rows not yet admitted count too
@@ -152,7 +155,10 @@ class Engine:
                             return
                     self.step()
         except BaseException as error:  # never leave a caller waiting on a dead engine
-            for request in list(self.waiting) + [r for r in self.rows if r is not None]:
+            with self._wake:
+                self._failed = error
+                stranded = list(self.waiting) + [r for r in self.rows if r is not None]
+            for request in stranded:
                 request.finish("cancelled", error)
             raise
 
@@ -184,7 +190,7 @@ class Engine:
         view.advance(len(chunk))
         if not self.pending[row]:
             del self.pending[row]
-            self._sample(row, logits[0])
+            self._sample_or_fail(row, logits[0])
 
     def _decode(self, rows: list[int]) -> None:
         active = torch.zeros(self.max_batch, dtype=torch.bool)
@@ -196,7 +202,16 @@ class Engine:
             logits = self.model(tokens, attention_mask=active[:, None], cache=self.cache, logits_to_keep=1).logits[:, -1]
         self.cache.advance_rows(active)
         for row in rows:
-            self._sample(row, logits[row])
+            self._sample_or_fail(row, logits[row])
+
+    def _sample_or_fail(self, row: int, logits: torch.Tensor) -> None:
+        """Sample for one request; its own bad settings (e.g. a temperature so small the probabilities
+        overflow) end that request with the error, not the engine and everyone else's requests."""
+        try:
+            self._sample(row, logits)
+        except Exception as error:
+            self.rows[row].finish("cancelled", LlmzooError(f"sampling failed for this request ({error}); "
+                                                           f"check its temperature and penalties"))
 
     def _sample(self, row: int, logits: torch.Tensor) -> None:
         request = self.rows[row]

@@ -108,3 +108,19 @@ def test_chat_messages_and_text_prompts(model, tokenizer):
         text = engine.generate("the cat", max_tokens=4)
     assert chat.prompt_tokens > 0 and chat.token_ids == rendered.token_ids
     assert text.prompt_tokens == len(tokenizer.encode("the cat"))
+
+
+def test_one_requests_failure_ends_that_request_only(model, tokenizer):
+    with llmzoo.Engine(model, tokenizer, max_batch=2, compile=False) as engine:
+        engine.eos = set()
+        good = engine.submit(PROMPTS[0], max_tokens=12)
+        gate = threading.Event()
+        step = engine.step
+        engine.step = lambda: (gate.wait(), step())  # hold the engine while the request is tampered with
+        bad = engine.submit(PROMPTS[1], max_tokens=12, temperature=1.0)
+        object.__setattr__(bad.sampling, "temperature", float("nan"))  # a value that slipped past the checks
+        gate.set()
+        with pytest.raises(LlmzooError, match="sampling failed for this request"):
+            bad.result()
+        assert good.result().token_ids == alone(model, PROMPTS[0], 12)
+        assert engine.generate(PROMPTS[2], max_tokens=4).token_ids == alone(model, PROMPTS[2], 4)  # still serving
