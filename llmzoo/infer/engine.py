@@ -25,9 +25,12 @@ from torch import nn
 
 from llmzoo.errors import LlmzooError
 from llmzoo.infer.cache import StaticCache
-from llmzoo.infer.compiled import can_compile, decode_step_for
+from llmzoo.infer.compiled import bucket_batch, bucket_cache_len, can_compile, decode_step_for
 from llmzoo.infer.engine_request import Completion, Request
 from llmzoo.infer.sampling import check_generation_args, next_tokens
+
+
+DEFAULT_MAX_LEN = 2048
 
 
 class EngineFullError(LlmzooError):
@@ -46,8 +49,12 @@ class Engine:
             raise LlmzooError("max_batch and prefill_chunk must be >= 1 and max_queue >= 0")
         self.model, self.tokenizer = model.eval(), tokenizer
         self.max_batch, self.max_queue, self.prefill_chunk = max_batch, max_queue, prefill_chunk
-        self.max_len = max_len or model.config.max_seq_len
-        self.cache = StaticCache.for_model(model, max_batch, self.max_len)
+        # Default context: the model's, at most DEFAULT_MAX_LEN (every row preallocates all of it).
+        self.max_len = max_len or min(model.config.max_seq_len, DEFAULT_MAX_LEN)
+        # The cache length is rounded up as generate_ids rounds it, so engines of nearby lengths share
+        # compiled graphs instead of compiling their own (~100 s each on a 2-core CPU).
+        self.cache = StaticCache.for_model(model, max_batch, bucket_cache_len(self.max_len))
+        self._views: dict[int, StaticCache] = {}  # first n rows, for decode steps over fewer rows
         if compile is None:  # a serving engine runs long enough to repay compiling; LLMZOO_COMPILE=0 opts out
             compile = os.environ.get("LLMZOO_COMPILE", "1") != "0"
         self.step_fn = decode_step_for(model) if compile and can_compile(model) else None
@@ -193,14 +200,18 @@ class Engine:
             self._sample_or_fail(row, logits[0])
 
     def _decode(self, rows: list[int]) -> None:
-        active = torch.zeros(self.max_batch, dtype=torch.bool)
+        # Requests take the lowest free rows, so the live ones sit at the front: decode only the first
+        # n rows (n a power of two, the compiled step's buckets), not all max_batch every step.
+        n = min(bucket_batch(max(rows) + 1), self.max_batch)
+        cache = self.cache if n == self.max_batch else self._views.setdefault(n, self.cache.rows(0, n))
+        active = torch.zeros(n, dtype=torch.bool)
         active[rows] = True
-        tokens = self.next_input.masked_fill(~active, 0)[:, None]
+        tokens = self.next_input[:n].masked_fill(~active, 0)[:, None]
         if self.step_fn is not None:
-            logits = self.step_fn(tokens, self.cache)
+            logits = self.step_fn(tokens, cache)
         else:
-            logits = self.model(tokens, attention_mask=active[:, None], cache=self.cache, logits_to_keep=1).logits[:, -1]
-        self.cache.advance_rows(active)
+            logits = self.model(tokens, attention_mask=active[:, None], cache=cache, logits_to_keep=1).logits[:, -1]
+        cache.advance_rows(active)
         for row in rows:
             self._sample_or_fail(row, logits[row])
 
