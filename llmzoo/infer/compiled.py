@@ -83,9 +83,17 @@ class CompiledDecodeStep:
         return logits
 
 
+_STEP_ATTRIBUTE = "_llmzoo_decode_step"
+
+
+def existing_decode_step(model: nn.Module) -> CompiledDecodeStep | None:
+    """The step decode_step_for made for this model, if any (nothing is compiled by asking)."""
+    return model.__dict__.get(_STEP_ATTRIBUTE)
+
+
 def decode_step_for(model: nn.Module) -> CompiledDecodeStep:
     """The model's compiled step, made once and kept on the model (compiled graphs are reused)."""
-    step = model.__dict__.get("_llmzoo_decode_step")
+    step = existing_decode_step(model)
     if step is None:
-        step = model.__dict__["_llmzoo_decode_step"] = CompiledDecodeStep(model)
+        step = model.__dict__[_STEP_ATTRIBUTE] = CompiledDecodeStep(model)
     return step

@@ -20,7 +20,7 @@ from torch import nn
 from llmzoo.errors import LlmzooError
 from llmzoo.infer.cache import Cache, StaticCache
 from llmzoo.infer.sink_cache import SinkCache
-from llmzoo.infer.compiled import bucket_batch, bucket_cache_len, can_compile, decode_step_for
+from llmzoo.infer.compiled import bucket_batch, bucket_cache_len, can_compile, decode_step_for, existing_decode_step
 from llmzoo.infer.sampling import SamplingConfig, check_generation_args, next_tokens
 
 
@@ -145,7 +145,7 @@ def use_compiled(model: nn.Module, compile: bool | None, batch: int, max_len: in
         return False
     if compile is None:
         setting = os.environ.get("LLMZOO_COMPILE", "")
-        step = model.__dict__.get("_llmzoo_decode_step")
+        step = existing_decode_step(model)
         warm = step is not None and step.is_compiled_for(batch, max_len)
         compile = setting == "1" if setting in ("0", "1") else warm or max_new_tokens >= COMPILE_FROM
     return compile
@@ -187,6 +187,8 @@ class _Decoder:
                               ids.new_zeros(extra, ids.shape[1]))) if extra or mask is not None else None
         else:
             self.mask = mask
+        # One chunk except on a rolling SinkCache (self.chunk = the prompt's length otherwise). The mask a
+        # dynamic cache takes covers past + new tokens; a StaticCache's covers the new ones, the same here.
         for start in range(0, ids.shape[1], self.chunk):
             part, part_mask = ids[:, start:start + self.chunk], None if mask is None else mask[:, :start + self.chunk]
             logits = self.model(part, attention_mask=part_mask, cache=self.cache, logits_to_keep=1).logits[:, -1]
