@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import time
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def main() -> None:
           f"({args.tokens / args.window:.1f}x the window), {args.sinks} sinks")
     for name, loss in rows.items():
         print(f"{name:>24}: perplexity {math.exp(loss):8.2f}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"peak resident memory: {peak_mb:.0f} MB (the rolling cache holds {args.window} slots whatever the length)")
     out = args.out
     out.write_text(json.dumps({"machine": describe_machine(), "window": args.window, "tokens": args.tokens,
                                "sinks": args.sinks, "perplexity": {k: math.exp(v) for k, v in rows.items()}},
