@@ -150,6 +150,8 @@ def _from_hf_state(hf: dict[str, Any], state: dict[str, torch.Tensor], dtype: to
     family = family_for_model_type(hf.get("model_type"))
     if family.check is not None:
         family.check(hf)
+    if family.amend_from_weights is not None and override is None:
+        hf = family.amend_from_weights(hf, {k: tuple(v.shape) for k, v in state.items()})
     config = override or family.config_from_hf(hf)
     zoo_state = hf_to_zoo(family, config, state)
     model = build_model(config, device="meta")

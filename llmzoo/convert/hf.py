@@ -50,6 +50,9 @@ class Family:
     # other zoo family names whose models are saved in this layout (UL2 is a T5 v1.1 checkpoint)
     zoo_families: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    # (hf config, tensor shapes by HF key) -> the hf config to build from, where a config field can
+    # disagree with the weights and the weights are the truth (MPT's expansion_ratio)
+    amend_from_weights: Callable[[dict[str, Any], dict[str, tuple[int, ...]]], dict[str, Any]] | None = None
 
 
 def _compile(pattern: str) -> re.Pattern:

@@ -70,3 +70,26 @@ def test_logit_scale_is_honoured(tmp_path):
     ids = torch.arange(10).view(1, 10)
     with torch.no_grad():
         torch.testing.assert_close(scaled(ids).logits, plain(ids).logits / 8.0)  # 1 / sqrt(64)
+
+
+def test_ffn_width_comes_from_the_weights(tmp_path):
+    # transformers' MPT builds 4 * d_model whatever expansion_ratio says, so a checkpoint it saved
+    # from expansion_ratio=2 holds 4 * d wide weights: llmzoo reads the width from them (warning).
+    cfg = transformers.MptConfig(**{**TINY, "expansion_ratio": 2})
+    ref = reference_model("MptForCausalLM", cfg)
+    assert ref.transformer.blocks[0].ffn.up_proj.weight.shape[0] == 4 * TINY["d_model"]
+    ref.save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match="expansion_ratio=2"):
+        model = llmzoo.load(tmp_path)
+    assert model.config.d_ff == 4 * TINY["d_model"]
+    ids = torch.arange(12).view(1, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, ref(ids).logits, atol=1e-5, rtol=1e-4)
+
+
+def test_saving_a_width_transformers_cannot_build_is_refused(tmp_path):
+    from dataclasses import replace
+
+    model = llmzoo.build_model(replace(llmzoo.load(_edited(tmp_path / "a")).config, d_ff=2 * TINY["d_model"]))
+    with pytest.raises(CheckpointError, match="4 \\* d_model"):
+        llmzoo.save(model, tmp_path / "b", format="hf")

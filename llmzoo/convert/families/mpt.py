@@ -11,11 +11,15 @@ transformers' `build_mpt_alibi_tensor`, so no separate slope style is needed.
 transformers' MPT port ignores some config fields that MosaicML's own code honours:
 `alibi_bias_max` (it always uses 8), `expansion_ratio` (it always builds 4 * d) and
 `logit_scale`. We follow the config, i.e. the original model; for released checkpoints
-(all 8 / 4 / null) both agree.
+(all 8 / 4 / null) both agree. Where `expansion_ratio` and the weights disagree (a checkpoint
+transformers saved from a config with expansion_ratio != 4 holds 4 * d wide weights), the
+weights are the truth: the width is read from `ffn.up_proj` and a warning says so. Saving back
+refuses a width other than 4 * d, which transformers' MPT cannot build.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from llmzoo.config import ModelConfig
@@ -72,6 +76,20 @@ def check(hf: dict[str, Any]) -> None:
         raise CheckpointError(f"MPT ffn_config.ffn_type={ffn_type!r} is not supported (only 'mptmlp')")
 
 
+def ffn_width_from_weights(hf: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """Set expansion_ratio to the width the first block's up_proj actually has."""
+    d = hf.get("d_model")
+    up = next((shape for key, shape in shapes.items() if key.endswith("blocks.0.ffn.up_proj.weight")), None)
+    if up is None or not d:
+        return hf
+    ratio = up[0] / d
+    if ratio == hf.get("expansion_ratio", 4):
+        return hf
+    warnings.warn(f"MPT config says expansion_ratio={hf.get('expansion_ratio', 4)} but the weights are "
+                  f"{up[0]} = {ratio:g} x d_model wide; using the weights' width", stacklevel=3)
+    return {**hf, "expansion_ratio": int(ratio) if ratio.is_integer() else ratio}
+
+
 def _logit_scale(value: Any) -> dict[str, Any]:
     """MPT's logit_scale (a number or 'inv_sqrt_d_model') as ModelConfig fields."""
     if value is None:
@@ -106,8 +124,9 @@ def mpt_to_hf(c: ModelConfig) -> dict[str, Any]:
              embed_norm=False, lm_head_bias=False, sliding_window=None, layer_pattern=None, head_dim=None)
     if c.kv_heads != c.n_heads:
         raise CheckpointError(f"an mpt checkpoint is multi-head attention, not n_kv_heads={c.kv_heads}")
-    if c.d_ff % c.d_model:
-        raise CheckpointError(f"an mpt checkpoint needs d_ff to be a multiple of d_model (expansion_ratio), got {c.d_ff}")
+    if c.d_ff != 4 * c.d_model:
+        raise CheckpointError(f"transformers' MPT always builds a feed-forward of 4 * d_model = {4 * c.d_model}, "
+                              f"not d_ff={c.d_ff}; save with format='llmzoo' instead")
     max_bias = int(c.alibi_max_bias) if float(c.alibi_max_bias).is_integer() else c.alibi_max_bias
     return {
         "architectures": ["MptForCausalLM"], "model_type": "mpt", "vocab_size": c.vocab_size,
@@ -124,5 +143,5 @@ def mpt_to_hf(c: ModelConfig) -> dict[str, Any]:
 
 FAMILIES = (
     Family("mpt", ("mpt",), "MptForCausalLM", mpt_from_hf, mpt_to_hf, KEY_MAP, TRANSFORMS,
-           base_prefix="transformer.", check=check),
+           base_prefix="transformer.", check=check, amend_from_weights=ffn_width_from_weights),
 )
