@@ -57,6 +57,7 @@ TASK_MODULES: tuple[str, ...] = (
     "llmzoo.finetune.classification",
     "llmzoo.finetune.seq2seq",
     "llmzoo.finetune.expansion",
+    "llmzoo.align.reward_task", "llmzoo.align.dpo_task",
 )
 
 
