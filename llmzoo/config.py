@@ -25,6 +25,8 @@ ROPE_SCALINGS = ("linear", "dynamic", "ntk", "llama3", "yarn")
 LAYER_KINDS = ("global", "local")
 ATTENTION_TYPES = ("standard", "disentangled", "two_stream")
 POOLER_ACTIVATIONS = ("tanh", *ACTIVATIONS)
+MIXERS = ("attention", "mamba", "none")  # a layer's token mixer (per-layer spec: ModelConfig.mixers)
+FFNS = ("dense", "moe", "none")  # a layer's feed-forward (ModelConfig.ffns)
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,23 @@ class ModelConfig:
     moe_renormalize: bool = True  # renormalise the top-k router weights (Mixtral)
     moe_aux_loss_coef: float = 0.01  # Switch Transformer load-balancing loss weight
 
+    # --- per-layer spec: which parts each layer has ------------------------------------------
+    # Both are cycled over the layers like layer_pattern, so a pattern is one short tuple:
+    # ffns=("dense", "moe") is "MoE every other layer" (GLaM), mixers=("mamba",) * 3 + ("attention",)
+    # "one attention layer in four"; a tuple of n_layers entries spells every layer out. None: every
+    # layer is attention + (MoE if n_experts else dense), the transformer of every family before these.
+    mixers: tuple[str, ...] | None = None  # "attention" | "mamba" (Gu & Dao 2023) | "none"
+    ffns: tuple[str, ...] | None = None  # "dense" | "moe" | "none" (Mamba's blocks are mixer-only)
+    # Mamba's selective SSM (llmzoo.nn.mamba): inner width ssm_expand * d_model, state size N,
+    # depthwise causal conv of ssm_conv_kernel taps, dt projected through a rank-ssm_dt_rank bottleneck
+    ssm_state_size: int = 16
+    ssm_expand: int = 2
+    ssm_conv_kernel: int = 4
+    ssm_dt_rank: int | None = None  # None: ceil(d_model / 16), the paper's and transformers' "auto"
+    ssm_conv_bias: bool = True
+    ssm_proj_bias: bool = False  # biases of in_proj / out_proj
+    ssm_inner_norms: bool = False  # RMSNorm on dt, B and C before the scan (Jamba, Lieber et al. 2024)
+
     # --- norms and residuals ------------------------------------------------------------------
     norm: str = "rmsnorm"
     norm_eps: float = 1e-5
@@ -191,9 +210,10 @@ class ModelConfig:
             need(not bad, f"layer_pattern kinds {bad} are not in {LAYER_KINDS}")
             need("local" not in self.layer_pattern or self.sliding_window is not None,
                  "layer_pattern has 'local' layers but sliding_window is not set")
-        if self.n_experts:
+        if self.n_experts and self.ffns is None:  # with a per-layer spec, checked per MoE layer below
             need(1 <= self.n_experts_per_token <= self.n_experts,
                  f"n_experts_per_token={self.n_experts_per_token} must be in [1, n_experts={self.n_experts}]")
+        self._check_layer_spec(need)
         need(self.type_vocab_size >= 0, "type_vocab_size must be >= 0")
         need(self.arch == "encoder_decoder" or self.n_decoder_layers is None,
              "n_decoder_layers is only meaningful for arch='encoder_decoder'")
@@ -213,6 +233,40 @@ class ModelConfig:
              f"logit_scale={self.logit_scale} and logit_scale_rsqrt_d=True both scale the logits; set one")
         need(not self.position_2d or (self.arch == "decoder" and self.position == "learned"),
              "position_2d (GLM) needs arch='decoder' and position='learned'")
+
+    def _check_layer_spec(self, need) -> None:
+        """Each layer's parts make sense: a ConfigError names the first layer and field that does not."""
+        for name, kinds in (("mixers", MIXERS), ("ffns", FFNS)):
+            spec = getattr(self, name)
+            if isinstance(spec, (str, list)):  # a recipe's `mixers: [mamba]`, or one kind for every layer
+                spec = (spec,) if isinstance(spec, str) else tuple(spec)
+                object.__setattr__(self, name, spec)
+            if spec is None:
+                continue
+            need(len(spec) > 0, f"{name} must not be empty (leave it unset for the default)")
+            for i in range(self.n_layers):
+                kind = spec[i % len(spec)]
+                need(kind in kinds, f"layer {i}: {name} entry {kind!r} is not one of {kinds}")
+        for i in range(self.n_layers):
+            if self.ffn_kind(i) == "moe":
+                need(self.n_experts > 0, f"layer {i}: ffns says 'moe' but n_experts=0; set n_experts")
+                need(1 <= self.n_experts_per_token <= self.n_experts,
+                     f"layer {i}: MoE top-k n_experts_per_token={self.n_experts_per_token} must be in "
+                     f"[1, n_experts={self.n_experts}]")
+            if self.mixer_kind(i) != "attention":
+                need(self.arch == "decoder", f"layer {i}: mixer {self.mixer_kind(i)!r} is only built for arch='decoder'")
+            if self.mixer_kind(i) != "attention" or self.ffn_kind(i) == "none":
+                need(not self.parallel_residual and self.norm_placement == "pre",
+                     f"layer {i}: mixer {self.mixer_kind(i)!r} with ffn {self.ffn_kind(i)!r} needs a sequential "
+                     f"pre-norm block (parallel_residual=False, norm_placement='pre')")
+            need(self.mixer_kind(i) != "none" or self.ffn_kind(i) != "none",
+                 f"layer {i}: mixers and ffns are both 'none'; the layer would do nothing")
+        if self.has_mixer("mamba"):
+            for name in ("ssm_state_size", "ssm_expand"):
+                need(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+            need(self.ssm_conv_kernel > 1, f"ssm_conv_kernel must be > 1, got {self.ssm_conv_kernel}")
+            need(self.ssm_dt_rank is None or self.ssm_dt_rank > 0, f"ssm_dt_rank must be > 0, got {self.ssm_dt_rank}")
+            need(not self.share_layers, "share_layers with Mamba layers is not supported")
 
     # --- derived ------------------------------------------------------------------------------
     @property
@@ -247,6 +301,28 @@ class ModelConfig:
             return self.layer_pattern[i % len(self.layer_pattern)]
         return "local" if self.sliding_window is not None else "global"
 
+    def mixer_kind(self, i: int) -> str:
+        """Layer i's token mixer: 'attention', 'mamba' or 'none'."""
+        return self.mixers[i % len(self.mixers)] if self.mixers else "attention"
+
+    def ffn_kind(self, i: int) -> str:
+        """Layer i's feed-forward: 'dense', 'moe' or 'none'."""
+        if self.ffns:
+            return self.ffns[i % len(self.ffns)]
+        return "moe" if self.n_experts else "dense"
+
+    def has_mixer(self, kind: str) -> bool:
+        return any(self.mixer_kind(i) == kind for i in range(self.n_layers))
+
+    @property
+    def ssm_inner(self) -> int:
+        """Mamba's inner (expanded) width."""
+        return self.ssm_expand * self.d_model
+
+    @property
+    def ssm_rank(self) -> int:
+        return self.ssm_dt_rank if self.ssm_dt_rank is not None else -(-self.d_model // 16)
+
     def get_extra(self, key: str, default: Any = None) -> Any:
         return dict(self.extra).get(key, default)
 
@@ -277,8 +353,9 @@ class ModelConfig:
         if data.get("rope_scaling") is not None:
             if isinstance(data["rope_scaling"], dict):
                 data["rope_scaling"] = rope_scaling_from_dict(data["rope_scaling"])
-        if data.get("layer_pattern") is not None:
-            data["layer_pattern"] = tuple(data["layer_pattern"])
+        for name in ("layer_pattern", "mixers", "ffns"):
+            if isinstance(data.get(name), list):
+                data[name] = tuple(data[name])
         if "extra" in data:
             extra = data["extra"]
             data["extra"] = tuple(sorted(extra.items())) if isinstance(extra, dict) else tuple(map(tuple, extra))

@@ -37,17 +37,32 @@ def mlp_params(c: ModelConfig) -> int:
     return n
 
 
-def ff_params(c: ModelConfig, *, active: bool = False) -> int:
-    """Feed-forward parameters of one block; with `active`, only the experts a token uses."""
-    if not c.n_experts:
+def ssm_params(c: ModelConfig) -> int:
+    """One Mamba mixer (llmzoo.nn.mamba): in/out projections, depthwise conv, x_proj to (dt, B, C),
+    dt_proj, A_log (D x N) and the D skip."""
+    d, D, N, R, K = c.d_model, c.ssm_inner, c.ssm_state_size, c.ssm_rank, c.ssm_conv_kernel
+    n = _linear(d, 2 * D, c.ssm_proj_bias) + _linear(D, d, c.ssm_proj_bias) + D * K + (D if c.ssm_conv_bias else 0)
+    n += D * (R + 2 * N) + _linear(R, D, True) + D * N + D
+    return n + (R + 2 * N if c.ssm_inner_norms else 0)
+
+
+def ff_params(c: ModelConfig, *, active: bool = False, layer: int = 0) -> int:
+    """Feed-forward parameters of block `layer`; with `active`, only the experts a token uses."""
+    kind = c.ffn_kind(layer)
+    if kind == "none":
+        return 0
+    if kind == "dense":
         return mlp_params(c)
     experts = c.n_experts_per_token if active else c.n_experts
     return c.d_model * c.n_experts + experts * mlp_params(c)
 
 
-def block_params(c: ModelConfig, *, cross_attention: bool = False, active: bool = False) -> int:
-    n = _norm(c, c.d_model) + attention_params(c) + ff_params(c, active=active)
-    if not (c.parallel_residual and c.parallel_norms == 1):
+def block_params(c: ModelConfig, *, cross_attention: bool = False, active: bool = False, layer: int = 0) -> int:
+    """Block `layer` as its per-layer spec builds it (llmzoo.nn.block)."""
+    mixer = c.mixer_kind(layer)
+    n = 0 if mixer == "none" else _norm(c, c.d_model) + (attention_params(c) if mixer == "attention" else ssm_params(c))
+    n += ff_params(c, active=active, layer=layer)
+    if c.ffn_kind(layer) != "none" and not (c.parallel_residual and c.parallel_norms == 1):
         n += _norm(c, c.d_model)  # the second (mlp) norm
     if cross_attention:
         n += _norm(c, c.d_model) + attention_params(c)
@@ -120,12 +135,12 @@ def count_params(c: ModelConfig, *, active: bool = False) -> int:
         # one token table shared by both stacks (T5, BART); each stack has its own positions,
         # embedding norm and final norm
         n = c.vocab_size * c.d_model + 2 * embedding_params(c, tokens=False)
-        n += c.n_layers * block_params(c, active=active)
-        n += c.decoder_layers * block_params(c, cross_attention=True, active=active)
+        n += sum(block_params(c, active=active, layer=i) for i in range(c.n_layers))
+        n += sum(block_params(c, cross_attention=True, active=active, layer=i) for i in range(c.decoder_layers))
         n += 2 * _norm(c, c.d_model) if c.final_norm else 0
         return n + _head_params(c) + _relative_position_params(c)
     blocks = 1 if c.share_layers else c.n_layers
-    n = embedding_params(c) + blocks * block_params(c, active=active)
+    n = embedding_params(c) + sum(block_params(c, active=active, layer=i) for i in range(blocks))
     if c.final_norm and (c.arch == "decoder" or c.norm_placement == "pre"):
         n += _norm(c, c.d_model)  # post-norm encoders (BERT) end normalised already
     return n + _head_params(c) + _relative_position_params(c) + _two_stream_extras(c)
@@ -139,10 +154,14 @@ def matmul_params(c: ModelConfig) -> int:
     d, q_dim, kv_dim = c.d_model, c.n_heads * c.hd, c.kv_heads * c.hd
     attention = 2 * d * q_dim + 2 * d * kv_dim
     mlp = (3 if c.mlp_gated else 2) * d * c.d_ff
-    ff = c.n_experts_per_token * mlp + d * c.n_experts if c.n_experts else mlp
-    layers = c.n_layers * (attention + ff)
+    moe = c.n_experts_per_token * mlp + d * c.n_experts
+    D, N, R = c.ssm_inner, c.ssm_state_size, c.ssm_rank
+    ssm = 2 * d * D + D * (R + 2 * N) + R * D + D * d  # in, x, dt, out projections (the scan is elementwise)
+    mixers = {"attention": attention, "mamba": ssm, "none": 0}
+    ffns = {"dense": mlp, "moe": moe, "none": 0}
+    layers = sum(mixers[c.mixer_kind(i)] + ffns[c.ffn_kind(i)] for i in range(c.n_layers))
     if c.arch == "encoder_decoder":
-        layers += c.decoder_layers * (2 * attention + ff)  # self + cross attention
+        layers += sum(2 * attention + ffns[c.ffn_kind(i)] for i in range(c.decoder_layers))  # self + cross attention
     E, V = c.emb_dim, c.vocab_size
     project = E * d if E != d else 0
     head = {
@@ -178,6 +197,8 @@ def attention_flops(c: ModelConfig, seq_len: int) -> int:
         return (4 * c.n_layers + 6 * c.decoder_layers) * seq_len * d_attn
     total = 0
     for i in range(c.n_layers):
+        if c.mixer_kind(i) != "attention":
+            continue  # an SSM layer's cost per token does not grow with the sequence
         local = c.layer_kind(i) == "local" and c.sliding_window is not None
         keys_x2 = min(seq_len, 2 * c.sliding_window) if local else seq_len  # 2 x the average key count
         total += 2 * keys_x2 * d_attn

@@ -96,6 +96,47 @@ class CrossAttentionState:
         return 0 if self.k is None else self.k.numel() * self.k.element_size() * 2
 
 
+class SSMState:
+    """A Mamba layer's recurrent state (llmzoo.nn.mamba): the last conv_kernel - 1 inputs of its causal
+    convolution (B, D_inner, K - 1) and the SSM state h (B, D_inner, N). Its size does not grow with
+    the sequence, and it is overwritten in place by each forward, so it cannot go back: `tokens` counts
+    what has been folded in, and a forward on a cache whose seq_length differs (a speculative rollback,
+    `Cache.crop`) is refused by the layer instead of continuing from the wrong state."""
+
+    def __init__(self, conv: torch.Tensor, ssm: torch.Tensor, tokens: list[int] | None = None) -> None:
+        self.conv, self.ssm = conv, ssm
+        self._tokens = tokens if tokens is not None else [0]  # shared with row views, which write through
+
+    @classmethod
+    def empty(cls, batch: int, inner: int, conv_kernel: int, state_size: int, dtype: torch.dtype,
+              device: torch.device) -> "SSMState":
+        # The recurrence runs in fp32 (as the reference's scan does), whatever the activations' dtype.
+        return cls(torch.zeros(batch, inner, conv_kernel - 1, dtype=dtype, device=device),
+                   torch.zeros(batch, inner, state_size, dtype=torch.float32, device=device))
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens[0]
+
+    @tokens.setter
+    def tokens(self, n: int) -> None:
+        self._tokens[0] = n
+
+    def reorder(self, index: torch.Tensor) -> "SSMState":
+        return SSMState(self.conv.index_select(0, index), self.ssm.index_select(0, index), [self.tokens])
+
+    def rows(self, start: int, end: int) -> "SSMState":
+        return SSMState(self.conv[start:end], self.ssm[start:end], self._tokens)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.conv, self.ssm))
+
+    def prefix(self, index: torch.Tensor, end: int) -> "SSMState":
+        if end < self.tokens:
+            raise ValueError(f"an SSM state holds all {self.tokens} tokens folded together; it cannot be cut to {end}")
+        return SSMState(self.conv[index].clone(), self.ssm[index].clone(), [self.tokens])
+
+
 StateFactory = Callable[[int, int, torch.dtype, torch.device], LayerState]  # (batch, max_len, dtype, device)
 
 
@@ -189,7 +230,8 @@ class StaticCache(Cache):
 
     @staticmethod
     def supports(config) -> bool:
-        return config.arch == "decoder" and config.position in ("rope", "learned", "none") and not config.share_layers
+        return (config.arch == "decoder" and config.position in ("rope", "learned", "none") and not config.share_layers
+                and not config.has_mixer("mamba"))  # an SSM state has no slots a key_mask could hide
 
     @property
     def write_position(self) -> torch.Tensor:

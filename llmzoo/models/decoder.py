@@ -1,4 +1,6 @@
-"""Decoder-only transformer (GPT and everything after it) with an optional LM head."""
+"""Decoder-only stack (GPT and everything after it, Mamba's SSM stack, hybrids) with an optional LM head.
+
+Each layer is a Block built from the config's per-layer spec (config.mixer_kind / ffn_kind)."""
 
 from __future__ import annotations
 
@@ -96,9 +98,11 @@ class DecoderLM(nn.Module):
         )
         hidden_states = [h] if output_hidden_states else None
         router_logits = []
+        token_mask = attention_mask[:, -T:] if attention_mask is not None else None  # the new tokens' (SSM layers)
         for i in range(config.n_layers):
             h, router = self.layer(i)(h, mask=ctx.masks[config.layer_kind(i)], is_causal=ctx.is_causal,
-                                      rope=ctx.rope, cache=LayerView(cache, i) if config.share_layers and cache is not None else cache)
+                                      rope=ctx.rope, cache=LayerView(cache, i) if config.share_layers and cache is not None else cache,
+                                      token_mask=token_mask)
             if router is not None:
                 router_logits.append(router)
             if hidden_states is not None:

@@ -4,6 +4,8 @@ pre-norm  (GPT-2, LLaMA):  x = x + attn(norm(x));        x = x + mlp(norm(x))
 post-norm (Vaswani, BERT): x = norm(x + attn(x));        x = norm(x + mlp(x))
 parallel  (GPT-J, PaLM):   x = x + attn(norm1(x)) + mlp(norm2(x) or norm1(x))
 An optional cross-attention sub-layer sits between the two (encoder-decoder decoders).
+Which mixer (attention, Mamba's SSM, none) and feed-forward (dense, MoE, none) a layer has comes from
+the config's per-layer spec; layers other than attention + feed-forward are pre-norm and sequential.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from torch import nn
 
 from llmzoo.config import ModelConfig
 from llmzoo.nn.attention import Attention
+from llmzoo.nn.mamba import MambaMixer
 from llmzoo.nn.mlp import MLP
 from llmzoo.nn.moe import MoE
 from llmzoo.nn.norm import make_norm
@@ -21,19 +24,27 @@ from llmzoo.nn.norm import make_norm
 class Block(nn.Module):
     def __init__(self, config: ModelConfig, layer_idx: int, cross_attention: bool = False,
                  self_attn: nn.Module | None = None) -> None:
-        """self_attn: an injected attention module (DeBERTa's disentangled, XLNet's relative
+        """The layer's parts come from the config's per-layer spec (config.mixer_kind / ffn_kind):
+        a token mixer (self-attention, Mamba's SSM, or none) and a feed-forward (dense, MoE, or none).
+        self_attn: an injected attention module (DeBERTa's disentangled, XLNet's relative
         attention) used instead of the standard one; it receives `attn_kwargs` from forward."""
         super().__init__()
         self.pre_norm = config.norm_placement == "pre"
         self.parallel = config.parallel_residual
-        self.attn_norm = make_norm(config)
-        self.self_attn = self_attn if self_attn is not None else Attention(config, layer_idx)
+        mixer, ffn = config.mixer_kind(layer_idx), config.ffn_kind(layer_idx)
+        if mixer != "none":
+            self.attn_norm = make_norm(config)  # the norm before the token mixer, attention or SSM
+        if mixer == "attention":
+            self.self_attn = self_attn if self_attn is not None else Attention(config, layer_idx)
+        elif mixer == "mamba":
+            self.mixer = MambaMixer(config, layer_idx)
         if cross_attention:
             self.cross_attn_norm = make_norm(config)
             self.cross_attn = Attention(config, layer_idx, cross=True)
-        if not (self.parallel and config.parallel_norms == 1):
-            self.mlp_norm = make_norm(config)
-        self.mlp = MoE(config) if config.n_experts else MLP(config)
+        if ffn != "none":
+            if not (self.parallel and config.parallel_norms == 1):
+                self.mlp_norm = make_norm(config)
+            self.mlp = MoE(config) if ffn == "moe" else MLP(config)
         self.dropout = nn.Dropout(config.dropout)
 
     def _ff(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -51,18 +62,26 @@ class Block(nn.Module):
         memory: torch.Tensor | None = None,
         memory_mask: torch.Tensor | None = None,
         attn_kwargs: dict | None = None,
+        token_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Returns the new hidden states and the MoE router logits (None for a dense MLP)."""
+        """Returns the new hidden states and the MoE router logits (None for a dense MLP).
+        token_mask (B, T): the new tokens' padding mask, which an SSM mixer needs (attention has `mask`)."""
         extra = attn_kwargs or {}
-        attn = lambda h: self.dropout(self.self_attn(h, mask=mask, is_causal=is_causal, rope=rope, cache=cache, **extra))
+        if hasattr(self, "mixer"):
+            attn = lambda h: self.dropout(self.mixer(h, cache=cache, token_mask=token_mask))
+        else:
+            attn = lambda h: self.dropout(self.self_attn(h, mask=mask, is_causal=is_causal, rope=rope, cache=cache, **extra))
         if self.parallel:
             h = self.attn_norm(x)
             ff, router = self._ff(self.mlp_norm(x) if hasattr(self, "mlp_norm") else h)
             return x + attn(h) + self.dropout(ff), router
         if self.pre_norm:
-            x = x + attn(self.attn_norm(x))
+            if hasattr(self, "attn_norm"):
+                x = x + attn(self.attn_norm(x))
             if hasattr(self, "cross_attn"):
                 x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), mask=memory_mask, cache=cache, memory=memory))
+            if not hasattr(self, "mlp"):  # a mixer-only layer (Mamba)
+                return x, None
             ff, router = self._ff(self.mlp_norm(x))
             return x + self.dropout(ff), router
         x = self.attn_norm(x + attn(x))
