@@ -41,6 +41,16 @@ QWEN25_7B = sized(QWEN_7B, "qwen2.5-7b", family="qwen2", vocab_size=152064, d_mo
                   n_heads=28, n_kv_heads=4, d_ff=18944, max_seq_len=32768, rope_base=1e6,
                   bos_token_id=151643, eos_token_id=151643)
 
+# Mamba (Gu & Dao 2023): every layer RMSNorm -> selective SSM mixer -> residual, no MLP and no positions;
+# inner width 2d, state 16, conv 4, dt rank ceil(d/16); GPT-NeoX tokenizer padded to 50,280; tied embeddings.
+MAMBA = ModelConfig(
+    name="mamba-2.8b", family="mamba", arch="decoder", vocab_size=50280, d_model=2560, n_layers=64, n_heads=1,
+    d_ff=2 * 2560, max_seq_len=2048, position="none", mixers=("mamba",), ffns=("none",), ssm_state_size=16,
+    ssm_expand=2, ssm_conv_kernel=4, norm="rmsnorm", norm_eps=1e-5, tie_embeddings=True,
+    bos_token_id=0, eos_token_id=0, pad_token_id=0,
+)
+MAMBA_SIZES = {"mamba-130m": (129e6, 24, 768), "mamba-2.8b": (2.8e9, 64, 2560)}  # params, layers, d_model
+
 # Megatron-LM (Shoeybi et al. 2019) and MT-NLG (Smith et al. 2022): GPT-2/3 blocks split across GPUs.
 MEGATRON_GPT = sized(GPT3, "megatron-lm-8.3b", family="megatron_gpt", vocab_size=51200, d_model=3072,
                      n_layers=72, n_heads=32, d_ff=4 * 3072, max_seq_len=1024)
@@ -185,9 +195,15 @@ CARDS = (
           architecture="Open conversational assistant: crowd-sourced conversations and rankings used to "
                        "fine-tune open base models (Pythia, LLaMA).",
           notes="The LLM Zoo lecture notes: in development, anyone can add or label conversations. Several released sizes; card only."),
-    _card("mamba-2.8b", 2.8e9, 2023, "CMU / Princeton", kind="other", family="mamba", open_weights=True,
-          training_tokens=300e9, source="minaee2024", aliases=("mamba",),
-          architecture="Selective state-space model (no attention): input-dependent SSM parameters, linear-time "
-                       "recurrent inference; 130M to 2.8B trained on the Pile.",
-          notes="Named in the list of Minaee et al. 2024. Card only: not a transformer, so not a ModelConfig."),
+    *(
+        _card(name, params, 2023, "CMU / Princeton", family="mamba", open_weights=True, training_tokens=300e9,
+              source="minaee2024", aliases=("mamba",) if name == "mamba-2.8b" else (),
+              config=sized(MAMBA, name, d_model=d, n_layers=L, d_ff=2 * d),
+              architecture="Selective state-space model (no attention): input-dependent SSM parameters, linear-time "
+                           "recurrent inference; 130M to 2.8B trained on the Pile.",
+              notes="Named in the list of Minaee et al. 2024. Mixer-only layers (llmzoo.nn.mamba) from the per-layer "
+                    "spec; loads transformers' MambaForCausalLM directories (state-spaces/mamba-*-hf). The 130M "
+                    "model counts 129M with its tied embeddings.")
+        for name, (params, L, d) in MAMBA_SIZES.items()
+    ),
 )
