@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "tokenizer",
     "pretrain",
     "finetune",
+    "align",
     "models",
     "scaling",
     "eval",

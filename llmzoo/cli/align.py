@@ -1,0 +1,99 @@
+"""`llmzoo align reward|dpo --recipe FILE|NAME [key=value ...] [--resume RUN_DIR]`: preference
+training through the one training loop (llmzoo/train/loop.py) and the finetune command's arguments
+(llmzoo/cli/pretrain.py add_training_arguments / run_training). See docs/alignment.md.
+
+- dpo: a fine-tuning recipe with `task: dpo`, run exactly as `llmzoo finetune` runs it (adapter/,
+  model/, metrics.jsonl with the held-out implicit-reward accuracy and margins).
+- reward: the base gets a value head first (the one saved with model.from, else a fresh one), the
+  loop trains that model in place, and this command saves it: RUN_DIR/model is the stack's own
+  directory (llmzoo.load reads it as the plain model) plus value_head.safetensors
+  (llmzoo.models.value_head.load_value_model reads both). Held-out pair accuracy goes to metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from llmzoo.cli.pretrain import add_training_arguments, run_training
+
+COMMANDS = {"reward": "train a reward model (value head, Bradley-Terry loss) on preference pairs",
+            "dpo": "DPO / IPO / hinge / robust on preference pairs, against a frozen or adapters-disabled reference"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("align", help="align a model on preference pairs: reward models, DPO and kin",
+                              description="Preference training from a YAML recipe (task reward or dpo) through the "
+                                          "one training loop; see docs/alignment.md.")
+    sub = p.add_subparsers(dest="align_command", metavar="METHOD", required=True)
+    for name, help_text in COMMANDS.items():
+        q = sub.add_parser(name, help=help_text, description=help_text + ". Settings are overridden with key=value "
+                           "(e.g. data.beta=0.2 max_steps=10).")
+        add_training_arguments(q)
+        q.set_defaults(func=_run, align_command=name)
+
+
+def _checked_recipe(args: argparse.Namespace):
+    from llmzoo.cli.pretrain import _recipe
+    from llmzoo.errors import ConfigError
+    from llmzoo.finetune.registry import _key
+
+    recipe = _recipe(args, "finetune")
+    if _key(recipe.task) != args.align_command:
+        raise ConfigError(f"recipe {recipe.name!r} has task {recipe.task!r}; `llmzoo align {args.align_command}` runs "
+                          f"task={args.align_command} recipes")
+    if args.nproc_per_node is not None:
+        raise ConfigError("llmzoo align runs in one process; drop --nproc-per-node")
+    return recipe
+
+
+def _run(args: argparse.Namespace) -> int:
+    recipe = _checked_recipe(args)
+    if args.align_command == "dpo":
+        return run_training(args, "finetune")
+    return _train_reward(args, recipe)
+
+
+def _train_reward(args: argparse.Namespace, recipe) -> int:
+    import torch
+
+    from llmzoo import peft
+    from llmzoo.models.value_head import attach_value_head, save_value_model, value_head_tensors
+    from llmzoo.train import finetune as ft
+    from llmzoo.train.loop import Trainer
+    from llmzoo.train.metrics import MetricsLog
+
+    model = ft.load_base(recipe)
+    source = ft.base_source(recipe)
+    saved = value_head_tensors(source) if os.path.isdir(source) else None
+    attach_value_head(model, saved[1] if saved else None, seed=recipe.seed)
+    if saved is not None:  # continue training a saved reward model
+        with torch.no_grad():
+            model.score.weight.copy_(saved[0].float())
+    from llmzoo.train.distributed import shutdown
+
+    threads = torch.get_num_threads()  # the recipe's `threads` is process-wide: give it back, as train() does
+    trainer = Trainer(recipe, resume=args.resume, model=model)  # Trainer, not train(): its task holds the held-out rows
+    try:
+        result = trainer.run()
+    finally:
+        shutdown(trainer.env)
+        torch.set_num_threads(threads)
+    tokenizer = trainer.tokenizer
+    report = trainer.task.task.held_out_report(model)
+    if recipe.peft is not None:
+        peft.merge(model)  # the adapter folds into the stack; the value head trained in full beside it
+    model.eval()
+    model_dir = save_value_model(model, result.run_dir / "model", tokenizer)
+    if report:
+        MetricsLog(result.run_dir).write({"kind": "held_out", "step": result.steps, **report})
+        print("held-out " + ", ".join(f"{k} {v:.4g}" for k, v in report.items()))
+    last = result.losses.get(result.steps)
+    print(f"done: {result.steps} steps" + (f", train loss {last:.4f}" if last is not None else "")
+          + (f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""))
+    for label, path in (("checkpoint", result.checkpoint), ("loss curve", result.curve), ("model", model_dir)):
+        if path is not None:
+            print(f"{label}: {path}")
+    sys.stdout.flush()
+    return 0
