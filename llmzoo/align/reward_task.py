@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from llmzoo.align.losses import reward_loss
-from llmzoo.align.preference_data import PairRows, both_sides, build_pair_rows
+from llmzoo.align.preference_data import PairRows, build_pair_rows
 from llmzoo.errors import LlmzooError
 from llmzoo.finetune.registry import FinetuneData, register_task
 from llmzoo.models.value_head import has_value_head, value_forward
@@ -32,8 +32,8 @@ class RewardTask:
         self.held_out = held_out
 
     def model_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
-        ids, _, mask = both_sides(batch)
-        return {"input_ids": ids, "attention_mask": mask}
+        # the chosen sides, then the rejected: one batch of 2B rows
+        return {k: torch.cat([batch[f"chosen_{k}"], batch[f"rejected_{k}"]]) for k in ("input_ids", "attention_mask")}
 
     def forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = self.model_inputs(batch)

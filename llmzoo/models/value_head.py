@@ -13,8 +13,9 @@ trl's reward models); an encoder's first token ([CLS]), as its classifiers pool.
 The head is attached in place as `model.score` (transformers' name for it), so the stack's own
 parameter names, PEFT targets and converters are unchanged. On disk a reward model is the stack's
 own directory (llmzoo.load reads it as the plain model) plus `value_head.safetensors` and
-`value_head.json` beside it; `load_value_model(DIR)` reads both. It also reads a transformers
-*ForSequenceClassification directory (num_labels=1), whose `score.weight` sits in the model's file.
+`value_head.json` beside it; `load_value_model(DIR)` reads both. (A transformers
+*ForSequenceClassification checkpoint is not read: llmzoo's converters know its stack, not its
+`score`; tests/align/test_reward_trainer.py copies one's head by hand.)
 """
 
 from __future__ import annotations
@@ -122,8 +123,7 @@ def save_value_model(model: nn.Module, directory: str | Path, tokenizer: Any = N
 
 
 def value_head_tensors(directory: str | Path) -> tuple[torch.Tensor, str] | None:
-    """(score weight (1, D), pooling) saved in `directory`: llmzoo's value_head.safetensors, or a
-    transformers *ForSequenceClassification checkpoint with one label; None when it holds neither."""
+    """(score weight (1, D), pooling) saved in `directory` (value_head.safetensors), or None."""
     from safetensors import safe_open
 
     path = Path(directory)
@@ -132,24 +132,16 @@ def value_head_tensors(directory: str | Path) -> tuple[torch.Tensor, str] | None
             weight = f.get_tensor("score.weight")
         pooling = json.loads((path / HEAD_CONFIG).read_text()).get("pooling", "last") if (path / HEAD_CONFIG).is_file() else "last"
         return weight, pooling
-    for file in sorted(path.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as f:
-            if "score.weight" in f.keys():
-                weight = f.get_tensor("score.weight")
-                if weight.shape[0] != 1:
-                    raise LlmzooError(f"{file}: score.weight has {weight.shape[0]} labels; a reward head has one")
-                return weight, "last"
     return None
 
 
 def load_value_model(source: str | Path, dtype: torch.dtype | None = torch.float32) -> nn.Module:
-    """A reward/value model saved by save_value_model (or a transformers sequence classifier with one
-    label): the stack through llmzoo.load, with its value head."""
+    """A reward/value model saved by save_value_model: the stack through llmzoo.load, with its value head."""
     import llmzoo
 
     found = value_head_tensors(source) if Path(source).is_dir() else None
     if found is None:
-        raise LlmzooError(f"{source} has no value head ({HEAD_FILE} or a one-label score.weight); it is not a "
+        raise LlmzooError(f"{source} has no value head ({HEAD_FILE}); it is not a "
                           f"reward model: train one with `llmzoo align reward`")
     weight, pooling = found
     model = llmzoo.load(source, dtype=dtype)
