@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers
 
 import llmzoo
 from llmzoo.config import ModelConfig
 from llmzoo.errors import ConfigError
 from llmzoo.flops import count_params
 from llmzoo.models.build import build_model, count_parameters
-from tests.parity.base import check_cached_decoding
+from tests.parity.base import check_cached_decoding, check_parity, reference_model
 from tests.parity.decoding import check_chunked_cached_decoding
 
 TINY = dict(vocab_size=61, d_model=16, n_layers=8, n_heads=2, n_kv_heads=1, d_ff=24, max_seq_len=64)
@@ -86,3 +87,59 @@ def test_spec_survives_json_and_llmzoo_save(tmp_path):
 def test_bad_specs_name_the_layer_and_field(changes, message):
     with pytest.raises(ConfigError, match=message):
         ModelConfig(**{**TINY, **changes})
+
+
+# --- Jamba (Lieber et al. 2024): attention, Mamba and MoE layers interleaved by the spec, equal to transformers'
+
+
+def jamba_config(**kw):
+    # Jamba-v0.1's layout at toy size: attention in one layer of four, MoE in every other layer
+    base = dict(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=8, num_attention_heads=4,
+                num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, expert_layer_period=2,
+                expert_layer_offset=1, attn_layer_period=4, attn_layer_offset=2, mamba_d_state=8, mamba_dt_rank=5,
+                eos_token_id=None, bos_token_id=None, pad_token_id=0)
+    return transformers.JambaConfig(**{**base, **kw})
+
+
+def test_jamba_loads_and_saves_equal_to_transformers(tmp_path):
+    model = check_parity("JambaForCausalLM", jamba_config(), tmp_path)
+    c = model.config
+    assert [c.mixer_kind(i) for i in range(8)] == ["mamba", "mamba", "attention", "mamba"] * 2
+    assert [c.ffn_kind(i) for i in range(8)] == ["dense", "moe"] * 4
+    check_cached_decoding(model)
+    check_chunked_cached_decoding(model)
+
+
+def test_jamba_without_experts_is_dense_everywhere(tmp_path):
+    model = check_parity("JambaForCausalLM", jamba_config(num_experts=1, num_hidden_layers=4), tmp_path)
+    assert model.config.n_experts == 0 and model.config.ffn_kind(1) == "dense"
+
+
+def test_jamba_generate_ids_equals_transformers_generate(tmp_path):
+    ref = reference_model("JambaForCausalLM", jamba_config())
+    ref.save_pretrained(tmp_path / "hf")
+    model = llmzoo.load(tmp_path / "hf")
+    prompts = [[5, 17, 42, 8, 3, 66], [9, 1, 30]]  # the short prompt is left-padded in the batch
+    got = llmzoo.generate_ids(model, prompts, max_new_tokens=8)
+    for prompt, result in zip(prompts, got):
+        ids = torch.tensor([prompt])
+        expected = ref.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False)
+        assert result.token_ids == expected[0, len(prompt):].tolist()
+
+
+def test_a_spec_jamba_cannot_express_is_refused_on_save(tmp_path):
+    config = hybrid(family="jamba", position="none", mixers=("mamba", "attention", "attention"), ssm_inner_norms=True,
+                    moe_renormalize=False, ffns=("dense", "moe"))
+    with pytest.raises(llmzoo.LlmzooError, match="one attention layer per period"):
+        llmzoo.save(build_model(config), tmp_path / "out", format="hf")
+
+
+def test_cli_reports_a_bad_spec_as_one_line_with_exit_code_2(tmp_path, capsys):
+    from llmzoo.cli import main
+    from tests.train.helpers import tiny_recipe, write_recipe
+
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path / "data", tmp_path / "run"))
+    assert main(["pretrain", "--recipe", str(recipe), "model.ffns=[dense,moe]", "model.n_experts=2",
+                 "model.n_experts_per_token=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "layer 1: MoE top-k n_experts_per_token=3" in err[0], err

@@ -110,3 +110,17 @@ def test_full_size_count_equals_transformers_and_published(name, hf_kwargs):
     assert count_parameters(model) == expected
     published = get_card(name).params_published
     assert abs(expected / published - 1) < 0.02
+
+
+def test_cli_converts_a_mamba_directory_and_shows_the_card(tmp_path, capsys):
+    from llmzoo.cli import main
+
+    ref = reference_model("MambaForCausalLM", tiny_config())
+    ref.save_pretrained(tmp_path / "hf")
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "out")]) == 0
+    back = transformers.MambaForCausalLM.from_pretrained(tmp_path / "out").eval()
+    ids = torch.tensor([[4, 8, 15, 16, 23, 42]])
+    with torch.no_grad():
+        torch.testing.assert_close(back(ids).logits, ref(ids).logits)
+    assert main(["show", "mamba-130m"]) == 0
+    assert "HF conversion: yes (family 'mamba')" in capsys.readouterr().out
