@@ -124,3 +124,30 @@ def test_cli_converts_a_mamba_directory_and_shows_the_card(tmp_path, capsys):
         torch.testing.assert_close(back(ids).logits, ref(ids).logits)
     assert main(["show", "mamba-130m"]) == 0
     assert "HF conversion: yes (family 'mamba')" in capsys.readouterr().out
+
+
+def test_chunked_selective_scan_is_the_papers_recurrence():
+    # h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t, y_t = C_t h_t (Gu & Dao 2023, eq. 2a-2b with ZOH on A, Euler on B)
+    from llmzoo.nn.mamba import selective_scan
+
+    g = torch.Generator().manual_seed(0)
+    Bt, T, D, N = 2, 11, 5, 3
+    x, dt = torch.randn(Bt, T, D, generator=g), torch.rand(Bt, T, D, generator=g)
+    A, h0 = -torch.rand(D, N, generator=g), torch.randn(Bt, D, N, generator=g)
+    Bm, Cm = torch.randn(Bt, T, N, generator=g), torch.randn(Bt, T, N, generator=g)
+    h, ys = h0.clone(), []
+    for t in range(T):
+        h = torch.exp(dt[:, t, :, None] * A) * h + dt[:, t, :, None] * Bm[:, t, None, :] * x[:, t, :, None]
+        ys.append(torch.einsum("bdn,bn->bd", h, Cm[:, t]))
+    y, last = selective_scan(x, dt, A, Bm, Cm, h0, chunk=4)  # chunks of 4, 4, 3
+    torch.testing.assert_close(y, torch.stack(ys, dim=1))
+    torch.testing.assert_close(last, h)
+
+
+def test_compiled_decoding_and_the_engine_decline_ssm_layers(tmp_path):
+    # A StaticCache hides unkept slots with a key mask; an SSM state has no slots, so Mamba decodes eagerly.
+    from llmzoo.infer.cache import StaticCache
+    from llmzoo.infer.compiled import can_compile
+
+    model = llmzoo.load(_tiny_dir(tmp_path))
+    assert not StaticCache.supports(model.config) and not can_compile(model)
