@@ -151,3 +151,19 @@ def test_compiled_decoding_and_the_engine_decline_ssm_layers(tmp_path):
 
     model = llmzoo.load(_tiny_dir(tmp_path))
     assert not StaticCache.supports(model.config) and not can_compile(model)
+
+
+def test_eval_scores_equal_full_forwards_with_contexts_of_different_lengths(tmp_path):
+    # The evaluator's shared-context cache right-pads short contexts; an SSM state would fold the
+    # padding in, so Mamba is scored on full rows (llmzoo.eval.lm), each equal to its own forward.
+    from llmzoo.eval.lm import EvalLM
+
+    model = llmzoo.load(_tiny_dir(tmp_path))
+    pairs = [([5, 6, 7, 8, 9, 10, 11], [3, 2]), ([5, 6, 7, 8, 9, 10, 11], [4, 1, 9]), ([12, 13], [3, 2, 1]),
+             ([12, 13], [7, 5])]
+    scores = EvalLM(model, llmzoo.load_tokenizer("smollm2-135m-instruct"), batch_size=4).score_tokens(pairs)
+    for (ctx, cont), got in zip(pairs, scores):
+        with torch.no_grad():
+            logp = model(torch.tensor([ctx + cont[:-1]])).logits.log_softmax(-1)[0]
+        expected = sum(logp[len(ctx) - 1 + k, t].item() for k, t in enumerate(cont))
+        assert got.logprob == pytest.approx(expected, abs=1e-4)
