@@ -155,8 +155,10 @@ WEIGHT_BYTES, GRAD_BYTES, OPTIMIZER_BYTES = 2.0, 2.0, 12.0
 
 
 def kv_cache_bytes_per_token(c: ModelConfig, dtype: str = "bf16") -> float:
-    """Keys and values of every (decoder) layer for one token: 2 * layers * kv_heads * head_dim * bytes."""
-    layers = c.decoder_layers if c.arch == "encoder_decoder" else c.n_layers
+    """Keys and values of every (decoder) attention layer for one token: 2 * layers * kv_heads * head_dim
+    * bytes. SSM layers (Mamba) keep a state of fixed size instead, nothing per token."""
+    layers = c.decoder_layers if c.arch == "encoder_decoder" else sum(
+        c.mixer_kind(i) == "attention" for i in range(c.n_layers))
     return 2.0 * layers * c.kv_heads * c.hd * BYTES_PER_PARAM[dtype]
 
 

@@ -143,3 +143,12 @@ def test_cli_reports_a_bad_spec_as_one_line_with_exit_code_2(tmp_path, capsys):
                  "model.n_experts_per_token=3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "layer 1: MoE top-k n_experts_per_token=3" in err[0], err
+
+
+def test_kv_cache_memory_counts_attention_layers_only():
+    from llmzoo.scaling import kv_cache_bytes_per_token
+
+    dense = ModelConfig(**TINY)
+    one_in_four = dense.replace(mixers=("mamba",) * 3 + ("attention",), position="none")
+    assert kv_cache_bytes_per_token(one_in_four) == kv_cache_bytes_per_token(dense) / 4
+    assert kv_cache_bytes_per_token(dense.replace(mixers=("mamba",), ffns=("none",), position="none")) == 0
