@@ -1,9 +1,12 @@
-"""`llmzoo align reward|dpo --recipe FILE|NAME [key=value ...] [--resume RUN_DIR]`: preference
+"""`llmzoo align reward|dpo --recipe FILE|NAME [key=value ...] [--resume RUN_DIR]` and
+`llmzoo align rejection-sampling --model SRC --prompts FILE --out FILE (--reward-model DIR | --judge gold)`: preference
 training through the one training loop (llmzoo/train/loop.py) and the finetune command's arguments
 (llmzoo/cli/pretrain.py add_training_arguments / run_training). See docs/alignment.md.
 
 - dpo: a fine-tuning recipe with `task: dpo`, run exactly as `llmzoo finetune` runs it (adapter/,
   model/, metrics.jsonl with the held-out implicit-reward accuracy and margins).
+- rejection-sampling: best-of-n samples judged by a reward model or a gold-answer rule, written as SFT
+  rows (llmzoo/align/best_of_n.py); the SFT itself is `llmzoo finetune`.
 - reward: the base gets a value head first (the one saved with model.from, else a fresh one), the
   loop trains that model in place, and this command saves it: RUN_DIR/model is the stack's own
   directory (llmzoo.load reads it as the plain model) plus value_head.safetensors
@@ -32,6 +35,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "(e.g. data.beta=0.2 max_steps=10).")
         add_training_arguments(q)
         q.set_defaults(func=_run, align_command=name)
+    _register_rejection_sampling(sub)
+
+
+def _register_rejection_sampling(sub) -> None:
+    q = sub.add_parser("rejection-sampling", help="best-of-n: sample n answers per prompt, keep the one a judge scores "
+                                                  "highest, write them as SFT rows",
+                       description="Rejection-sampling data (LLaMA-2-Chat): for each prompt of a JSONL file, sample n "
+                                   "answers from --model, score them with a reward model (--reward-model DIR, saved by "
+                                   "`llmzoo align reward`) or the gold-answer rule (--judge gold, rows with 'answer'), "
+                                   "and write the best as `messages` rows for `llmzoo finetune` (task sft).")
+    q.add_argument("--model", required=True, help="the policy: anything llmzoo.load reads")
+    q.add_argument("--prompts", required=True, help="JSONL rows with 'prompt' (string or chat messages) [+ 'answer']")
+    q.add_argument("--out", required=True, help="where the kept answers go (JSONL, task sft's messages rows)")
+    q.add_argument("--n", type=int, default=4, help="samples per prompt (default 4)")
+    q.add_argument("--reward-model", help="judge: a reward model directory (value_head.safetensors beside the stack)")
+    q.add_argument("--judge", choices=["gold"], help="judge: gold = the answer's first word is the row's 'answer'")
+    q.add_argument("--min-score", type=float, help="reject prompts whose best score is below this")
+    q.add_argument("--max-new-tokens", type=int, default=64)
+    q.add_argument("--temperature", type=float, default=0.8)
+    q.add_argument("--top-k", type=int, default=50)
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=_rejection_sampling)
+
+
+def _rejection_sampling(args: argparse.Namespace) -> int:
+    import llmzoo
+    from llmzoo.align.best_of_n import best_of_n, judge_from, read_prompts, write_sft_rows
+    from llmzoo.finetune.sft_template import resolve_template
+
+    rows = read_prompts(args.prompts)
+    tokenizer = llmzoo.load_tokenizer(args.model)
+    template = resolve_template(None, tokenizer, args.model)
+    judge = judge_from(args.reward_model, args.judge == "gold", tokenizer, template)
+    model = llmzoo.load(args.model)
+    results = best_of_n(model, tokenizer, rows, judge, n=args.n, template=template, max_new_tokens=args.max_new_tokens,
+                        temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    kept = write_sft_rows(results, args.out, args.min_score)
+    mean_best = sum(r.score for r in results) / len(results)
+    mean_all = sum(sum(r.scores) / len(r.scores) for r in results) / len(results)
+    print(f"{len(results)} prompts x {args.n} samples: mean score of the best {mean_best:.4g} (of all samples "
+          f"{mean_all:.4g}); {kept} rows written to {args.out}")
+    return 0
 
 
 def _checked_recipe(args: argparse.Namespace):
