@@ -29,6 +29,8 @@ COMMAND_MODULES: list[str] = [
     "eval",
     "adapter",
     "serve",
+    "rag",
+    "chat",  # after "generate": adds --tools to its `chat` command
 ]
 
 
