@@ -158,3 +158,13 @@ def test_builtin_recipes_run_shortened_on_a_tiny_model(base, tmp_path, recipe, c
         argv.append("data.report_pairs=4")
     assert main(argv) == 0
     assert (tmp_path / "run" / "model" / "config.json").is_file()
+
+
+def test_a_resumed_reward_run_repeats_the_uninterrupted_losses(base, tmp_path):
+    """The loop's exact resume holds for the value head too (it is in the checkpoint's trainable tensors)."""
+    whole = _recipe(tmp_path, base, task="reward", max_steps=6, checkpoint_every=2, decay_steps=6)
+    assert main(["align", "reward", "--recipe", str(whole), f"run_dir={tmp_path / 'whole'}"]) == 0
+    assert main(["align", "reward", "--recipe", str(whole), f"run_dir={tmp_path / 'cut'}", "max_steps=4"]) == 0
+    assert main(["align", "reward", "--resume", str(tmp_path / "cut"), "max_steps=6"]) == 0
+    losses = [{r["step"]: r["loss"] for r in _records(tmp_path / name, "train")} for name in ("whole", "cut")]
+    assert losses[0] == losses[1] and len(losses[0]) == 6
