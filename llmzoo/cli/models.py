@@ -45,6 +45,8 @@ def card_row(card: ModelCard) -> dict[str, Any]:
 
     row = card.to_dict()
     row["params"] = count_params(card.config) if card.config is not None else None
+    if card.composite is not None:  # CLIP: counted from its CLIPConfig
+        row["params"] = card.composite.count_params()
     if card.config is not None and card.config.n_experts:
         row["params_active"] = count_params(card.config, active=True)
     return row
@@ -132,6 +134,28 @@ def architecture_summary(c) -> list[tuple[str, str]]:
     ]
 
 
+def _has_family(name: str) -> bool:
+    try:
+        from llmzoo.convert.families import family_by_name
+
+        family_by_name(name)
+        return True
+    except Exception:  # no converter for this family
+        return False
+
+
+def composite_summary(c) -> list[tuple[str, str]]:
+    """A two-tower config (CLIP) as (label, value) lines."""
+    t, v = c.text, c.vision
+    return [
+        ("text tower", f"{t.n_layers} layers, d_model {t.d_model}, {t.n_heads} heads, d_ff {t.d_ff} {t.activation}, "
+                       f"vocab {t.vocab_size}, context {t.max_seq_len}, causal, pooled at EOS"),
+        ("image tower", f"ViT {v.image_size}px / {v.patch_size}px patches, {v.n_layers} layers, d_model {v.d_model}, "
+                        f"{v.n_heads} heads, d_ff {v.d_ff} {v.activation}, class token pooled"),
+        ("joint space", f"{c.projection_dim} dims, learned temperature (log init {c.logit_scale_init:g})"),
+    ]
+
+
 def show_data(card: ModelCard, seq_len: int | None = None) -> dict[str, Any]:
     """Everything `llmzoo show` prints, as plain data."""
     from llmzoo.flops import count_params, flops_per_token
@@ -139,6 +163,9 @@ def show_data(card: ModelCard, seq_len: int | None = None) -> dict[str, Any]:
 
     data: dict[str, Any] = {"card": card.to_dict()}
     c = card.config
+    if card.composite is not None:
+        return {**data, "config": card.composite.to_dict(), "params": card.composite.count_params(),
+                "hf_conversion": card.family if _has_family(card.family) else None}
     if c is None:
         return data
     if seq_len is not None and seq_len < 1:
@@ -179,7 +206,8 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=1))
         return 0
     print(f"{card.name}  ({card.organisation}, {card.year})")
-    counted = f"{human_count(data['params'])} counted from the config" if card.config is not None else "no public architecture"
+    counted = (f"{human_count(data['params'])} counted from the config" if data.get("params") is not None
+               else "no public architecture")
     lines = [
         ("kind", card.kind), ("family", card.family), ("published size", human_count(card.params_published)),
         ("parameters", counted), ("training tokens", human_count(card.training_tokens)),
@@ -189,7 +217,7 @@ def _show(args: argparse.Namespace) -> int:
     if data.get("params_active"):
         lines.insert(4, ("active per token", human_count(data["params_active"])))
     llmzoo = card.implements
-    if card.config is not None:
+    if "hf_conversion" in data:
         fam = data["hf_conversion"]
         llmzoo += f"; HF conversion: {'yes (family ' + repr(fam) + ')' if fam else 'not yet'}"
     lines.append(("llmzoo", llmzoo))
@@ -201,6 +229,10 @@ def _show(args: argparse.Namespace) -> int:
     if card.notes:
         print(_wrap("notes", card.notes))
     print(_wrap("source", "; ".join(citations(card.source))))
+    if card.composite is not None:
+        print("\narchitecture (full-size composite config, one line per part)")
+        for label, value in composite_summary(card.composite):
+            print(_wrap(label, value))
     if card.config is None:
         return 0
     print("\narchitecture (full-size ModelConfig)")

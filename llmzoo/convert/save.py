@@ -24,6 +24,7 @@ from llmzoo.convert.hf import Family, zoo_to_hf
 from llmzoo.convert.native import native_config, unique_state
 from llmzoo.convert.native_kinds import STACK, kind_of
 from llmzoo.errors import CheckpointError, LlmzooError
+from llmzoo.models.clip_config import CLIPConfig
 
 LLMZOO_CONFIG = "llmzoo_config.json"
 FORMATS = ("auto", "hf", "llmzoo", "gguf")
@@ -47,7 +48,10 @@ def save_model(model: nn.Module, directory: str | Path, format: str = "auto", to
     if format not in FORMATS:
         raise LlmzooError(f"unknown save format {format!r}; use one of {', '.join(FORMATS)}")
     config = getattr(model, "config", None)
-    if not isinstance(config, ModelConfig):
+    composite = isinstance(config, CLIPConfig)  # two towers: its family's config.json carries all of it
+    if composite and format not in ("auto", "hf"):
+        raise CheckpointError(f"a CLIP model is saved in the transformers layout only; use format='hf', not {format!r}")
+    if not isinstance(config, ModelConfig) and not composite:
         raise LlmzooError(f"cannot save a {type(model).__name__}: it has no llmzoo ModelConfig (.config); "
                           f"save models built by llmzoo.build_model or loaded by llmzoo.load")
     out = Path(directory).expanduser()
@@ -58,6 +62,8 @@ def save_model(model: nn.Module, directory: str | Path, format: str = "auto", to
         try:
             hf_config, state = hf_export(model)
         except LlmzooError as refused:
+            if composite:
+                raise
             if format != "auto":
                 raise CheckpointError(f"{refused}; save with format='llmzoo' (`--format llmzoo`), llmzoo's own "
                                       f"layout, instead") from None
@@ -91,7 +97,8 @@ def save_model(model: nn.Module, directory: str | Path, format: str = "auto", to
     def write(d: Path) -> None:
         write_safetensors(files[1], d / "model.safetensors")
         (d / "config.json").write_text(json.dumps(files[0], indent=2) + "\n")
-        config.to_json(d / LLMZOO_CONFIG)  # llmzoo reloads the exact ModelConfig from either layout
+        if not composite:  # llmzoo reloads the exact ModelConfig from either layout
+            config.to_json(d / LLMZOO_CONFIG)
         if tokenizer is not None:
             tokenizer.save(d)
 

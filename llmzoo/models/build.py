@@ -16,6 +16,7 @@ BUILDERS: dict[str, str] = {
     "decoder": "llmzoo.models.decoder:DecoderLM",
     "encoder": "llmzoo.models.encoder:build_encoder",
     "encoder_decoder": "llmzoo.models.encoder_decoder:build_encoder_decoder",
+    "clip": "llmzoo.models.clip:CLIPModel",  # two towers; config is a CLIPConfig (llmzoo.models.clip_config)
 }
 
 

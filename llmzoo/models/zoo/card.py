@@ -59,6 +59,9 @@ class ModelCard:
     approximation: str = ""  # non-empty when the config only approximates the architecture (what and why)
     aliases: tuple[str, ...] = ()
     config: ModelConfig | None = field(default=None, repr=False, compare=False)
+    # A multi-tower model's config (llmzoo.models.clip_config.CLIPConfig), which is no single ModelConfig;
+    # `config` stays None so everything that reads one stack's fields skips it.
+    composite: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.name != self.name.lower() or " " in self.name:
@@ -78,7 +81,7 @@ class ModelCard:
     @property
     def implements(self) -> str:
         """What llmzoo has for this model, without importing torch (HF conversion is checked by `show`)."""
-        if self.config is not None:
+        if self.config is not None or self.composite is not None:
             return "approximate config" if self.approximation else "full config"
         return "card only" if self.open_weights else "card only (closed)"
 
