@@ -97,3 +97,14 @@ def test_a_model_without_value_head_is_one_clear_error(pair_of_models):
         load_value_model(pair_of_models[3] / "lm")
     with pytest.raises(LlmzooError, match="has no value head"):
         value_forward(llmzoo.load(pair_of_models[3] / "lm"), torch.tensor([[1, 2]]))
+
+
+def test_an_encoder_value_head_scores_the_first_token():
+    config = get_config("bert-base-uncased").replace(vocab_size=64, d_model=32, n_layers=2, n_heads=4, d_ff=64,
+                                                     max_seq_len=32, head="none", pooler=None)
+    torch.manual_seed(0)
+    encoder = attach_value_head(build_model(config).eval(), seed=0)
+    with torch.no_grad():
+        out = value_forward(encoder, torch.tensor([[2, 5, 6, 3, 0]]), attention_mask=torch.tensor([[1, 1, 1, 1, 0]]))
+    assert encoder.value_head_pooling == "first"
+    torch.testing.assert_close(out["rewards"], out["values"][:, 0])
