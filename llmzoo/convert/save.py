@@ -23,6 +23,7 @@ from llmzoo.config import ModelConfig
 from llmzoo.convert.hf import Family, zoo_to_hf
 from llmzoo.convert.native import native_config, unique_state
 from llmzoo.convert.native_kinds import STACK, kind_of
+from llmzoo.convert.round_trip import check_round_trip
 from llmzoo.errors import CheckpointError, LlmzooError
 from llmzoo.models.clip_config import CLIPConfig
 
@@ -146,6 +147,7 @@ def hf_export(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]
         raise CheckpointError("GLM's 2D positions (position_2d=True) have no transformers layout")
     family = family_for_config(config)
     hf_config = family.config_to_hf(config)
+    check_round_trip(config, family.name, family.config_from_hf(dict(hf_config)))
     state = zoo_to_hf(family, config, model.state_dict())
     hf_config["torch_dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
     return hf_config, state

@@ -18,6 +18,13 @@ from llmzoo.errors import CheckpointError
 XLNET_HEADS = {"Model": "none", "LMHeadModel": "lm"}
 
 
+def _extra(attn_type: str, clamp_len: int) -> tuple[tuple[str, Any], ...]:
+    """Only the options that differ from XLNet's defaults (bi, no clamp), so a config without
+    them reads back equal."""
+    return tuple(kv for kv, default in ((("attn_type", attn_type), "bi"), (("clamp_len", clamp_len), -1))
+                 if kv[1] != default)
+
+
 def xlnet_from_hf(hf: dict[str, Any]) -> ModelConfig:
     H.require(hf, "d_model", "n_layer", "n_head", "d_inner", "vocab_size")
     head = head_from_hf(hf, "XLNet", XLNET_HEADS)
@@ -34,7 +41,8 @@ def xlnet_from_hf(hf: dict[str, Any]) -> ModelConfig:
         position="none", activation=H.activation(hf, "ff_activation", "gelu"), mlp_gated=False, mlp_bias=True,
         norm="layernorm", norm_eps=hf.get("layer_norm_eps", 1e-12), norm_placement="post", final_norm=False,
         tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
-        extra=(("attn_type", attn_type), ("clamp_len", int(hf.get("clamp_len", -1)))), **H.token_ids(hf),
+        lm_head_bias=True,  # XLNet's lm_loss always has a bias (llmzoo/models/xlnet.py builds it)
+        extra=_extra(attn_type, int(hf.get("clamp_len", -1))), **H.token_ids(hf),
     )
 
 
