@@ -26,6 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "KV cache holds max-concurrent x T tokens")
     s.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="S",
                    help="on SIGINT/SIGTERM, seconds in-flight requests get to finish before they are cancelled")
+    s.add_argument("--request-timeout", type=float, metavar="S",
+                   help="cancel a chat or completion running longer than S seconds, freeing its rows (the client "
+                        "gets a 504, or an error event in a stream); default: no limit")
+    s.add_argument("--idle-timeout", type=float, metavar="S",
+                   help="drop a streaming client that leaves a chunk unread for S seconds and cancel its request")
+    s.add_argument("--rag-index", action="append", default=[], metavar="INDEX",
+                   help="an index from `llmzoo rag index` that chat requests may name in their `rag` extension "
+                        "field (by its directory's name); repeatable")
     s.set_defaults(func=cmd_serve)
 
 
@@ -38,6 +46,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.max_concurrent < 1 or args.max_queue < 0 or (args.max_len is not None and args.max_len < 2):
         raise LlmzooError("--max-concurrent must be >= 1, --max-queue >= 0 and --max-len >= 2")
+    for flag, value in (("--request-timeout", args.request_timeout), ("--idle-timeout", args.idle_timeout)):
+        if value is not None and not value > 0:
+            raise LlmzooError(f"{flag} must be a positive number of seconds, got {value}")
     if not 0 <= args.port < 65536:
         raise LlmzooError(f"--port {args.port} is not a TCP port (0-65535)")
     names = [served_name(s) for s in args.sources]
@@ -54,11 +65,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise LlmzooError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port") from None
     served = {}
     try:
+        from llmzoo.serve.rag import load_indexes
+
+        indexes = load_indexes(args.rag_index)  # a bad index is one line before the models load
         for source, name in zip(args.sources, names):
             served[name] = load_served(source, max_batch=args.max_concurrent, max_queue=args.max_queue,
                                        max_len=args.max_len, name=name)
             print(f"loaded {source} as {name!r}", file=sys.stderr)
-        app = create_app(served, api_key=args.api_key)
+        app = create_app(served, api_key=args.api_key, request_timeout=args.request_timeout,
+                         idle_timeout=args.idle_timeout, rag_indexes=indexes)
         config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=args.shutdown_timeout)
         server = uvicorn.Server(config)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the handler

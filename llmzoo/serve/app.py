@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmzoo.errors import LlmzooError
@@ -22,13 +22,32 @@ from llmzoo.serve.errors import APIError
 from llmzoo.serve.generation import Generation, refuse_unsupported, submit
 from llmzoo.serve.metrics import Metrics
 from llmzoo.serve.models import ServedModel
+from llmzoo.rag.index import RagIndex
+from llmzoo.serve.rag import retrieve
 from llmzoo.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from llmzoo.serve.streaming import IdleTimeoutStreamingResponse
+from llmzoo.serve.tool_calls import plan_tools, render
 
 
-def create_app(served: dict[str, ServedModel], *, api_key: str | None = None,
-               close_on_shutdown: bool = True) -> FastAPI:
+def chat_prompt(tokenizer, messages: list[dict], plan) -> list[dict] | list[int]:
+    """Plain conversations go to the engine as messages (it applies the template); with tools, or
+    tool calls and results in the history, the prompt is rendered here (tool_calls.render)."""
+    if plan is None and not any(m.get("tool_calls") or m["role"] == "tool" for m in messages):
+        return [{"role": m["role"], "content": m["content"]} for m in messages]
+    if not getattr(tokenizer, "chat_template", None):
+        raise APIError(400, "this model has no chat template, so it cannot be given tools", param="tools")
+    return tokenizer.encode(render(tokenizer, messages, plan), add_special_tokens=False)
+
+
+def create_app(served: dict[str, ServedModel], *, api_key: str | None = None, close_on_shutdown: bool = True,
+               request_timeout: float | None = None, idle_timeout: float | None = None,
+               rag_indexes: dict[str, RagIndex] | None = None) -> FastAPI:
     """An app serving `served` (name -> model). With api_key, /v1/* needs `Authorization: Bearer <key>`.
-    On shutdown the engines are closed: what is still queued or running is cancelled."""
+    On shutdown the engines are closed: what is still queued or running is cancelled.
+    request_timeout: seconds a chat or completion may run before it is cancelled (504, or an error
+    event in a stream); idle_timeout: seconds a streaming client may leave a chunk unread before it
+    is dropped; rag_indexes: name -> index, for chat's `rag` extension (llmzoo.serve.rag)."""
+    rag_indexes = rag_indexes or {}
     metrics = Metrics()
     # One thread per engine request a client waits on; the engines' bounds (rows + queue) bound them.
     workers = 8 + sum(s.engine.max_batch + s.engine.max_queue for s in served.values() if s.engine is not None)
@@ -100,18 +119,32 @@ def create_app(served: dict[str, ServedModel], *, api_key: str | None = None,
 
     async def respond(generation: Generation, stream: bool, request: Request):
         if stream:
-            return StreamingResponse(generation.stream(), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return IdleTimeoutStreamingResponse(generation.stream(), media_type="text/event-stream",
+                                                headers={"Cache-Control": "no-cache"}, idle_timeout=idle_timeout,
+                                                on_idle=generation.cancel)
         return JSONResponse(await generation.whole(request.is_disconnected))
 
     @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
     async def chat_completions(body: ChatCompletionRequest, request: Request):
         model = model_for(body.model, "decoder")
         refuse_unsupported(body)
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        plan = plan_tools(body.tools, body.tool_choice)
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text(),
+                     "tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id, "name": m.name}
                     for m in body.messages]
-        requests = submit(model, messages, body, body.max_completion_tokens or body.max_tokens)
-        generation = Generation(model, "chat", [("", requests)], body, pool, metrics)
+        extra = {}
+        if body.rag is not None:
+            messages, extra["sources"] = await retrieve(rag_indexes, body.rag, messages, pool)
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        prompt = chat_prompt(model.tokenizer, messages, plan)
+        requests = submit(model, prompt, body, max_tokens)
+
+        def resubmit(attempt: int):  # a forced tool call sampled again (tool_calls.RETRIES)
+            retry = body.model_copy(update={"n": 1, "temperature": 0.7, "seed": (body.seed or 0) + 1000 * attempt})
+            return submit(model, prompt, retry, max_tokens)[0]
+
+        generation = Generation(model, "chat", [("", requests)], body, pool, metrics, timeout=request_timeout,
+                                extra=extra, tools=plan, resubmit=resubmit)
         return await respond(generation, body.stream, request)
 
     @app.post("/v1/completions", dependencies=[Depends(check_key)])
@@ -133,7 +166,8 @@ def create_app(served: dict[str, ServedModel], *, api_key: str | None = None,
                 for request in group:
                     request.cancel()
             raise
-        return await respond(Generation(model, "completion", groups, body, pool, metrics), body.stream, request)
+        generation = Generation(model, "completion", groups, body, pool, metrics, timeout=request_timeout)
+        return await respond(generation, body.stream, request)
 
     @app.post("/v1/embeddings", dependencies=[Depends(check_key)])
     async def create_embeddings(body: EmbeddingRequest):

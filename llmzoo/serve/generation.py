@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 
 from llmzoo.infer.engine_request import Request
-from llmzoo.serve.errors import APIError
+from llmzoo.serve.errors import APIError, error_body
 from llmzoo.serve.metrics import Metrics
 from llmzoo.serve.models import ServedModel
 from llmzoo.serve.schemas import ChatCompletionRequest, CompletionRequest
+from llmzoo.serve.tool_calls import RETRIES, ToolPlan
 
 _DONE = object()
 
@@ -36,8 +37,6 @@ def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
             raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
         if body.response_format and body.response_format.get("type", "text") != "text":
             refuse("response_format", "JSON mode needs constrained decoding, which the engine does not do yet")
-        if body.tools or body.tool_choice not in (None, "none"):
-            refuse("tools", "function calling is not implemented yet")
     else:
         if body.logprobs is not None and body.echo:
             refuse("logprobs", "log-probabilities of echoed prompt tokens are not computed; drop echo or logprobs")
@@ -125,9 +124,14 @@ class Generation:
     """One chat or completion call: its requests, and the OpenAI response (whole or streamed)."""
 
     def __init__(self, served: ServedModel, kind: str, groups: list[tuple[str, list[Request]]], body,
-                 pool: Executor, metrics: Metrics) -> None:
+                 pool: Executor, metrics: Metrics, *, timeout: float | None = None, extra: dict | None = None,
+                 tools: ToolPlan | None = None, resubmit=None) -> None:
+        """timeout: seconds before the call is cancelled (--request-timeout); extra: extension fields
+        of the response (RAG's sources); tools: the call's tool plan, with resubmit(attempt) -> Request
+        sampling a forced tool call again (tool_calls.RETRIES)."""
         self.served, self.kind, self.groups, self.body = served, kind, groups, body
         self.pool, self.metrics = pool, metrics
+        self.timeout, self.extra, self.tools, self.resubmit = timeout, extra or {}, tools, resubmit
         self.id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex[:24]
         self.created = int(time.time())
         self.started = time.perf_counter()
@@ -149,15 +153,8 @@ class Generation:
     async def whole(self, is_disconnected=None) -> dict:
         """The whole response; a client that hangs up before it is ready cancels its requests (polled
         every half second through `is_disconnected`, Starlette's Request.is_disconnected)."""
-        waiter = asyncio.ensure_future(wait_all(self.requests, self.pool))
-        try:
-            while not (await asyncio.wait({waiter}, timeout=0.5))[0]:
-                if is_disconnected is not None and await is_disconnected():
-                    self.cancel()
-        finally:
-            if not waiter.done():
-                self.cancel()
-        await waiter  # time to first token is measured on streams only
+        await self._wait(self.requests, is_disconnected)  # time to first token is measured on streams only
+        calls = await self._tool_calls(is_disconnected) if self.tools is not None else {}
         self._record()
         choices = []
         for echo, group in self.groups:
@@ -165,7 +162,17 @@ class Generation:
                 index = len(choices)
                 reason = request.finish_reason or "stop"
                 logprobs = self._logprobs(request, request.token_ids, request.token_logprobs)
-                if self.kind == "chat":
+                if self.kind == "chat" and index in calls:
+                    content, tool_calls, error = calls[index]
+                    message = {"role": "assistant", "content": content}
+                    if tool_calls:
+                        message["tool_calls"] = [c.openai() for c in tool_calls]
+                        reason = "tool_calls"
+                    choice = {"index": index, "message": message, "logprobs": logprobs, "finish_reason": reason}
+                    if error:
+                        choice["tool_call_error"] = error  # an extension: why the reply is not a call
+                    choices.append(choice)
+                elif self.kind == "chat":
                     choices.append({"index": index, "message": {"role": "assistant", "content": request.text},
                                     "logprobs": logprobs, "finish_reason": reason})
                 else:
@@ -173,7 +180,57 @@ class Generation:
                                     "finish_reason": reason})
         return {"id": self.id, "object": "chat.completion" if self.kind == "chat" else "text_completion",
                 "created": self.created, "model": self.served.name, "choices": choices, "usage": self._usage(),
-                "system_fingerprint": None}
+                "system_fingerprint": None, **self.extra}
+
+    def _timed_out(self) -> APIError:
+        return APIError(504, f"the request ran past the server's request timeout of {self.timeout:g} s and was "
+                             f"cancelled; ask for fewer tokens or start the server with a larger --request-timeout",
+                        code="request_timeout")
+
+    async def _wait(self, requests: list[Request], is_disconnected=None) -> None:
+        """Wait for requests; a client that hangs up (polled through `is_disconnected`, Starlette's
+        Request.is_disconnected) or the request timeout cancels them, which frees their rows."""
+        waiter = asyncio.ensure_future(wait_all(requests, self.pool))
+        try:
+            while not (await asyncio.wait({waiter}, timeout=self._poll()))[0]:
+                if self._expired():
+                    self.cancel()
+                    await waiter
+                    raise self._timed_out()
+                if is_disconnected is not None and await is_disconnected():
+                    self.cancel()
+        finally:
+            if not waiter.done():
+                self.cancel()
+        await waiter
+
+    def _expired(self) -> bool:
+        return self.timeout is not None and time.perf_counter() - self.started >= self.timeout
+
+    def _poll(self) -> float:
+        if self.timeout is None:
+            return 0.5
+        return max(0.0, min(0.5, self.timeout - (time.perf_counter() - self.started)))
+
+    async def _tool_calls(self, is_disconnected) -> dict[int, tuple]:
+        """choice index -> (content, tool calls, error). A forced call that does not parse or match its
+        schema is sampled again, up to RETRIES times (tool_calls.py says why this and not masking)."""
+        out = {}
+        index = 0
+        for _, group in self.groups:
+            for i, request in enumerate(group):
+                content, calls, error = self.tools.parse(request.text)
+                attempt = 0
+                while self.tools.forced and not calls and attempt < RETRIES and self.resubmit is not None:
+                    attempt += 1
+                    retry = self.resubmit(attempt)
+                    self.requests.append(retry)
+                    await self._wait([retry], is_disconnected)
+                    group[i] = request = retry
+                    content, calls, error = self.tools.parse(request.text)
+                out[index] = (content, calls, error)
+                index += 1
+        return out
 
     def _logprobs(self, request: Request, ids: list[int], entries, offset: int = 0) -> dict | None:
         if request.logprobs is None:
@@ -202,6 +259,12 @@ class Generation:
         choices stream one after another (they decode together; the later ones wait in their queues).
         A client that goes away closes this generator: `finally` cancels its requests, freeing their rows."""
         try:
+            if self.extra:
+                yield _sse({**self._chunk(0), **self.extra})  # sources before the text
+            if self.tools is not None:  # a tool call is known only once parsed: stream the finished reply
+                async for piece in self._stream_whole():
+                    yield piece
+                return
             index = 0
             first = True
             for echo, group in self.groups:
@@ -211,7 +274,7 @@ class Generation:
                     elif echo:
                         yield _sse(self._chunk(index, text=echo))
                     chunks, done, offset = iter(request), 0, 0
-                    while (chunk := await next_chunk(chunks, self.pool)) is not _DONE:
+                    while (chunk := await self._next_or_timeout(chunks)) is not _DONE:
                         if first and chunk.token_ids:
                             self.metrics.first_token(self.served.name, time.perf_counter() - self.started)
                             first = False
@@ -230,5 +293,36 @@ class Generation:
                             else "text_completion", "created": self.created, "model": self.served.name,
                             "choices": [], "usage": self._usage(), "system_fingerprint": None})
             yield b"data: [DONE]\n\n"
+        except APIError as error:  # the status line went out already: an error event, as OpenAI sends
+            yield _sse(error_body(error.status, error.message, error.param, error.code))
         finally:
             self.cancel()
+
+    async def _next_or_timeout(self, chunks):
+        if self.timeout is None:
+            return await next_chunk(chunks, self.pool)
+        reading = asyncio.ensure_future(next_chunk(chunks, self.pool))
+        done, _ = await asyncio.wait({reading}, timeout=max(0.0, self.timeout - (time.perf_counter() - self.started)))
+        if not done:
+            self.cancel()  # the engine frees the rows and ends the stream, which unblocks the reader
+            await reading
+            raise self._timed_out()
+        return reading.result()
+
+    async def _stream_whole(self) -> AsyncIterator[bytes]:
+        reply = await self.whole()
+        for choice in reply["choices"]:
+            message = choice["message"]
+            yield _sse(self._chunk(choice["index"], role=True))
+            if message.get("content"):
+                yield _sse(self._chunk(choice["index"], text=message["content"]))
+            if message.get("tool_calls"):
+                payload = self._chunk(choice["index"])
+                payload["choices"][0]["delta"] = {"tool_calls": [{"index": i, **call} for i, call in
+                                                                 enumerate(message["tool_calls"])]}
+                yield _sse(payload)
+            yield _sse(self._chunk(choice["index"], finish=choice["finish_reason"]))
+        if self.body.stream_options is not None and self.body.stream_options.include_usage:
+            yield _sse({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                        "model": self.served.name, "choices": [], "usage": reply["usage"], "system_fingerprint": None})
+        yield b"data: [DONE]\n\n"

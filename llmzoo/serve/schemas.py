@@ -31,6 +31,8 @@ class ChatMessage(_Body):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant's calls, in OpenAI's shape
+    tool_call_id: str | None = None  # a tool message: the call it answers
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -67,6 +69,12 @@ class _Sampling(_Body):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
 
+class RagOptions(_Body):
+    """An extension: answer from an index the server was started with (`llmzoo serve --rag-index`)."""
+    index: str  # the index's name (its directory's name) or the path it was given to the server as
+    k: int = Field(4, ge=1, le=32)
+
+
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)
@@ -77,6 +85,7 @@ class ChatCompletionRequest(_Sampling):
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
+    rag: RagOptions | None = None  # an extension (send it with the openai client's extra_body)
 
 
 class CompletionRequest(_Sampling):
