@@ -30,7 +30,6 @@ COMMAND_MODULES: list[str] = [
     "adapter",
     "serve",
     "rag",
-    "chat",  # after "generate": adds --tools to its `chat` command
 ]
 
 
