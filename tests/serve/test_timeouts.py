@@ -99,3 +99,11 @@ def test_idle_and_request_timeouts_are_flags_of_llmzoo_serve(capsys):
     assert main(["serve", "x", "--request-timeout", "0"]) == 2
     assert main(["serve", "x", "--idle-timeout", "-1"]) == 2
     assert capsys.readouterr().err.count("positive number of seconds") == 2
+
+
+def test_a_bad_rag_index_is_one_line_before_any_model_loads(tmp_path, capsys):
+    from llmzoo.cli import main
+
+    assert main(["serve", "smollm2-135m-instruct", "--port", "0", "--rag-index", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a RAG index" in err[0]
