@@ -76,7 +76,7 @@ def t5_to_hf(c: ModelConfig, model_type: str = "t5", architecture: str = "T5ForC
         "relative_attention_max_distance": c.relative_max_distance, "layer_norm_epsilon": c.norm_eps,
         "feed_forward_proj": f"gated-{act}" if c.mlp_gated else act, "is_encoder_decoder": True,
         "tie_word_embeddings": c.tie_embeddings, "scale_decoder_outputs": c.logit_multiplier is not None,
-        "pad_token_id": c.pad_token_id, "eos_token_id": c.eos_token_id,
+        "pad_token_id": c.pad_token_id, "eos_token_id": c.eos_token_id, "bos_token_id": c.bos_token_id,
         # T5 decodes from pad when no start id is set (as llmzoo does); transformers needs it written
         "decoder_start_token_id": c.decoder_start_token_id if c.decoder_start_token_id is not None else c.pad_token_id,
     }
