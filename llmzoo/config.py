@@ -110,6 +110,9 @@ class ModelConfig:
 
     # --- attention --------------------------------------------------------------------------
     attn_scale: float | None = None  # None: 1/sqrt(head_dim); GPT-Neo uses 1.0 (no scaling)
+    # Layer i's scores also divided by i + 1 (GPT-2's scale_attn_by_inverse_layer_idx, used by the
+    # Stanford CRFM / Mistral GPT-2 runs to keep deep layers' fp16 scores in range)
+    attn_scale_inverse_layer: bool = False
     qkv_bias: bool = False
     attn_out_bias: bool = False
     sliding_window: int | None = None  # keys with q - k < window are visible (Mistral, GPT-Neo local)
@@ -261,6 +264,8 @@ class ModelConfig:
                      f"pre-norm block (parallel_residual=False, norm_placement='pre')")
             need(self.mixer_kind(i) != "none" or self.ffn_kind(i) != "none",
                  f"layer {i}: mixers and ffns are both 'none'; the layer would do nothing")
+        need(not (self.attn_scale_inverse_layer and self.share_layers),
+             "attn_scale_inverse_layer scales each layer by its own index; it cannot be used with share_layers")
         if self.has_mixer("mamba"):
             for name in ("ssm_state_size", "ssm_expand"):
                 need(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")

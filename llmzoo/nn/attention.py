@@ -62,6 +62,8 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(d, self.n_kv_heads * hd, bias=config.qkv_bias)
         self.o_proj = nn.Linear(self.n_heads * hd, d, bias=config.attn_out_bias)
         self.scale = config.attn_scale
+        if config.attn_scale_inverse_layer:
+            self.scale = (self.scale if self.scale is not None else self.head_dim**-0.5) / (layer_idx + 1)
         self.softcap = config.attn_logit_softcap
         self.dropout = config.attn_dropout
         self.rope_interleaved = config.rope_interleaved

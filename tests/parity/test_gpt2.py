@@ -46,11 +46,18 @@ def test_gpt2_original_release_layout(tmp_path):
     torch.testing.assert_close(llmzoo.load(tmp_path)(ids).logits.detach(), reference_logits(ref, ids))
 
 
-@pytest.mark.parametrize("field", ["scale_attn_by_inverse_layer_idx", "add_cross_attention"])
+@pytest.mark.parametrize("field", ["add_cross_attention"])
 def test_gpt2_unsupported_variants_name_the_field(tmp_path, field):
     save_reference("GPT2LMHeadModel", transformers.GPT2Config(**TINY), tmp_path, **{field: True})
     with pytest.raises(CheckpointError, match=field):
         llmzoo.load(tmp_path)
+
+
+def test_gpt2_scale_attn_by_inverse_layer_idx(tmp_path):
+    # Layer i's scores divided by i + 1 as well (the CRFM/Mistral GPT-2 runs): equal both ways.
+    model = check_parity("GPT2LMHeadModel", transformers.GPT2Config(**TINY, scale_attn_by_inverse_layer_idx=True),
+                         tmp_path, seq_len=10)
+    assert model.config.attn_scale_inverse_layer
 
 
 def test_gpt2_cached_decoding(tmp_path):

@@ -63,9 +63,6 @@ IGNORE = (r"\.attn\.(bias|masked_bias)$",)
 def check(hf: dict[str, Any]) -> None:
     if hf.get("add_cross_attention"):
         raise CheckpointError("GPT-2 with add_cross_attention=true (encoder-decoder use) is not supported")
-    if hf.get("scale_attn_by_inverse_layer_idx"):
-        # A per-layer 1/(layer+1) score scale (Mistral/CRFM GPT-2 runs); ModelConfig has one global scale.
-        raise CheckpointError("GPT-2 with scale_attn_by_inverse_layer_idx=true is not supported")
     # reorder_and_upcast_attn only computes scores in fp32 (same math in fp32): accepted as is.
 
 
@@ -80,6 +77,7 @@ def gpt2_from_hf(hf: dict[str, Any]) -> ModelConfig:
         max_seq_len=H.lookup(hf, "n_positions", "max_position_embeddings", default=1024),
         tie_embeddings=bool(hf.get("tie_word_embeddings", True)), position="learned",
         attn_scale=None if hf.get("scale_attn_weights", True) else 1.0,
+        attn_scale_inverse_layer=bool(hf.get("scale_attn_by_inverse_layer_idx", False)),
         qkv_bias=True, attn_out_bias=True,
         activation=H.activation(hf, "activation_function", "gelu_new"), mlp_gated=False, mlp_bias=True,
         norm="layernorm", norm_eps=hf.get("layer_norm_epsilon", 1e-5), norm_placement="pre",
@@ -99,7 +97,7 @@ def gpt2_to_hf(c: ModelConfig) -> dict[str, Any]:
         "n_embd": c.d_model, "n_layer": c.n_layers, "n_head": c.n_heads, "n_inner": c.d_ff,
         "n_positions": c.max_seq_len, "activation_function": H.activation_to_hf(c.activation),
         "layer_norm_epsilon": c.norm_eps, "scale_attn_weights": c.attn_scale is None,
-        "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
+        "scale_attn_by_inverse_layer_idx": c.attn_scale_inverse_layer, "reorder_and_upcast_attn": False,
         "tie_word_embeddings": c.tie_embeddings,
         "bos_token_id": c.bos_token_id, "eos_token_id": c.eos_token_id, "pad_token_id": c.pad_token_id,
     }
