@@ -67,22 +67,14 @@ def read_prompts(path: str | Path) -> list[dict]:
     """JSONL rows with a `prompt` (a string or chat messages), and for the gold judge an `answer`."""
     from llmzoo.align.preference_data import _prompt
 
-    path = Path(path)
-    if not path.is_file():
-        raise LlmzooError(f"prompt file {path} does not exist")
+    from llmzoo.finetune.rows import read_jsonl
+
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise LlmzooError(f"{path} line {number}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(row, dict) or row.get("prompt") in (None, "", []):
-            raise LlmzooError(f"{path} line {number}: a row needs a 'prompt' (a string or chat messages)")
-        rows.append({**row, "prompt": _prompt(row["prompt"], f"{path} line {number}")})
-    if not rows:
-        raise LlmzooError(f"{path} holds no prompts")
+    for row in read_jsonl(path, (), "prompt"):
+        where = f"{path} line {row.pop('_line')}"
+        if row.get("prompt") in (None, "", []):
+            raise LlmzooError(f"{where}: a row needs a 'prompt' (a string or chat messages)")
+        rows.append({**row, "prompt": _prompt(row["prompt"], where)})
     return rows
 
 

@@ -17,7 +17,6 @@ the prompt is the eval task's, chosen = the gold label's word, rejected = the ot
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 
 from llmzoo.errors import LlmzooError
+from llmzoo.finetune.rows import read_jsonl
 from llmzoo.finetune.sft_template import tokenize_conversation
 
 IGNORE = -100
@@ -72,22 +72,8 @@ def pair_from_row(row: Any, where: str) -> PreferencePair:
 
 
 def read_preference_jsonl(path: str | Path) -> list[PreferencePair]:
-    path = Path(path)
-    if not path.is_file():
-        raise LlmzooError(f"preference data file {path} does not exist")
-    pairs = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise LlmzooError(f"{path} line {number}: not valid JSON ({e.msg} at column {e.colno})") from None
-            pairs.append(pair_from_row(row, f"{path} line {number}"))
-    if not pairs:
-        raise LlmzooError(f"{path} holds no preference pairs")
-    return pairs
+    return [pair_from_row({k: v for k, v in row.items() if k != "_line"}, f"{path} line {row['_line']}")
+            for row in read_jsonl(path, (), "preference data")]
 
 
 def _sst2_pairs(half: int) -> list[PreferencePair]:
