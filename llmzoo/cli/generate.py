@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("chat", help="interactive chat using the model's chat template (streams replies)")
     c.add_argument("source")
     c.add_argument("--system", help="system message")
+    c.add_argument("--tools", metavar="FILE.py",
+                   help="a Python file whose public functions the model may call (type hints give the schema, "
+                        "the docstring's first line the description); results go back to the model")
     _sampling_args(c, default_max=256)
     c.set_defaults(func=cmd_chat)
 
@@ -157,10 +160,16 @@ def _notes_on_stderr() -> Iterator[None]:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     _check_sampling(args)
+    tools = plan = None
+    if args.tools is not None:  # the user's file is checked before the model loads
+        from llmzoo.cli.chat_tools import load_tools, tool_plan
+
+        tools = load_tools(args.tools)
+        plan = tool_plan(tools)
     model, tokenizer = _load(args.source, args.dtype, args.adapter, args.quant)
     if not getattr(tokenizer, "chat_template", None):
         raise LlmzooError(f"{args.source} has no chat template; use `llmzoo generate` instead")
-    history: list[dict[str, str]] = [{"role": "system", "content": args.system}] if args.system else []
+    history: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
     interactive = sys.stdin.isatty()
     if interactive:
         print("chat with the model; /reset clears the history, /exit (or Ctrl-D) quits", file=sys.stderr)
@@ -179,14 +188,28 @@ def cmd_chat(args: argparse.Namespace) -> int:
             history = history[:1] if args.system else []
             continue
         history.append({"role": "user", "content": line})
-        text = tokenizer.apply_chat_template(history, add_generation_prompt=True)
         if interactive:
             _write("model> ")
         with _notes_on_stderr():
-            reply = _complete_rendered(model, tokenizer, text, _write, _sampling_kwargs(args))
+            if tools is not None:
+                _write(_tool_turn(model, tokenizer, history, tools, plan, _sampling_kwargs(args)))
+            else:
+                text = tokenizer.apply_chat_template(history, add_generation_prompt=True)
+                reply = _complete_rendered(model, tokenizer, text, _write, _sampling_kwargs(args))
+                history.append({"role": "assistant", "content": reply})
             _write("\n")
-        history.append({"role": "assistant", "content": reply})
     return 0
+
+
+def _tool_turn(model, tokenizer, history: list[dict], tools: dict, plan, kwargs: dict) -> str:
+    """One user turn with tools: not streamed, since a reply is known to be a call only once parsed."""
+    from llmzoo.cli.chat_tools import run_turn
+    from llmzoo.serve.tool_calls import render
+
+    def generate(messages: list[dict]) -> str:
+        return _complete_rendered(model, tokenizer, render(tokenizer, messages, plan), None, kwargs)
+
+    return run_turn(history, generate, tools, plan)
 
 
 def _complete_rendered(model, tokenizer, rendered: str, stream, kwargs: dict) -> str:
