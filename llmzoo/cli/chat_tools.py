@@ -42,7 +42,7 @@ def load_tools(path: str | Path) -> dict[str, Callable]:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as e:  # the user's code: any error it raises is theirs to fix, reported in one line
+    except (Exception, SystemExit) as e:  # the user's code: what it raises is theirs to fix, said in one line
         raise ToolsFileError(f"--tools {path} failed to import ({type(e).__name__}: {e}); fix the file") from None
     tools = {name: fn for name, fn in vars(module).items()
              if inspect.isfunction(fn) and not name.startswith("_") and fn.__module__ == module.__name__}
@@ -91,7 +91,7 @@ def call_tool(fn: Callable, arguments: dict) -> str:
     model (not the user) sees what went wrong."""
     try:
         result = fn(**arguments)
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a tool calling sys.exit() must not end the chat
         return f"error: {type(e).__name__}: {e}"
     if isinstance(result, str):
         return result
