@@ -25,7 +25,9 @@ class DecoderLM(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.embeddings = Embeddings(config)
+        # Factorised embeddings (OPT-350m): V x E tokens projected to d_model, and back before the head.
+        self.embeddings = Embeddings(config, project_tokens=True)
+        self.project_out = nn.Linear(config.d_model, config.emb_dim, bias=False) if config.emb_dim != config.d_model else None
         if config.position == "rope":
             self.rotary = RotaryEmbedding(config)
         if config.position == "relative_bias":
@@ -40,7 +42,7 @@ class DecoderLM(nn.Module):
         self.norm = make_norm(config) if config.final_norm else None
         self.lm_head = None
         if config.head == "lm":
-            self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=config.lm_head_bias)
+            self.lm_head = nn.Linear(config.emb_dim, config.vocab_size, bias=config.lm_head_bias)
             if config.tie_embeddings:
                 self.lm_head.weight = self.embeddings.tokens.weight
         elif config.head != "none":
@@ -107,7 +109,7 @@ class DecoderLM(nn.Module):
                 router_logits.append(router)
             if hidden_states is not None:
                 hidden_states.append(h)
-        h = self.norm(h) if self.norm is not None else h
+        h = self._final(h)
         out = ModelOutput(last_hidden_state=h)
         if hidden_states is not None:
             out.hidden_states = tuple(hidden_states)
@@ -121,6 +123,11 @@ class DecoderLM(nn.Module):
         elif self.lm_head is not None:
             out.logits = self._logits(h, logits_to_keep)
         return out
+
+    def _final(self, h: torch.Tensor) -> torch.Tensor:
+        """The final norm, then project_out (as transformers' OPTDecoder: its last_hidden_state is E-wide)."""
+        h = self.norm(h) if self.norm is not None else h
+        return self.project_out(h) if self.project_out is not None else h
 
     def _logits(self, h: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
         logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)
@@ -137,7 +144,7 @@ class DecoderLM(nn.Module):
                              rotary=getattr(self, "rotary", None))
         for i in range(self.config.n_layers):
             h, _ = self.layer(i)(h, mask=ctx.masks[self.config.layer_kind(i)], is_causal=False, rope=ctx.rope, cache=cache)
-        h = self.norm(h) if self.norm is not None else h
+        h = self._final(h)
         out = ModelOutput(last_hidden_state=h)
         if self.lm_head is not None:
             out.logits = self._logits(h, logits_to_keep)

@@ -1,5 +1,7 @@
 """Input embeddings: tokens, learned or sinusoidal absolute positions, token types,
-an optional LayerNorm (BLOOM, BERT) and ALBERT's factorised projection E -> H."""
+an optional LayerNorm (BLOOM, BERT) and a factorised projection E -> H: ALBERT's (of the summed
+embeddings, with bias) or OPT-350m's (`project_tokens`: of the token embeddings alone, no bias,
+positions then added in H)."""
 
 from __future__ import annotations
 
@@ -12,23 +14,26 @@ from llmzoo.nn.position import sinusoidal_table
 
 
 class Embeddings(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, *, project_tokens: bool = False) -> None:
         super().__init__()
         E = config.emb_dim
+        self.project_tokens = project_tokens and E != config.d_model
+        P = config.d_model if self.project_tokens else E  # the width positions, token types and norm work in
         self.scale = config.embed_scale
         self.position_offset = config.position_offset
         self.tokens = nn.Embedding(config.vocab_size, E)
         if config.position == "learned":
-            self.positions = nn.Embedding(config.max_seq_len + config.position_offset, E)
-        self.sinusoidal_shape = (config.max_seq_len, E) if config.position == "sinusoidal" else None
+            self.positions = nn.Embedding(config.max_seq_len + config.position_offset, P)
+        self.sinusoidal_shape = (config.max_seq_len, P) if config.position == "sinusoidal" else None
         self.init_buffers()
         if config.type_vocab_size:
-            self.token_types = nn.Embedding(config.type_vocab_size, E)
+            self.token_types = nn.Embedding(config.type_vocab_size, P)
         if config.embed_norm:
-            self.norm = make_norm(config, E)
+            self.norm = make_norm(config, P)
         if E != config.d_model:
-            # ALBERT (Lan et al. 2020): V x E embeddings projected to the hidden size H.
-            self.project = nn.Linear(E, config.d_model)
+            # ALBERT (Lan et al. 2020): V x E embeddings projected to the hidden size H. OPT-350m
+            # (Zhang et al. 2022; transformers' OPTDecoder.project_in) projects tokens only, bias-free.
+            self.project = nn.Linear(E, config.d_model, bias=not self.project_tokens)
         self.dropout = nn.Dropout(config.dropout)
 
     def init_buffers(self) -> None:
@@ -43,6 +48,8 @@ class Embeddings(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         h = self.tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        if self.project_tokens:
+            h = self.project(h)
         if self.scale is not None:
             h = h * torch.tensor(self.scale, dtype=h.dtype)
         if hasattr(self, "positions"):
@@ -56,6 +63,6 @@ class Embeddings(nn.Module):
         if hasattr(self, "norm"):
             h = self.norm(h)
         h = self.dropout(h)
-        if hasattr(self, "project"):
+        if hasattr(self, "project") and not self.project_tokens:
             h = self.project(h)
         return h

@@ -3,7 +3,8 @@ whose table starts at index 2 (a fairseq legacy: slots 0/1 were reserved for pad
 
 Pre-norm in every size but 350m, which is post-norm (do_layer_norm_before=false, and then no
 final LayerNorm). OPT-350m also projects 512-d embeddings to its 1024-d hidden size
-(word_embed_proj_dim, project_in/project_out): not supported, see `check`.
+(word_embed_proj_dim, project_in/project_out, no bias): ModelConfig.embed_dim, which the decoder
+applies to the token embeddings alone (positions are hidden-size) and undoes before the LM head.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ KEY_MAP = {
     "model.decoder.final_layer_norm.weight": "norm.weight",
     "model.decoder.final_layer_norm.bias": "norm.bias",
     "lm_head.weight": "lm_head.weight",
+    "model.decoder.project_in.weight": "embeddings.project.weight",
+    "model.decoder.project_out.weight": "project_out.weight",
     LAYER + "self_attn_layer_norm.weight": "layers.{i}.attn_norm.weight",
     LAYER + "self_attn_layer_norm.bias": "layers.{i}.attn_norm.bias",
     LAYER + "final_layer_norm.weight": "layers.{i}.mlp_norm.weight",
@@ -37,11 +40,6 @@ KEY_MAP = {
 
 
 def check(hf: dict[str, Any]) -> None:
-    proj = hf.get("word_embed_proj_dim")
-    if proj is not None and proj != hf.get("hidden_size"):
-        raise CheckpointError(
-            f"OPT with word_embed_proj_dim={proj} != hidden_size={hf.get('hidden_size')} (project_in/project_out, "
-            "as in opt-350m) is not supported")
     if hf.get("layer_norm_elementwise_affine", True) is False:
         raise CheckpointError("OPT with layer_norm_elementwise_affine=false (LayerNorms without weights) "
                               "is not supported")
@@ -51,11 +49,13 @@ def opt_from_hf(hf: dict[str, Any]) -> ModelConfig:
     H.require(hf, "hidden_size", "num_hidden_layers", "num_attention_heads", "ffn_dim", "vocab_size")
     pre_norm = bool(hf.get("do_layer_norm_before", True))
     bias = bool(hf.get("enable_bias", True))
+    proj = hf.get("word_embed_proj_dim")
     return ModelConfig(
         name=hf.get("_name_or_path") or "opt", family="opt", arch="decoder",
         vocab_size=hf["vocab_size"], d_model=hf["hidden_size"], n_layers=hf["num_hidden_layers"],
         n_heads=hf["num_attention_heads"], d_ff=hf["ffn_dim"], max_seq_len=hf.get("max_position_embeddings", 2048),
         tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
+        embed_dim=proj if proj is not None and proj != hf["hidden_size"] else None,
         position="learned", position_offset=POSITION_OFFSET,
         qkv_bias=bias, attn_out_bias=bias, mlp_bias=bias,
         activation=H.activation(hf, "activation_function", "relu"), mlp_gated=False,
@@ -70,13 +70,13 @@ def opt_to_hf(c: ModelConfig) -> dict[str, Any]:
     H.expect_classic_decoder(c, "opt", position="learned", position_offset=POSITION_OFFSET, norm_eps=1e-5,
                              parallel_residual=False, qkv_bias=c.mlp_bias, attn_out_bias=c.mlp_bias,
                              embed_norm=False, lm_head_bias=False, attn_scale=None, layer_pattern=None,
-                             sliding_window=None)
+                             sliding_window=None, embed_dim=c.embed_dim)
     pre = c.norm_placement == "pre"
     if not pre and c.final_norm:
         raise CheckpointError("a post-norm opt checkpoint has no final LayerNorm, but this config has final_norm=True")
     return {
         "architectures": ["OPTForCausalLM"], "model_type": "opt", "vocab_size": c.vocab_size,
-        "hidden_size": c.d_model, "word_embed_proj_dim": c.d_model, "num_hidden_layers": c.n_layers,
+        "hidden_size": c.d_model, "word_embed_proj_dim": c.emb_dim, "num_hidden_layers": c.n_layers,
         "num_attention_heads": c.n_heads, "ffn_dim": c.d_ff, "max_position_embeddings": c.max_seq_len,
         "do_layer_norm_before": pre, "_remove_final_layer_norm": pre and not c.final_norm,
         "enable_bias": c.mlp_bias, "layer_norm_elementwise_affine": True,
