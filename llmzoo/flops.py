@@ -69,17 +69,24 @@ def block_params(c: ModelConfig, *, cross_attention: bool = False, active: bool 
     return n
 
 
+def _projects_tokens(c: ModelConfig) -> bool:
+    """A decoder whose embeddings are narrower than d_model (OPT-350m): only the token embeddings are
+    projected in, bias-free, and the output is projected back before the head (llmzoo.models.decoder)."""
+    return c.arch == "decoder" and c.emb_dim != c.d_model
+
+
 def embedding_params(c: ModelConfig, *, tokens: bool = True) -> int:
     """One Embeddings module (see llmzoo.nn.embedding): tokens, positions, types, norm, projection."""
     E = c.emb_dim
+    P = c.d_model if _projects_tokens(c) else E  # the width positions, types and the norm work in
     n = c.vocab_size * E if tokens else 0
     if c.position == "learned":
-        n += (c.max_seq_len + c.position_offset) * E
-    n += c.type_vocab_size * E
+        n += (c.max_seq_len + c.position_offset) * P
+    n += c.type_vocab_size * P
     if c.embed_norm:
-        n += _norm(c, E)
+        n += _norm(c, P)
     if E != c.d_model:
-        n += _linear(E, c.d_model, True)
+        n += _linear(E, c.d_model, not _projects_tokens(c))
     return n
 
 
@@ -117,7 +124,8 @@ def _head_params(c: ModelConfig) -> int:
     if c.arch != "encoder":  # decoder / encoder-decoder: the LM head (or none)
         if c.head != "lm":
             return 0
-        return (0 if c.tie_embeddings else V * d) + (V if c.lm_head_bias else 0)
+        project_out = d * E if _projects_tokens(c) else 0
+        return project_out + (0 if c.tie_embeddings else V * E) + (V if c.lm_head_bias else 0)
     pooler = _linear(d, d, True) if c.pooler is not None else 0
     # encoder heads (llmzoo.models.heads): MLM transform d -> E + norm, then the (tied) E -> V projection
     mlm = _linear(d, E, True) + _norm(c, E) + V + (0 if c.tie_embeddings else V * E)
@@ -163,9 +171,9 @@ def matmul_params(c: ModelConfig) -> int:
     if c.arch == "encoder_decoder":
         layers += sum(2 * attention + ffns[c.ffn_kind(i)] for i in range(c.decoder_layers))  # self + cross attention
     E, V = c.emb_dim, c.vocab_size
-    project = E * d if E != d else 0
+    project = (2 if _projects_tokens(c) and c.head == "lm" else 1) * E * d if E != d else 0  # in (and out)
     head = {
-        "none": 0, "lm": V * d, "mlm": d * E + V * E, "pretraining": d * E + V * E, "rtd": d * d + d,
+        "none": 0, "lm": V * E, "mlm": d * E + V * E, "pretraining": d * E + V * E, "rtd": d * d + d,
     }.get(c.head, V * d)
     return layers + project + head
 

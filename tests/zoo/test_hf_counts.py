@@ -26,6 +26,10 @@ CASES = {
     "opt-1.3b": ("OPTForCausalLM", "OPTConfig", dict(
         vocab_size=50272, hidden_size=2048, num_hidden_layers=24, num_attention_heads=32, ffn_dim=8192,
         word_embed_proj_dim=2048)),
+    # OPT-350m's config.json: 512-dim embeddings projected to 1024 and back, post-norm, no final LayerNorm
+    "opt-350m": ("OPTForCausalLM", "OPTConfig", dict(
+        vocab_size=50272, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, ffn_dim=4096,
+        word_embed_proj_dim=512, do_layer_norm_before=False)),
     "bloom-560m": ("BloomForCausalLM", "BloomConfig", dict(vocab_size=250880, hidden_size=1024, n_layer=24, n_head=16)),
     "falcon-7b": ("FalconForCausalLM", "FalconConfig", dict(
         vocab_size=65024, hidden_size=4544, num_hidden_layers=32, num_attention_heads=71, multi_query=True,

@@ -13,10 +13,10 @@ OPT = ModelConfig(
     mlp_bias=True, qkv_bias=True, attn_out_bias=True, norm="layernorm", norm_eps=1e-5, tie_embeddings=True,
     pad_token_id=1, bos_token_id=2, eos_token_id=2,
 )
-# Zhang et al. 2022, Table 1 (the Foundation Model notes show it). 350M is left out: it projects 512-dim embeddings to
-# d_model=1024 and back and is post-norm, which the shared-embedding LM head cannot express.
+# Zhang et al. 2022, Table 1 (the Foundation Model notes show it).
 OPT_SIZES = {
     "opt-125m": (125e6, 12, 768, 12),
+    "opt-350m": (331e6, 24, 1024, 16),  # the released checkpoint's count; "350M" is its name
     "opt-1.3b": (1.3e9, 24, 2048, 32),
     "opt-2.7b": (2.7e9, 32, 2560, 32),
     "opt-6.7b": (6.7e9, 32, 4096, 32),
@@ -26,6 +26,9 @@ OPT_SIZES = {
     "opt-175b": (175e9, 96, 12288, 96),
 }
 OPT_CONFIGS = {n: sized(OPT, n, n_layers=L, d_model=d, n_heads=h, d_ff=4 * d) for n, (_, L, d, h) in OPT_SIZES.items()}
+# OPT-350m alone (its config.json: word_embed_proj_dim=512, do_layer_norm_before=false) keeps 512-dim embeddings,
+# projected to d_model=1024 and back before the tied head, and is post-norm without a final LayerNorm.
+OPT_CONFIGS["opt-350m"] = OPT_CONFIGS["opt-350m"].replace(embed_dim=512, norm_placement="post", final_norm=False)
 
 # Galactica (Taylor et al. 2022): OPT-like, GeLU, learned positions, no biases in dense kernels or
 # layer norms, 50k vocabulary with special tokens for citations, steps, SMILES, amino acids.
