@@ -18,7 +18,7 @@ from llmzoo.models.build import build_model
 from llmzoo.models.value_head import (attach_value_head, has_value_head, load_value_model, save_value_model,
                                       value_forward)
 from llmzoo.models.zoo import get_config
-from llmzoo.tokenizer.train import train_tokenizer
+from tests.align.tiny_lm import tiny_llama_and_tokenizer
 
 trl = pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")
@@ -30,10 +30,7 @@ PAIRS = [{"prompt": "the cat", "chosen": " sat on the mat", "rejected": " ran"},
 @pytest.fixture(scope="module")
 def pair_of_models(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reward")
-    (tmp / "c.txt").write_text("the cat sat on the mat and the dog ran in the park by the river\n" * 50)
-    tokenizer = train_tokenizer([tmp / "c.txt"], kind="wordpiece", vocab_size=64, progress=False)
-    config = get_config("llama-2-7b").replace(vocab_size=64, d_model=32, n_layers=2, n_heads=4, head_dim=8, d_ff=64,
-                                              max_seq_len=64, n_kv_heads=2)
+    config, tokenizer = tiny_llama_and_tokenizer(tmp)
     torch.manual_seed(0)
     llmzoo.save(build_model(config).eval(), tmp / "lm", format="hf", tokenizer=tokenizer)
     hf_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp / "lm")

@@ -12,8 +12,7 @@ import transformers
 import llmzoo
 from llmzoo.align import dpo_loss, sequence_logps
 from llmzoo.models.build import build_model
-from llmzoo.models.zoo import get_config
-from llmzoo.tokenizer.train import train_tokenizer
+from tests.align.tiny_lm import tiny_llama_and_tokenizer
 
 trl = pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")
@@ -25,10 +24,7 @@ PAIRS = [{"prompt": "the cat", "chosen": " sat on the mat", "rejected": " ran in
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dpo")
-    (tmp / "c.txt").write_text("the cat sat on the mat and the dog ran in the park by the river\n" * 50)
-    tokenizer = train_tokenizer([tmp / "c.txt"], kind="wordpiece", vocab_size=64, progress=False)
-    config = get_config("llama-2-7b").replace(vocab_size=64, d_model=32, n_layers=2, n_heads=4, head_dim=8, d_ff=64,
-                                              max_seq_len=64, n_kv_heads=2)
+    config, tokenizer = tiny_llama_and_tokenizer(tmp)
     ours = []
     for seed, name in ((0, "policy"), (1, "reference")):
         torch.manual_seed(seed)
