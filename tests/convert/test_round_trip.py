@@ -68,3 +68,17 @@ def test_a_bert_switched_to_rope_is_refused_by_name(tmp_path):
     model = llmzoo.build_model(shrink(get_config("bert-base")).replace(position="rope"))
     with pytest.raises(CheckpointError, match="position='rope'"):
         llmzoo.save(model, tmp_path, format="hf")
+
+
+def test_a_composite_config_is_compared_tower_by_tower():
+    # CLIP's two towers: a change in either is named with its tower; the layout's own read-back is equal.
+    from dataclasses import replace
+
+    from llmzoo.convert.families import family_by_name
+    from llmzoo.models.clip_config import CLIPConfig
+
+    config = CLIPConfig(name="clip-vit-base-patch32")
+    family = family_by_name("clip")
+    assert round_trip_differences(config, family.config_from_hf(family.config_to_hf(config))) == {}
+    changed = replace(config, vision=replace(config.vision, patch_size=16), text=config.text.replace(norm_eps=1e-3))
+    assert set(round_trip_differences(config, changed)) == {"vision.patch_size", "text.norm_eps"}
