@@ -62,6 +62,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 0
     print(answer.text.strip())
     print("\nsources:")
+    unit = index.chunking.get("unit", "words").removesuffix("s")  # the chunk starts at this word / token
     for s in answer.sources:
-        print(f"  [{s['n']}] {s['source']} (word/token {s['start']}, score {s['score']:.3f})")
+        print(f"  [{s['n']}] {s['source']} ({unit} {s['start']}, score {s['score']:.3f})")
     return 0
