@@ -37,6 +37,10 @@ class EngineFullError(LlmzooError):
     """The engine's queue is at its bound: the caller should retry later (a server answers 429)."""
 
 
+class EngineStoppedError(LlmzooError):
+    """The engine thread died on an internal error: nothing more can run on it (a server answers 503)."""
+
+
 class Engine:
     def __init__(self, model: nn.Module, tokenizer, *, max_batch: int = 8, max_len: int | None = None,
                  max_queue: int = 64, prefill_chunk: int = 256, compile: bool | None = None) -> None:
@@ -99,7 +103,7 @@ class Engine:
             request.generator = torch.Generator().manual_seed(seed)
         with self._wake:
             if self._failed is not None:
-                raise LlmzooError(f"the engine stopped after an internal error ({self._failed}); start a new one")
+                raise EngineStoppedError(f"the engine stopped after an internal error ({self._failed}); start a new one")
             if self._closed:
                 raise LlmzooError("the engine is closed")
             if len(self.waiting) >= self.max_queue + self.rows.count(None):  # rows not yet admitted count too
@@ -109,6 +113,12 @@ class Engine:
             self._start()
             self._wake.notify()
         return request
+
+    @property
+    def failed(self) -> bool:
+        """True once the engine thread stopped on an internal error (set before it fails what it held,
+        so a caller that saw its request fail never sees the engine as healthy)."""
+        return self._failed is not None
 
     def generate(self, prompt: str | list[dict] | list[int], **kwargs) -> Completion:
         return self.submit(prompt, **kwargs).result()

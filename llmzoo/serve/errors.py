@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from llmzoo.errors import LlmzooError
-from llmzoo.infer.engine import EngineFullError
+from llmzoo.infer.engine import EngineFullError, EngineStoppedError
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
          429: "rate_limit_exceeded", 500: "server_error", 503: "server_error"}
@@ -41,9 +41,11 @@ async def api_error_handler(request: Request, exc: APIError) -> JSONResponse:
 
 async def llmzoo_error_handler(request: Request, exc: LlmzooError) -> JSONResponse:
     # EngineFullError: the bounded queue is full -> 429, so clients back off and retry (OpenAI's
-    # rate-limit status); every other LlmzooError is the request's own mistake -> 400.
+    # rate-limit status); EngineStoppedError -> 503; every other LlmzooError is the request's own mistake -> 400.
     if isinstance(exc, EngineFullError):
         return error_response(429, str(exc), code="engine_full")
+    if isinstance(exc, EngineStoppedError):  # the server's fault, not the request's
+        return error_response(503, str(exc) + " (restart the server)", code="engine_stopped")
     return error_response(400, str(exc))
 
 

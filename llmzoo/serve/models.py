@@ -32,8 +32,7 @@ class ServedModel:
     @property
     def alive(self) -> bool:
         """False once the engine's thread has stopped on an internal error (it fails what it held)."""
-        thread = self.engine._thread if self.engine is not None else None
-        return thread is None or thread.is_alive() or self.engine._closed
+        return self.engine is None or not self.engine.failed
 
     def close(self) -> None:
         if self.engine is not None:
