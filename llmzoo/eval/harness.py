@@ -60,7 +60,7 @@ def evaluate(model: nn.Module, tokenizer, tasks: str | Sequence[str | Task], num
              limit: int | None = None, *, batch_size: int = 8, chat: bool = False, log_samples: bool = False,
              fewshot_seed: int = DEFAULT_FEWSHOT_SEED, progress: bool | None = None) -> dict:
     """Evaluate `model` on `tasks` (names or Task objects). progress=None shows a progress bar
-    on stderr when it is a terminal; True always, False never."""
+    on stderr (redrawn once a minute when stderr is not a terminal); True always, False never."""
     resolved = preflight(tasks, num_fewshot, limit)
     # an encoder without an LM head can still run embedding tasks: the LM side is built only when needed
     lm = EvalLM(model, tokenizer, batch_size=batch_size) if any(t.output != "embedding" for t in resolved) else None
@@ -154,5 +154,8 @@ def _progress_bar(name: str, total: int, progress: bool | None):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=name, unit="doc", file=sys.stderr, disable=None if progress is None else False,
+    # Not a terminal (a run logged to a file, a background job): still report, once a minute, so a
+    # multi-hour run shows how far it is and its ETA instead of nothing until the end.
+    quiet_log = progress is None and not sys.stderr.isatty()
+    return tqdm(total=total, desc=name, unit="doc", file=sys.stderr, mininterval=60 if quiet_log else 0.1,
                 bar_format="{desc}: {n:.0f}/{total} docs [{elapsed}<{remaining}, {rate_fmt}]")
