@@ -27,6 +27,7 @@ ATTENTION_TYPES = ("standard", "disentangled", "two_stream")
 POOLER_ACTIVATIONS = ("tanh", *ACTIVATIONS)
 MIXERS = ("attention", "mamba", "none")  # a layer's token mixer (per-layer spec: ModelConfig.mixers)
 FFNS = ("dense", "moe", "none")  # a layer's feed-forward (ModelConfig.ffns)
+MOE_KINDS = ("topk", "switch")  # how a MoE layer routes (ModelConfig.moe_kind; llmzoo.nn.moe)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,18 @@ class ModelConfig:
     n_experts_per_token: int = 2
     moe_renormalize: bool = True  # renormalise the top-k router weights (Mixtral)
     moe_aux_loss_coef: float = 0.01  # Switch Transformer load-balancing loss weight
+    # The MoE layers' router kind: "topk" (Shazeer 2017 softmax top-k gating; GLaM, Mixtral: load balance
+    # over all tokens) or "switch" (Fedus et al. 2021: top-1, weighted by its probability, router in fp32,
+    # load balance per sequence as Mesh TensorFlow / transformers' SwitchTransformers).
+    moe_kind: str = "topk"
+    # Expert capacity per sequence: ceil(factor * top_k * T / n_experts) tokens (Switch eq. 3), or a fixed
+    # number (transformers' expert_capacity); tokens over it are dropped, carried by the residual alone.
+    # Both None: no capacity, no token dropped (Mixtral).
+    moe_capacity_factor: float | None = None
+    moe_expert_capacity: int | None = None
+    moe_z_loss_coef: float = 0.0  # router z-loss weight (ST-MoE, Zoph et al. 2022: mean logsumexp(logits)^2)
+    moe_jitter: float = 0.0  # Switch: router input x Uniform(1 - j, 1 + j) while training
+    moe_router_bias: bool = False
 
     # --- per-layer spec: which parts each layer has ------------------------------------------
     # Both are cycled over the layers like layer_pattern, so a pattern is one short tuple:
@@ -256,6 +269,7 @@ class ModelConfig:
                 need(1 <= self.n_experts_per_token <= self.n_experts,
                      f"layer {i}: MoE top-k n_experts_per_token={self.n_experts_per_token} must be in "
                      f"[1, n_experts={self.n_experts}]")
+                self._check_moe(i, need)
             if self.mixer_kind(i) != "attention":
                 need(self.arch == "decoder", f"layer {i}: mixer {self.mixer_kind(i)!r} is only built for arch='decoder'")
             if self.mixer_kind(i) != "attention" or self.ffn_kind(i) == "none":
@@ -272,6 +286,24 @@ class ModelConfig:
             need(self.ssm_conv_kernel > 1, f"ssm_conv_kernel must be > 1, got {self.ssm_conv_kernel}")
             need(self.ssm_dt_rank is None or self.ssm_dt_rank > 0, f"ssm_dt_rank must be > 0, got {self.ssm_dt_rank}")
             need(not self.share_layers, "share_layers with Mamba layers is not supported")
+
+    def _check_moe(self, i: int, need) -> None:
+        """MoE layer i's router options (llmzoo.nn.moe)."""
+        need(self.moe_kind in MOE_KINDS, f"layer {i}: moe_kind {self.moe_kind!r} is not one of {MOE_KINDS}")
+        if self.moe_kind == "switch":
+            need(self.n_experts_per_token == 1,
+                 f"layer {i}: moe_kind 'switch' routes each token to one expert; set n_experts_per_token=1, "
+                 f"not {self.n_experts_per_token} (top-k routing is moe_kind 'topk')")
+            need(not self.moe_renormalize, f"layer {i}: moe_kind 'switch' weights the expert by its router "
+                                           f"probability; set moe_renormalize=False")
+        need(self.moe_capacity_factor is None or self.moe_capacity_factor > 0,
+             f"layer {i}: moe_capacity_factor must be > 0, got {self.moe_capacity_factor}")
+        need(self.moe_expert_capacity is None or self.moe_expert_capacity > 0,
+             f"layer {i}: moe_expert_capacity must be > 0, got {self.moe_expert_capacity}")
+        need(self.moe_capacity_factor is None or self.moe_expert_capacity is None,
+             f"layer {i}: set moe_capacity_factor or moe_expert_capacity, not both")
+        need(0.0 <= self.moe_jitter < 1.0, f"layer {i}: moe_jitter must be in [0, 1), got {self.moe_jitter}")
+        need(self.moe_z_loss_coef >= 0.0, f"layer {i}: moe_z_loss_coef must be >= 0, got {self.moe_z_loss_coef}")
 
     # --- derived ------------------------------------------------------------------------------
     @property

@@ -54,7 +54,8 @@ def ff_params(c: ModelConfig, *, active: bool = False, layer: int = 0) -> int:
     if kind == "dense":
         return mlp_params(c)
     experts = c.n_experts_per_token if active else c.n_experts
-    return c.d_model * c.n_experts + experts * mlp_params(c)
+    router = _linear(c.d_model, c.n_experts, c.moe_router_bias)
+    return router + experts * mlp_params(c)
 
 
 def block_params(c: ModelConfig, *, cross_attention: bool = False, active: bool = False, layer: int = 0) -> int:

@@ -15,7 +15,7 @@ from llmzoo.models.outputs import ModelOutput
 from llmzoo.nn.block import Block
 from llmzoo.nn.embedding import Embeddings
 from llmzoo.nn.linear_cross_entropy import linear_cross_entropy
-from llmzoo.nn.moe import load_balancing_loss
+from llmzoo.nn.moe import moe_losses
 from llmzoo.nn.norm import make_norm
 from llmzoo.nn.position import RotaryEmbedding, alibi_slopes
 from llmzoo.nn.relative_position import RelativePositionBias
@@ -114,7 +114,7 @@ class DecoderLM(nn.Module):
         if hidden_states is not None:
             out.hidden_states = tuple(hidden_states)
         if router_logits:
-            out.aux_loss = load_balancing_loss(router_logits, config.n_experts, config.n_experts_per_token)
+            out.update(moe_losses(config, router_logits, token_mask))  # aux_loss (load balance), z_loss
         if targets is not None:
             if self.lm_head is None:
                 raise LlmzooError("targets need a language-model head; this model has none")

@@ -18,6 +18,7 @@ from llmzoo.models.encoder import check_token_ids
 from llmzoo.models.outputs import ModelOutput
 from llmzoo.nn.block import Block
 from llmzoo.nn.masks import allowed_positions, to_additive
+from llmzoo.nn.moe import moe_losses
 from llmzoo.nn.norm import make_norm
 from llmzoo.nn.position import sinusoidal_table
 from llmzoo.nn.relative_position import RelativePositionBias
@@ -86,9 +87,10 @@ class Stack(nn.Module):
 
     def forward(self, h: torch.Tensor, *, attention_mask: torch.Tensor | None = None,
                 memory: torch.Tensor | None = None, memory_attention_mask: torch.Tensor | None = None,
-                cache=None) -> torch.Tensor:
+                cache=None, router_logits: list[torch.Tensor] | None = None) -> torch.Tensor:
         """h (B, T, D) token embeddings -> (B, T, D). Decoder: memory (B, S, D) is the encoder output;
-        with a cache, h holds only the new tokens and attention_mask covers past + new."""
+        with a cache, h holds only the new tokens and attention_mask covers past + new.
+        router_logits: a list that collects each MoE layer's router logits (B, T, E)."""
         config = self.config
         B, T, _ = h.shape
         past = cache.seq_length if cache is not None else 0
@@ -107,7 +109,9 @@ class Stack(nn.Module):
                                               bias=bias, dtype=h.dtype, device=h.device)
         cross_mask = memory_mask(memory_attention_mask, h.dtype) if self.decoder else None
         for layer in self.layers:
-            h, _ = layer(h, mask=mask, is_causal=is_causal, cache=cache, memory=memory, memory_mask=cross_mask)
+            h, router = layer(h, mask=mask, is_causal=is_causal, cache=cache, memory=memory, memory_mask=cross_mask)
+            if router is not None and router_logits is not None:
+                router_logits.append(router)
         if self.norm is not None:
             h = self.norm(h)
         return self.dropout(h)
@@ -126,18 +130,19 @@ class EncoderDecoderLM(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.embeddings.tokens.weight
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               router_logits: list[torch.Tensor] | None = None) -> torch.Tensor:
         """input_ids (B, S) -> encoder output (B, S, D)."""
         check_token_ids(input_ids, self.config.vocab_size, "input_ids", "vocab_size")
-        return self.encoder(self.embeddings(input_ids), attention_mask=attention_mask)
+        return self.encoder(self.embeddings(input_ids), attention_mask=attention_mask, router_logits=router_logits)
 
     def decode(self, decoder_input_ids: torch.Tensor, memory: torch.Tensor, *,
                attention_mask: torch.Tensor | None = None, decoder_attention_mask: torch.Tensor | None = None,
-               cache=None) -> tuple[torch.Tensor, torch.Tensor]:
+               cache=None, router_logits: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Decoder hidden states (B, T, D) and logits (B, T, V). attention_mask is the encoder's."""
         check_token_ids(decoder_input_ids, self.config.vocab_size, "decoder_input_ids", "vocab_size")
         h = self.decoder(self.embeddings(decoder_input_ids), attention_mask=decoder_attention_mask,
-                         memory=memory, memory_attention_mask=attention_mask, cache=cache)
+                         memory=memory, memory_attention_mask=attention_mask, cache=cache, router_logits=router_logits)
         logits = self.lm_head(h)
         if self.config.logit_multiplier is not None:
             # T5 with tied embeddings rescales the decoder output by d_model**-0.5 before the head
@@ -167,19 +172,29 @@ class EncoderDecoderLM(nn.Module):
         cache=None,
     ) -> ModelOutput:
         """-> ModelOutput(logits (B, T, V), last_hidden_state (decoder), encoder_last_hidden_state).
-        encoder_outputs: a precomputed encoder output (B, S, D), so generation encodes once."""
+        encoder_outputs: a precomputed encoder output (B, S, D), so generation encodes once.
+        With MoE layers also each side's encoder_/decoder_aux_loss and _z_loss (transformers'
+        SwitchTransformers names), and their sums aux_loss and z_loss."""
         if decoder_input_ids is None:
             if labels is None:
                 raise LlmzooError("decoder_input_ids (or labels) are required for an encoder-decoder forward")
             decoder_input_ids = self.shift_right(labels)
         memory = encoder_outputs
+        routers: dict[str, list[torch.Tensor]] = {"encoder": [], "decoder": []}
         if memory is None:
             if input_ids is None:
                 raise LlmzooError("pass input_ids (or encoder_outputs) to the encoder-decoder")
-            memory = self.encode(input_ids, attention_mask)
+            memory = self.encode(input_ids, attention_mask, router_logits=routers["encoder"])
         h, logits = self.decode(decoder_input_ids, memory, attention_mask=attention_mask,
-                                decoder_attention_mask=decoder_attention_mask, cache=cache)
-        return ModelOutput(logits=logits, last_hidden_state=h, encoder_last_hidden_state=memory)
+                                decoder_attention_mask=decoder_attention_mask, cache=cache,
+                                router_logits=routers["decoder"])
+        out = ModelOutput(logits=logits, last_hidden_state=h, encoder_last_hidden_state=memory)
+        for side, logits_of_side in routers.items():
+            if logits_of_side:
+                for name, loss in moe_losses(self.config, logits_of_side).items():
+                    out[f"{side}_{name}"] = loss
+                    out[name] = out[name] + loss if name in out else loss
+        return out
 
 
 def build_encoder_decoder(config: ModelConfig) -> nn.Module:

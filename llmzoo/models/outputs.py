@@ -11,6 +11,7 @@ from typing import Any
 FIELDS = frozenset({
     "logits", "loss", "last_hidden_state", "hidden_states", "aux_loss", "pooler_output",
     "encoder_last_hidden_state", "nsp_logits", "start_logits", "end_logits", "rtd_logits", "sbo_logits",
+    "z_loss", "encoder_aux_loss", "decoder_aux_loss", "encoder_z_loss", "decoder_z_loss",  # MoE routers
 })
 
 

@@ -1,0 +1,150 @@
+"""Switch Transformer routing (Fedus et al. 2021) as the MoE kind moe_kind="switch": top-1 routing with
+a per-sequence expert capacity (over-capacity tokens dropped, carried by the residual), the router
+z-loss (ST-MoE) and the per-sequence load-balancing loss, checked against transformers' router and loss
+functions; then SwitchTransformersForConditionalGeneration loaded and saved both ways."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import transformers
+from transformers.models.switch_transformers import modeling_switch_transformers as hf_switch
+
+import llmzoo
+from llmzoo.config import ModelConfig
+from llmzoo.errors import ConfigError
+from llmzoo.flops import count_params
+from llmzoo.models.build import build_model, count_parameters
+from llmzoo.nn.moe import MoE, router_z_loss, switch_load_balancing_loss, within_capacity
+
+TINY = dict(vocab_size=61, d_model=16, n_layers=4, n_heads=2, d_ff=24, max_seq_len=64, activation="relu",
+            mlp_gated=False, ffns=("dense", "moe"), n_experts=4, n_experts_per_token=1, moe_kind="switch",
+            moe_renormalize=False)
+
+
+def switch(**kw) -> ModelConfig:
+    return ModelConfig(**{**TINY, **kw})
+
+
+def moe_layer(**kw) -> MoE:
+    torch.manual_seed(0)
+    return MoE(switch(**kw)).eval()
+
+
+def hf_router(moe: MoE, capacity: int) -> hf_switch.SwitchTransformersTop1Router:
+    cfg = transformers.SwitchTransformersConfig(d_model=16, num_experts=4, expert_capacity=capacity, router_jitter_noise=0.0)
+    router = hf_switch.SwitchTransformersTop1Router(cfg).eval()
+    router.classifier.weight.data.copy_(moe.router.weight)
+    return router
+
+
+@pytest.mark.parametrize("capacity", [1, 3, 100])
+def test_capacity_keeps_what_transformers_router_keeps(capacity):
+    moe = moe_layer(moe_expert_capacity=capacity)
+    x = torch.randn(3, 11, 16)
+    with torch.no_grad():
+        expert_index, probs, logits = hf_router(moe, capacity)(x)  # one-hot (B, T, E), capacity applied
+        out, ours = moe(x)
+    torch.testing.assert_close(ours, logits)
+    kept = within_capacity(ours.argmax(-1, keepdim=True), 4, capacity)[..., 0]  # (B, T)
+    assert torch.equal(kept, expert_index.sum(-1).bool())
+    assert (expert_index.sum(1) <= capacity).all()  # no expert over capacity in any sequence
+    # a dropped token skips the feed-forward (the block's residual carries it); a kept one is p * expert(x)
+    assert torch.equal(out[~kept], torch.zeros_like(out[~kept]))
+    e = ours.argmax(-1)
+    for b, t in kept.nonzero().tolist()[:5]:
+        torch.testing.assert_close(out[b, t], probs[b, t, 0] * moe.experts[int(e[b, t])](x[b, t]))
+    if capacity == 1:
+        assert (~kept).any()
+
+
+def test_capacity_factor_is_the_papers_formula():
+    # Switch eq. 3: capacity = capacity_factor * tokens / experts (per sequence here, rounded up)
+    T, factor = 12, 1.25
+    moe = moe_layer(moe_capacity_factor=factor)
+    assert moe.capacity(T) == math.ceil(factor * T / 4) == 4
+    x = torch.randn(2, T, 16)
+    with torch.no_grad():
+        expert_index, _, _ = hf_router(moe, 4)(x)
+        out, _ = moe(x)
+        unlimited, _ = moe_layer()(x)
+    kept = expert_index.sum(-1).bool()
+    torch.testing.assert_close(out[kept], unlimited[kept])
+    assert torch.equal(out[~kept], torch.zeros_like(out[~kept]))
+    with torch.no_grad():  # a large enough factor drops nothing
+        torch.testing.assert_close(moe_layer(moe_capacity_factor=4.0)(x)[0], unlimited)
+
+
+def test_top2_capacity_serves_first_choices_first():
+    # GShard's order, which top-k capacity follows: every token's first choice before any second choice
+    chosen = torch.tensor([[[0, 1], [0, 1], [1, 0]]])  # (B=1, T=3, k=2)
+    kept = within_capacity(chosen, 2, capacity=2)
+    # expert 0: first choices of tokens 0, 1 fill it, token 2's second choice is dropped;
+    # expert 1: token 2's first choice, then token 0's second choice; token 1's second choice dropped
+    assert kept.tolist() == [[[True, True], [True, False], [True, False]]]
+
+
+def test_losses_equal_transformers_functions():
+    logits = [torch.randn(3, 9, 4) * 2 for _ in range(2)]  # two MoE layers' router logits (B, T, E)
+    cat = torch.cat(logits, dim=1)
+    torch.testing.assert_close(router_z_loss(logits), hf_switch.router_z_loss_func(cat))
+    expected = hf_switch.load_balancing_loss_func(torch.softmax(cat, -1), cat.argmax(-1))
+    torch.testing.assert_close(switch_load_balancing_loss(logits), expected)
+    # the paper's bounds: 1 for uniform routing, up to E when one expert takes everything
+    uniform = [torch.zeros(2, 8, 4)]
+    assert float(switch_load_balancing_loss(uniform)) == pytest.approx(1.0)
+    collapsed = [torch.tensor([10.0, 0, 0, 0]).expand(2, 8, 4)]
+    assert float(switch_load_balancing_loss(collapsed)) > 3.9
+
+
+def test_jitter_noise_only_while_training():
+    moe = moe_layer(moe_jitter=0.1)
+    x = torch.randn(2, 7, 16)
+    with torch.no_grad():
+        a, b = moe.route(x), moe.route(x)
+        torch.testing.assert_close(a, moe_layer()(x)[1])  # eval: no noise
+        assert torch.equal(a, b)
+        moe.train()
+        noisy = moe.route(x)
+    assert not torch.allclose(noisy, a)
+
+
+def test_decoder_with_switch_layers_returns_both_losses_and_trains():
+    torch.manual_seed(0)
+    model = build_model(switch(moe_capacity_factor=1.0, moe_z_loss_coef=1e-3))
+    out = model(torch.randint(0, 61, (2, 9)))
+    assert out.aux_loss is not None and out.z_loss is not None
+    (out.logits.float().pow(2).mean() + out.aux_loss + out.z_loss).backward()
+    assert model.layers[1].mlp.router.weight.grad.abs().sum() > 0
+    assert count_params(model.config) == count_parameters(model)
+    active = count_params(model.config, active=True)
+    assert count_params(model.config) - active == 2 * 3 * 2 * 16 * 24  # 2 MoE layers x 3 idle experts
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(n_experts_per_token=5, moe_kind="topk", moe_renormalize=True), r"layer 1: MoE top-k n_experts_per_token=5"),
+    (dict(n_experts_per_token=2), r"layer 1: moe_kind 'switch' routes each token to one expert"),
+    (dict(moe_capacity_factor=0.0), r"layer 1: moe_capacity_factor must be > 0, got 0.0"),
+    (dict(moe_capacity_factor=-1.0), r"layer 1: moe_capacity_factor must be > 0"),
+    (dict(moe_expert_capacity=0), r"layer 1: moe_expert_capacity must be > 0"),
+    (dict(moe_expert_capacity=4, moe_capacity_factor=1.0), r"layer 1: set moe_capacity_factor or moe_expert_capacity"),
+    (dict(moe_kind="expert_choice"), r"layer 1: moe_kind 'expert_choice' is not one of"),
+    (dict(moe_renormalize=True), r"layer 1: moe_kind 'switch' weights the expert by its router probability"),
+    (dict(moe_jitter=1.5), r"layer 1: moe_jitter must be in \[0, 1\)"),
+])
+def test_bad_moe_options_name_the_layer_and_field(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        switch(**changes)
+
+
+def test_cli_reports_a_bad_capacity_factor_as_one_line_with_exit_code_2(tmp_path, capsys):
+    from llmzoo.cli import main
+    from tests.train.helpers import tiny_recipe, write_recipe
+
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_recipe(tmp_path / "data", tmp_path / "run"))
+    assert main(["pretrain", "--recipe", str(recipe), "model.ffns=[dense,moe]", "model.n_experts=2",
+                 "model.n_experts_per_token=1", "model.moe_capacity_factor=0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "layer 1: moe_capacity_factor must be > 0" in err[0], err
