@@ -148,3 +148,102 @@ def test_cli_reports_a_bad_capacity_factor_as_one_line_with_exit_code_2(tmp_path
                  "model.n_experts_per_token=1", "model.moe_capacity_factor=0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "layer 1: moe_capacity_factor must be > 0" in err[0], err
+
+
+# --- transformers' SwitchTransformersForConditionalGeneration, through llmzoo.load / llmzoo.save -----------------
+
+HF_TINY = dict(vocab_size=96, d_model=32, d_kv=8, d_ff=48, num_layers=4, num_decoder_layers=4, num_heads=4,
+               num_experts=4, expert_capacity=3, num_sparse_encoder_layers=2, num_sparse_decoder_layers=2,
+               relative_attention_num_buckets=8, relative_attention_max_distance=20, decoder_start_token_id=0,
+               initializer_factor=0.1)  # small init keeps fp32 parity tight (as tests/parity/test_t5.py)
+LOSSES = ("encoder_z_loss", "encoder_aux_loss", "decoder_z_loss", "decoder_aux_loss")
+
+
+def hf_switch_dir(tmp_path, **changes):
+    from tests.parity.base import reference_model
+    from tests.parity.seq2seq_helpers import seq2seq_inputs
+
+    cfg = transformers.SwitchTransformersConfig(**{**HF_TINY, **changes})
+    ref = reference_model("SwitchTransformersForConditionalGeneration", cfg)
+    ref.save_pretrained(tmp_path / "hf")
+    return ref, seq2seq_inputs(cfg, src_len=12, tgt_len=9)
+
+
+def reference(model, inputs):
+    with torch.no_grad():
+        return model(**inputs, output_router_logits=True, use_cache=False)
+
+
+def test_switch_checkpoint_loads_and_saves_equal_to_transformers(tmp_path):
+    ref, inputs = hf_switch_dir(tmp_path)
+    expected = reference(ref, inputs)
+    model = llmzoo.load(tmp_path / "hf")
+    c = model.config
+    assert (c.moe_kind, c.n_experts, c.moe_expert_capacity, c.logit_scale_rsqrt_d) == ("switch", 4, 3, True)
+    assert [c.ffn_kind(i) for i in range(4)] == ["dense", "moe"] * 2  # transformers' sparse step 2
+    with torch.no_grad():
+        out = model(inputs["input_ids"], decoder_input_ids=inputs["decoder_input_ids"],
+                    attention_mask=inputs["attention_mask"])
+    torch.testing.assert_close(out.logits, expected.logits)
+    for name in LOSSES:
+        torch.testing.assert_close(out[name], expected[name], msg=name)
+    torch.testing.assert_close(out.aux_loss, expected.encoder_aux_loss + expected.decoder_aux_loss)
+    torch.testing.assert_close(out.z_loss, expected.encoder_z_loss + expected.decoder_z_loss)
+
+    llmzoo.save(model, tmp_path / "zoo", format="hf")  # the round-trip check runs inside save
+    back = transformers.SwitchTransformersForConditionalGeneration.from_pretrained(
+        tmp_path / "zoo", attn_implementation="eager").eval()
+    again = reference(back, inputs)
+    torch.testing.assert_close(again.logits, expected.logits)
+    for name in LOSSES:
+        torch.testing.assert_close(again[name], expected[name], msg=name)
+
+
+def test_the_capacity_drops_tokens_in_that_comparison(tmp_path):
+    # The fixed capacity of 3 tokens per expert per sequence is binding there: unlimited capacity changes logits.
+    ref, inputs = hf_switch_dir(tmp_path)
+    model = llmzoo.load(tmp_path / "hf")
+    roomy = build_model(model.config.replace(moe_expert_capacity=100)).eval()
+    roomy.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(roomy(**inputs).logits, model(**inputs).logits)
+        ref_roomy = transformers.SwitchTransformersForConditionalGeneration.from_pretrained(
+            tmp_path / "hf", expert_capacity=100).eval()
+        torch.testing.assert_close(roomy(**inputs).logits, ref_roomy(**inputs, use_cache=False).logits)
+
+
+def test_moe_in_every_layer_as_switch_c(tmp_path):
+    # Switch-C's layout: sparse step 1 (transformers reports zero router losses for it, so only logits here)
+    ref, inputs = hf_switch_dir(tmp_path, num_sparse_encoder_layers=4, num_sparse_decoder_layers=4)
+    model = llmzoo.load(tmp_path / "hf")
+    assert model.config.ffns == ("moe",)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).logits, reference(ref, inputs).logits)
+    llmzoo.save(model, tmp_path / "zoo", format="hf")
+    back = transformers.SwitchTransformersForConditionalGeneration.from_pretrained(tmp_path / "zoo").eval()
+    assert all(block.is_sparse for block in back.encoder.block)
+
+
+def test_layouts_switch_cannot_express_are_refused(tmp_path):
+    hf_switch_dir(tmp_path, num_sparse_encoder_layers=2, num_sparse_decoder_layers=4)
+    with pytest.raises(llmzoo.LlmzooError, match="encoder has a MoE every 2 layers and its decoder every 1"):
+        llmzoo.load(tmp_path / "hf")
+    hf_switch_dir(tmp_path / "untied", tie_word_embeddings=False)
+    with pytest.raises(llmzoo.LlmzooError, match="untied SwitchTransformers checkpoints"):
+        llmzoo.load(tmp_path / "untied" / "hf")
+    config = ModelConfig(**{**TINY, "arch": "encoder_decoder", "position": "relative_bias", "attn_scale": 1.0,
+                            "moe_capacity_factor": 1.25, "logit_scale_rsqrt_d": True, "family": "switch"})
+    with pytest.raises(llmzoo.LlmzooError, match="moe_capacity_factor=None"):
+        llmzoo.save(build_model(config), tmp_path / "cf", format="hf")
+    odd = config.replace(moe_capacity_factor=None, moe_expert_capacity=4, ffns=("moe", "dense"))
+    with pytest.raises(llmzoo.LlmzooError, match="i % step == 1"):
+        llmzoo.save(build_model(odd), tmp_path / "odd", format="hf")
+
+
+def test_save_refuses_what_the_switch_config_json_would_read_back_differently(tmp_path):
+    # No per-family list names embed_scale: the shared round-trip check (convert/round_trip.py) catches it.
+    hf_switch_dir(tmp_path)
+    model = llmzoo.load(tmp_path / "hf")
+    scaled = build_model(model.config.replace(embed_scale=2.0))
+    with pytest.raises(llmzoo.LlmzooError, match="embed_scale"):
+        llmzoo.save(scaled, tmp_path / "scaled", format="hf")
