@@ -327,11 +327,17 @@ class Trainer:
         val_loss = None
         started = time.perf_counter()
         throughput.update(self.tokens)
+        # A fine-tuning task's own per-step hooks (PPO, llmzoo/align/ppo_task.py): before_step makes the
+        # rows the step reads (a rollout from the current policy), step_metrics adds to its train record.
+        hooks = getattr(self.task, "task", None)
+        before_step, step_metrics = getattr(hooks, "before_step", None), getattr(hooks, "step_metrics", None)
         try:
             while self.step < recipe.max_steps:
                 lr = lr_at(self.step, recipe) * self.lr_scale
                 set_lr(self.engine.optimizer, lr)
                 batch_index = self.samples // recipe.batch_size
+                if before_step is not None:
+                    before_step(self.engine.base, self.samples, self.engine.autocast)
                 loss = self.engine.forward_backward(self.sampler, self.samples, self.faults.loss_factor(batch_index))
                 reason = self.spikes.is_spike(loss)
                 grad_norm = None
@@ -349,13 +355,14 @@ class Trainer:
                 self.tokens += self.engine.step_tokens if self.finetune else self.tokens_per_step
                 self.spikes.add(loss)
                 throughput.update(self.tokens)
+                extra = step_metrics() if step_metrics is not None else {}
                 if self.step % recipe.log_every == 0 or self.step == recipe.max_steps:
                     self.metrics.write({"kind": "train", "step": self.step, "loss": loss, "lr": lr,
                                         "grad_norm": grad_norm, "batch": batch_index,
                                         "tokens": self.tokens,
                                         "tokens_per_s": round(throughput.tokens_per_s, 1),
                                         "mfu": round(throughput.mfu, 4),
-                                        "elapsed_s": round(time.perf_counter() - started, 3)})
+                                        "elapsed_s": round(time.perf_counter() - started, 3), **extra})
                 if self.main:
                     result.losses[self.step] = loss
                 if recipe.eval_every and self.step % recipe.eval_every == 0 or self.step == recipe.max_steps:
