@@ -1,10 +1,13 @@
-"""`llmzoo align reward|dpo --recipe FILE|NAME [key=value ...] [--resume RUN_DIR]` and
+"""`llmzoo align reward|dpo|ppo --recipe FILE|NAME [key=value ...] [--resume RUN_DIR]` and
 `llmzoo align rejection-sampling --model SRC --prompts FILE --out FILE (--reward-model DIR | --judge gold)`: preference
 training through the one training loop (llmzoo/train/loop.py) and the finetune command's arguments
 (llmzoo/cli/pretrain.py add_training_arguments / run_training). See docs/alignment.md.
 
 - dpo: a fine-tuning recipe with `task: dpo`, run exactly as `llmzoo finetune` runs it (adapter/,
   model/, metrics.jsonl with the held-out implicit-reward accuracy and margins).
+- ppo: a recipe with `task: ppo` (llmzoo/align/ppo_task.py); the policy gets a value head first, the
+  loop trains it in place, and this command saves adapter/, model/ (llmzoo.load reads the
+  policy; value_head.safetensors beside it is the critic), ppo_curves.png and the held-out report.
 - rejection-sampling: best-of-n samples judged by a reward model or a gold-answer rule, written as SFT
   rows (llmzoo/align/best_of_n.py); the SFT itself is `llmzoo finetune`.
 - reward: the base gets a value head first (the one saved with model.from, else a fresh one), the
@@ -22,7 +25,9 @@ import sys
 from llmzoo.cli.pretrain import add_training_arguments, run_training
 
 COMMANDS = {"reward": "train a reward model (value head, Bradley-Terry loss) on preference pairs",
-            "dpo": "DPO / IPO / hinge / robust on preference pairs, against a frozen or adapters-disabled reference"}
+            "dpo": "DPO / IPO / hinge / robust on preference pairs, against a frozen or adapters-disabled reference",
+            "ppo": "RLHF with PPO: rollouts scored by a judge or reward model, a KL penalty to the reference, a "
+                   "value head on the policy"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,6 +89,8 @@ def _checked_recipe(args: argparse.Namespace):
     from llmzoo.errors import ConfigError
     from llmzoo.finetune.registry import _key
 
+    if args.align_command == "ppo":
+        import llmzoo.align.ppo_task  # noqa: F401  registers task ppo (not yet in the registry's TASK_MODULES)
     recipe = _recipe(args, "finetune")
     if _key(recipe.task) != args.align_command:
         raise ConfigError(f"recipe {recipe.name!r} has task {recipe.task!r}; `llmzoo align {args.align_command}` runs "
@@ -97,6 +104,8 @@ def _run(args: argparse.Namespace) -> int:
     recipe = _checked_recipe(args)
     if args.align_command == "dpo":
         return run_training(args, "finetune")
+    if args.align_command == "ppo":
+        return _train_ppo(args, recipe)
     return _train_reward(args, recipe)
 
 
@@ -138,6 +147,60 @@ def _train_reward(args: argparse.Namespace, recipe) -> int:
     print(f"done: {result.steps} steps" + (f", train loss {last:.4f}" if last is not None else "")
           + (f", val loss {result.val_loss:.4f}" if result.val_loss is not None else ""))
     for label, path in (("checkpoint", result.checkpoint), ("loss curve", result.curve), ("model", model_dir)):
+        if path is not None:
+            print(f"{label}: {path}")
+    sys.stdout.flush()
+    return 0
+
+
+def _train_ppo(args: argparse.Namespace, recipe) -> int:
+    """Like reward: the policy gets its value head (the critic: the one saved beside model.from, else a
+    fresh one), trains in place, and is saved here (the loop's own export knows no value head)."""
+    import torch
+
+    from llmzoo import peft
+    from llmzoo.align.ppo_plot import plot_ppo_curves
+    from llmzoo.models.value_head import attach_value_head, save_value_model, value_head_tensors
+    from llmzoo.train import finetune as ft
+    from llmzoo.train.distributed import shutdown
+    from llmzoo.train.loop import Trainer
+    from llmzoo.train.metrics import MetricsLog, read_metrics
+
+    model = ft.load_base(recipe)
+    source = ft.base_source(recipe)
+    saved = value_head_tensors(source) if os.path.isdir(source) else None
+    attach_value_head(model, saved[1] if saved else None, seed=recipe.seed)
+    if saved is not None:
+        with torch.no_grad():
+            model.score.weight.copy_(saved[0].float())
+    threads = torch.get_num_threads()
+    trainer = Trainer(recipe, resume=args.resume, model=model)
+    try:
+        result = trainer.run()
+    finally:
+        shutdown(trainer.env)
+        torch.set_num_threads(threads)
+    task = trainer.task.task
+    report = task.held_out_report(model)  # before any merge: the reference may be the disabled adapters
+    adapter_dir = None
+    if recipe.peft is not None:
+        adapter_dir = peft.save_adapter(model, result.run_dir / "adapter", base_model_name_or_path=source)
+        peft.merge(model)
+    model.eval()
+    model_dir = save_value_model(model, result.run_dir / "model", trainer.tokenizer)
+    if report:
+        MetricsLog(result.run_dir).write({"kind": "held_out", "step": result.steps, **report})
+        print("held-out " + ", ".join(f"{k} {v:.4g}" for k, v in report.items()))
+    rollouts = [r for r in read_metrics(result.run_dir) if r.get("kind") == "train" and "reward" in r]
+    curves = plot_ppo_curves(result.run_dir, title=f"{recipe.name}: PPO, {result.steps} updates")
+    line = f"done: {result.steps} PPO updates"
+    if rollouts:
+        first, last = rollouts[0], rollouts[-1]
+        line += (f" over {last['rollout'] + 1} rollouts; judge's mean reward {first['reward']:.3f} (first rollout) -> "
+                 f"{last['reward']:.3f} (last), KL to the reference {last['kl']:.4f}")
+    print(line)
+    for label, path in (("checkpoint", result.checkpoint), ("curves", curves), ("adapter", adapter_dir),
+                        ("model", model_dir)):
         if path is not None:
             print(f"{label}: {path}")
     sys.stdout.flush()
