@@ -8,7 +8,7 @@ response tokens, `mask` 1 on real response tokens:
     advantages, returns = masked_gae(rewards, values, mask, gamma, lam); advantages whitened
     ppo_losses(...): the clipped policy surrogate and the clipped value loss
 
-Only the pieces are built; the rollout-and-update trainer is not (see docs/alignment.md).
+The trainer that rolls out and updates with them: llmzoo/align/ppo_task.py (see docs/alignment.md).
 """
 
 from __future__ import annotations

@@ -139,8 +139,10 @@ class PPOTask:
         self._rollout_stats = self.experience.stats()
         if self.progress:
             s = self._rollout_stats
-            print(f"rollout {index + 1}: reward {s['reward']:.3f} (std {s['reward_std']:.3f}), KL {s['kl']:.4f}, "
-                  f"{s['response_tokens']:.1f} tokens/answer", file=sys.stderr, flush=True)
+            from tqdm.auto import tqdm  # above the loop's progress bar, not inside it
+
+            tqdm.write(f"rollout {index + 1}: reward {s['reward']:.3f} (std {s['reward_std']:.3f}), KL {s['kl']:.4f}, "
+                       f"{s['response_tokens']:.1f} tokens/answer", file=sys.stderr)
         return self.experience
 
     # --- the update -----------------------------------------------------------------------------
@@ -261,7 +263,8 @@ def ppo_settings(data: dict) -> PPOSettings:
     return s
 
 
-def _tokenized_prompts(rows: list[dict], template: str, tokenizer, limit: int, what: str) -> tuple[list[list[int]], list[dict]]:
+def _tokenized_prompts(rows: list[dict], template: str, tokenizer, limit: int,
+                       what: str) -> tuple[list[list[int]], list[dict]]:
     from llmzoo.tokenizer.chat import render_chat_template
 
     prompts, kept = [], []
@@ -314,7 +317,8 @@ def build_ppo(recipe, tokenizer, model) -> FinetuneData:
         raise ConfigError(f"task ppo needs data.prompts=FILE.jsonl (rows with 'prompt') or one of "
                           f"{', '.join(BUILTIN_PROMPTS)}")
     if tokenizer is None:
-        raise ConfigError(f"task ppo renders prompts, but {recipe.model.get('from')!r} has no tokenizer; set tokenizer=...")
+        raise ConfigError(f"task ppo renders prompts, but {recipe.model.get('from')!r} has no tokenizer; "
+                          f"set tokenizer=...")
     template = resolve_template(data.get("template"), tokenizer, str(recipe.model.get("from")))
     judge = make_judge(data.get("judge"), data.get("reward_model"), tokenizer, template)
     limit = int(recipe.seq_len) - max_new
@@ -326,7 +330,8 @@ def build_ppo(recipe, tokenizer, model) -> FinetuneData:
     stop = set(getattr(tokenizer, "stop_token_ids", None) or ())
     if tokenizer.eos_token_id is not None:
         stop.add(tokenizer.eos_token_id)
-    pad = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, model.config.pad_token_id, 0) if i is not None)
+    pad = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, model.config.pad_token_id, 0)
+               if i is not None)
     model.score.requires_grad_(True)  # the critic always trains, PEFT or not (peft's modules_to_save=["score"])
     reference = make_reference(data.get("reference", "auto"), model)
     task = PPOTask(prompts, rows, judge, lambda ids: tokenizer.decode(ids, skip_special_tokens=True).strip(), settings,

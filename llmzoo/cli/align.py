@@ -31,8 +31,8 @@ COMMANDS = {"reward": "train a reward model (value head, Bradley-Terry loss) on 
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("align", help="align a model on preference pairs: reward models, DPO and kin",
-                              description="Preference training from a YAML recipe (task reward or dpo) through the "
+    p = subparsers.add_parser("align", help="align a model: reward models and DPO on preference pairs, PPO",
+                              description="Alignment from a YAML recipe (task reward, dpo or ppo) through the "
                                           "one training loop; see docs/alignment.md.")
     sub = p.add_subparsers(dest="align_command", metavar="METHOD", required=True)
     for name, help_text in COMMANDS.items():

@@ -124,7 +124,8 @@ def test_a_few_ppo_steps_raise_the_reward_of_a_judge_that_likes_one_token():
     policy = _tiny_policy(seed=1)
     prompts = [[1 + i % 4, 2 + i % 3] for i in range(16)]
     judge = lambda prompt, text, row: text.split().count(str(LIKED)) / max(1, len(text.split()))  # noqa: E731
-    task = PPOTask(prompts, [{"prompt": []}] * 16, judge, lambda ids: " ".join(map(str, ids)), PPOSettings(kl_coef=0.01),
+    decode = lambda ids: " ".join(map(str, ids))  # noqa: E731
+    task = PPOTask(prompts, [{"prompt": []}] * 16, judge, decode, PPOSettings(kl_coef=0.01),
                    rollout_batch=16, ppo_epochs=2, sampling={"max_new_tokens": 6, "temperature": 1.0, "top_k": None},
                    stop_ids=set(), pad_id=0, reference=copy.deepcopy(policy).requires_grad_(False), seed=0)
     optimizer = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=1e-2)
@@ -235,3 +236,25 @@ def test_bad_ppo_input_is_one_line_and_writes_nothing(base, tmp_path, capsys, ov
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_docs_ppo_commands_run_shortened(base, tmp_path, monkeypatch):
+    """docs/alignment.md's PPO commands (its ```shell block), as a user runs them, on the tiny base."""
+    pytest.importorskip("pyarrow")
+    import re
+    import shlex
+
+    from tests.train.helpers import REPO
+
+    doc = (REPO / "docs" / "alignment.md").read_text(encoding="utf-8")
+    commands = [line for block in re.findall(r"```shell\n(.*?)```", doc, flags=re.S) for line in block.splitlines()
+                if line.startswith("llmzoo align ppo")]
+    assert len(commands) == 2
+    monkeypatch.chdir(tmp_path)
+    for number, command in enumerate(commands):
+        run = tmp_path / f"run{number}"
+        short = [f"model.from={base}", "max_steps=2", "batch_size=2", "data.rollout_batch=2", "data.max_new_tokens=3",
+                 "data.report_prompts=0", "progress=false", "peak_flops=1e9", "threads=1",
+                 "peft.target_modules=[q_proj,v_proj]", f"run_dir={run}"]
+        assert main([*shlex.split(command)[1:], *short]) == 0
+        assert (run / "model" / "config.json").is_file() and (run / "ppo_curves.png").is_file()
