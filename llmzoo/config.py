@@ -219,7 +219,6 @@ class ModelConfig:
         need(self.parallel_norms in (1, 2), f"parallel_norms must be 1 or 2, got {self.parallel_norms}")
         need(not (self.parallel_residual and self.norm_placement == "post"),
              "parallel_residual needs norm_placement='pre' (post-norm parallel blocks are not defined)")
-        need(self.sliding_window is None or self.sliding_window > 0, "sliding_window must be > 0")
         if self.layer_pattern is not None:
             need(len(self.layer_pattern) > 0, "layer_pattern must not be empty")
             bad = [k for k in self.layer_pattern if k not in LAYER_KINDS]
@@ -229,6 +228,11 @@ class ModelConfig:
         if self.n_experts and self.ffns is None:  # with a per-layer spec, checked per MoE layer below
             need(1 <= self.n_experts_per_token <= self.n_experts,
                  f"n_experts_per_token={self.n_experts_per_token} must be in [1, n_experts={self.n_experts}]")
+        if self.sliding_window is not None and self.sliding_window <= 0:
+            # The band of every 'local' layer (GPT-Neo, GPT-3's locally banded sparse attention): name the first.
+            local = [i for i in range(self.n_layers) if self.layer_kind(i) == "local"]
+            need(False, (f"layer {local[0]}: local (banded) attention needs sliding_window > 0 keys, "
+                         if local else "sliding_window must be > 0, ") + f"got sliding_window={self.sliding_window}")
         self._check_layer_spec(need)
         need(self.type_vocab_size >= 0, "type_vocab_size must be >= 0")
         need(self.arch == "encoder_decoder" or self.n_decoder_layers is None,

@@ -32,6 +32,10 @@ NO_HF_LAYOUT: dict[str, str] = {
     "webgpt-13b": "GPT-3 13B's shape: head_dim 128 is not d_model / n_heads",
     # Taylor et al. 2022: no biases, LayerNorms included; transformers' OPT always has LayerNorm biases
     "galactica-120b": "bias-free LayerNorms",
+    # Brown et al. 2020: dense and locally banded attention layers alternate; GPT-2's layout has no window
+    **{name: "alternating dense / banded attention" for name in (
+        *(f"gpt-3-{s}" for s in ("125m", "350m", "760m", "1.3b", "2.7b", "6.7b", "175b")),
+        "webgpt-760m", "webgpt-175b", "instructgpt-1.3b", "instructgpt-175b")},
 }
 
 

@@ -31,8 +31,17 @@ GPT2 = ModelConfig(
 GPT3 = GPT2.replace(name="gpt-3-175b", d_model=12288, n_layers=96, n_heads=96, d_ff=4 * 12288, max_seq_len=2048)
 
 
+# Brown et al. 2020, section 2.1: "we use alternating dense and locally banded sparse attention patterns in
+# the layers of the transformer, similar to the Sparse Transformer" (Child et al. 2019). As a layer pattern:
+# dense ("global") and banded ("local": a query sees the last `sliding_window` keys) layers alternate. The
+# band width and which kind comes first are not published; 256 and dense-first are GPT-Neo's (EleutherAI's
+# open GPT-3 replication, eleuther.py), the nearest published choice.
+GPT3_SPARSE_ATTENTION = dict(layer_pattern=("global", "local"), sliding_window=256)
+
+
 def _gpt3(name: str, n_layers: int, d_model: int, n_heads: int, head_dim: int | None = None) -> ModelConfig:
-    return sized(GPT3, name, n_layers=n_layers, d_model=d_model, n_heads=n_heads, head_dim=head_dim, d_ff=4 * d_model)
+    return sized(GPT3, name, n_layers=n_layers, d_model=d_model, n_heads=n_heads, head_dim=head_dim, d_ff=4 * d_model,
+                 **GPT3_SPARSE_ATTENTION)
 
 
 GPT3_SIZES = {  # name: (published params, layers, d_model, heads, head_dim)
@@ -50,8 +59,9 @@ GPT3_SIZES = {  # name: (published params, layers, d_model, heads, head_dim)
 GPT3_CONFIGS = {name: _gpt3(name, *shape) for name, (_, *shape) in GPT3_SIZES.items()}
 
 GPT3_SPARSE = ("GPT-3 alternates dense and locally banded sparse attention layers (Sparse Transformer, "
-               "the LLM Zoo lecture notes and Naveed et al. 2023); the band width is not published, so every layer is dense here. "
-               "The parameter count is unaffected (sparsity removes no weights).")
+               "the LLM Zoo lecture notes and Naveed et al. 2023); here dense and banded layers alternate, dense first, "
+               "each banded layer seeing the last 256 keys: the band width and the order are not published, so both "
+               "are GPT-Neo's (EleutherAI's replication). The parameter count is unaffected (sparsity removes no weights).")
 
 GPT2_SIZES = {  # name: (published params in Radford et al. 2019 Table 2, layers, d_model, heads, aliases)
     "gpt-2-117m": (117e6, 12, 768, 12, ("gpt2", "gpt-2-small")),
