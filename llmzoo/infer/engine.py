@@ -42,6 +42,8 @@ class EngineStoppedError(LlmzooError):
 
 
 class Engine:
+    supports_constraints = True  # submit(constraint=...) masks logits (llmzoo.infer.constrained)
+
     def __init__(self, model: nn.Module, tokenizer, *, max_batch: int = 8, max_len: int | None = None,
                  max_queue: int = 64, prefill_chunk: int = 256, compile: bool | None = None) -> None:
         if model.config.arch != "decoder" or getattr(model, "lm_head", None) is None:
@@ -78,13 +80,15 @@ class Engine:
     def submit(self, prompt: str | list[dict] | list[int], *, max_tokens: int = 128, temperature: float = 0.0,
                top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
                stop: list[str] | None = None, seed: int | None = None, logprobs: int | None = None,
-               presence_penalty: float = 0.0, frequency_penalty: float = 0.0) -> Request:
+               presence_penalty: float = 0.0, frequency_penalty: float = 0.0, constraint=None) -> Request:
         """Queue a request: a text, chat messages (rendered with the model's chat template) or token
         ids. Returns its handle at once; iterate it for the text as it is produced.
         logprobs=k records each new token's log-probability and the k most likely alternatives in
         `request.token_logprobs` (the model's log-softmax, before temperature, top-k/p and penalties).
         presence_penalty / frequency_penalty: OpenAI's additive penalties, logit[j] -= frequency_penalty *
-        count[j] + presence_penalty * (count[j] > 0), counting the tokens generated so far."""
+        count[j] + presence_penalty * (count[j] > 0), counting the tokens generated so far.
+        constraint: a llmzoo.infer.constrained.TokenConstraint (e.g. JSON), one object per request: its
+        allowed tokens are the only ones sampled, EOS only once it is complete."""
         for name, value in (("presence_penalty", presence_penalty), ("frequency_penalty", frequency_penalty)):
             if not isinstance(value, (int, float)) or not -2.0 <= value <= 2.0:
                 raise LlmzooError(f"{name} must be a number in [-2, 2], got {value!r}")
@@ -99,6 +103,7 @@ class Engine:
                           decoder=self.tokenizer.stream_decoder(skip_special_tokens=True))
         request.logprobs = logprobs
         request.presence_penalty, request.frequency_penalty = float(presence_penalty), float(frequency_penalty)
+        request.constraint = constraint
         if seed is not None:
             request.generator = torch.Generator().manual_seed(seed)
         with self._wake:
@@ -245,6 +250,10 @@ class Engine:
                 request.counts = torch.zeros(logits.shape[-1])
             scores = (logits.float() - request.frequency_penalty * request.counts
                       - request.presence_penalty * (request.counts > 0).float())
+        if request.constraint is not None:
+            scores = self._constrain(request, scores)
+            if scores is None:
+                return
         token = int(next_tokens(scores[None].float(), request.sampling, request.seen, request.generator)[0])
         if request.seen is not None:
             request.seen[0, token] = True
@@ -258,5 +267,19 @@ class Engine:
             top = logp.topk(min(request.logprobs, logp.numel())) if request.logprobs else None
             request.token_logprobs.append((float(logp[token]), [] if top is None else
                                            list(zip(top.indices.tolist(), top.values.tolist()))))
+        if request.constraint is not None:
+            request.constraint.advance(token)  # before accept(), which ends a request its constraint finished
         if not request.accept(token):
             self.next_input[row] = token
+
+    def _constrain(self, request: Request, scores: torch.Tensor) -> torch.Tensor | None:
+        """Scores with the tokens the request's constraint forbids at -inf; None when none is allowed
+        (the request is ended: complete, or its grammar cannot go on in the tokens left)."""
+        constraint = request.constraint
+        allowed = constraint.allowed(request.max_tokens - len(request.token_ids), scores.shape[-1])
+        if constraint.complete:
+            allowed[[t for t in self.eos if t < allowed.numel()]] = True
+        if not allowed.any():
+            request.finish("eos" if constraint.complete else "length")
+            return None
+        return scores.float().masked_fill(~allowed, float("-inf"))

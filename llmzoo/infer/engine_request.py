@@ -56,6 +56,7 @@ class Request:
     presence_penalty: float = 0.0  # OpenAI's additive penalties on generated tokens (Engine.submit)
     frequency_penalty: float = 0.0
     counts: torch.Tensor | None = field(default=None, repr=False)  # (V,) generated-token counts for them
+    constraint: object = field(default=None, repr=False)  # a llmzoo.infer.constrained.TokenConstraint, or None
     # one (logprob, [(token id, logprob), ...]) per entry of token_ids, when logprobs is set
     token_logprobs: list[tuple[float, list[tuple[int, float]]]] = field(default_factory=list, repr=False)
 
@@ -96,6 +97,8 @@ class Request:
         keep = max((n for s in self.stop for n in range(1, len(s)) if self._held.endswith(s[:n])), default=0)
         self._emit(self._held[:len(self._held) - keep])
         self._held = self._held[len(self._held) - keep:]
+        if self.constraint is not None and self.constraint.finished:  # the grammar allows nothing more
+            return self.finish("eos")
         return len(self.token_ids) >= self.max_tokens and self.finish("length")
 
     def finish(self, reason: str, error: BaseException | None = None) -> bool:

@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmzoo.errors import LlmzooError
+from llmzoo.infer.constrained import TokenTable
+from llmzoo.infer.constrained_json import JsonConstraint
 from llmzoo.serve import embeddings, errors
 from llmzoo.serve.errors import APIError
 from llmzoo.serve.generation import Generation, refuse_unsupported, submit
@@ -24,6 +26,7 @@ from llmzoo.serve.metrics import Metrics
 from llmzoo.serve.models import ServedModel
 from llmzoo.rag.index import RagIndex
 from llmzoo.serve.rag import retrieve
+from llmzoo.serve.response_format import response_format_node
 from llmzoo.serve.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from llmzoo.serve.streaming import IdleTimeoutStreamingResponse
 from llmzoo.serve.tool_calls import plan_tools, render
@@ -124,11 +127,28 @@ def create_app(served: dict[str, ServedModel], *, api_key: str | None = None, cl
                                                 on_idle=generation.cancel)
         return JSONResponse(await generation.whole(request.is_disconnected))
 
+    async def constraint_for(model: ServedModel, node):
+        """A maker of per-request JSON constraints for `node` (None: unconstrained). The token table
+        is built once per tokenizer (~1 s at 49k tokens), on the pool so the event loop stays free."""
+        if node is None:
+            return None
+        if not getattr(model.engine, "supports_constraints", False):
+            raise APIError(400, "response_format needs constrained decoding, which this engine does not do",
+                           param="response_format", code="unsupported")
+        table = await asyncio.get_running_loop().run_in_executor(pool, TokenTable.for_tokenizer, model.tokenizer)
+        return lambda: JsonConstraint(node, table)
+
     @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
     async def chat_completions(body: ChatCompletionRequest, request: Request):
         model = model_for(body.model, "decoder")
         refuse_unsupported(body)
         plan = plan_tools(body.tools, body.tool_choice)
+        node = response_format_node(body.response_format, [m.text() for m in body.messages], "messages")
+        if plan is not None and plan.grammar is not None:
+            if getattr(model.engine, "supports_constraints", False):
+                node = plan.grammar  # a forced call: the call's own JSON, whatever response_format says
+            else:  # e.g. a scripted test engine: prefix forcing and retries (tool_calls.py)
+                plan.grammar = None
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text(),
                      "tool_calls": m.tool_calls, "tool_call_id": m.tool_call_id, "name": m.name}
                     for m in body.messages]
@@ -137,11 +157,12 @@ def create_app(served: dict[str, ServedModel], *, api_key: str | None = None, cl
             messages, extra["sources"] = await retrieve(rag_indexes, body.rag, messages, pool)
         max_tokens = body.max_completion_tokens or body.max_tokens
         prompt = chat_prompt(model.tokenizer, messages, plan)
-        requests = submit(model, prompt, body, max_tokens)
+        constraint = await constraint_for(model, node)
+        requests = submit(model, prompt, body, max_tokens, constraint)
 
         def resubmit(attempt: int):  # a forced tool call sampled again (tool_calls.RETRIES)
             retry = body.model_copy(update={"n": 1, "temperature": 0.7, "seed": (body.seed or 0) + 1000 * attempt})
-            return submit(model, prompt, retry, max_tokens)[0]
+            return submit(model, prompt, retry, max_tokens, constraint)[0]
 
         generation = Generation(model, "chat", [("", requests)], body, pool, metrics, timeout=request_timeout,
                                 extra=extra, tools=plan, resubmit=resubmit)
@@ -156,11 +177,14 @@ def create_app(served: dict[str, ServedModel], *, api_key: str | None = None, cl
             prompts = [prompts]
         if not prompts:
             raise APIError(400, "prompt is empty: give a string, a list of strings or token ids", param="prompt")
+        texts = [p if isinstance(p, str) else model.tokenizer.decode([t for t in p if isinstance(t, int)])
+                 for p in prompts] if body.response_format else []
+        constraint = await constraint_for(model, response_format_node(body.response_format, texts, "prompt"))
         groups = []
         try:
             for prompt in prompts:
                 echo = "" if not body.echo else prompt if isinstance(prompt, str) else model.tokenizer.decode(prompt)
-                groups.append((echo, submit(model, prompt, body, body.max_tokens)))
+                groups.append((echo, submit(model, prompt, body, body.max_tokens, constraint)))
         except BaseException:
             for _, group in groups:
                 for request in group:

@@ -35,8 +35,6 @@ def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
     if isinstance(body, ChatCompletionRequest):
         if body.top_logprobs and not body.logprobs:
             raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
-        if body.response_format and body.response_format.get("type", "text") != "text":
-            refuse("response_format", "JSON mode needs constrained decoding, which the engine does not do yet")
     else:
         if body.logprobs is not None and body.echo:
             refuse("logprobs", "log-probabilities of echoed prompt tokens are not computed; drop echo or logprobs")
@@ -48,8 +46,9 @@ def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
         raise APIError(400, "stream_options is only allowed with stream: true", param="stream_options")
 
 
-def submit(served: ServedModel, prompt, body, max_tokens: int | None) -> list[Request]:
-    """n engine requests for one prompt; if the engine fills up half-way, the ones queued are cancelled."""
+def submit(served: ServedModel, prompt, body, max_tokens: int | None, constraint=None) -> list[Request]:
+    """n engine requests for one prompt; if the engine fills up half-way, the ones queued are cancelled.
+    constraint: None, or a function making each request's own TokenConstraint (response_format, tools)."""
     engine = served.engine
     if isinstance(body, ChatCompletionRequest):
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
@@ -62,6 +61,8 @@ def submit(served: ServedModel, prompt, body, max_tokens: int | None) -> list[Re
     try:
         for i in range(body.n):
             seed = None if body.seed is None else body.seed + i
+            if constraint is not None:
+                kwargs["constraint"] = constraint()
             requests.append(engine.submit(prompt, max_tokens=max_tokens or engine.max_len, seed=seed, **kwargs))
     except BaseException:
         for request in requests:

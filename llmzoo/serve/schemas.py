@@ -95,6 +95,7 @@ class CompletionRequest(_Sampling):
     logprobs: int | None = Field(None, ge=0, le=5)
     suffix: str | None = None
     best_of: int | None = Field(None, ge=1)
+    response_format: dict[str, Any] | None = None  # an extension: chat's JSON mode for completions too
 
 
 class EmbeddingRequest(_Body):

@@ -8,11 +8,14 @@ message listing the tools as JSON and asking for `<tool_call>{"name": ..., "argu
 (the Hermes format many small models were tuned on); earlier calls are rendered that way in the
 assistant turn and tool results as user turns wrapped in `<tool_response>`.
 
-Forcing (tool_choice "required" or a named function): the assistant turn is started with the
-call's prefix — `<tool_call>\n{"name": "NAME", "arguments": ` for one function, up to the name's
-opening quote for several — so the model can only continue a call; arguments that are not JSON or
-break the schema are sampled again (temperature 0.7, up to RETRIES times). This is prefix forcing
-and rejection, not token-level grammar masking: the engine has no logits hook for that.
+Forcing (tool_choice "required" or a named function) is constrained decoding: the assistant turn
+is started with `<tool_call>\n` (Hermes-style templates) and the model's output is restricted,
+token by token, to `{"name": NAME, "arguments": ARGS}` with NAME among the allowed functions and
+ARGS matching that function's parameters schema (llmzoo.infer.constrained_json.ToolCall), so a
+forced call always parses and validates. A parameters schema outside the constraint's subset
+falls back to prefix forcing — the call's start `{"name": "NAME", "arguments": ` put in the
+prompt — and rejection: arguments that are not JSON or break the schema are sampled again
+(temperature 0.7, up to RETRIES times).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
+from llmzoo.infer.constrained_json import ToolCall as ToolCallGrammar
+from llmzoo.infer.constrained_json import UnsupportedSchemaError, compile_schema
 from llmzoo.serve.errors import APIError
 from llmzoo.serve.json_schema import schema_errors
 
@@ -50,6 +55,8 @@ class ToolPlan:
     functions: dict[str, dict]
     choice: str
     prefix: str = ""  # the forced start of the assistant turn
+    grammar: object = None  # forced calls: the constraint's node (None: prefix forcing, see the module doc)
+    unconstrained_why: str | None = None  # why a forced call is not constrained
 
     @property
     def forced(self) -> bool:
@@ -90,7 +97,16 @@ def plan_tools(tools: list[dict] | None, tool_choice) -> ToolPlan | None:
     if tool_choice not in ("auto", "required") and tool_choice not in functions:
         raise APIError(400, f"tool_choice names {tool_choice!r}, which is not among the tools "
                             f"({', '.join(functions)})", param="tool_choice")
-    return ToolPlan(functions, tool_choice)
+    plan = ToolPlan(functions, tool_choice)
+    if plan.forced:
+        names = list(functions) if tool_choice == "required" else [tool_choice]
+        try:
+            plan.grammar = ToolCallGrammar({name: compile_schema(functions[name].get("parameters") or
+                                                                 {"type": "object"}, f"{name}.parameters")
+                                            for name in names})
+        except UnsupportedSchemaError as error:
+            plan.unconstrained_why = str(error)
+    return plan
 
 
 def supports_tools(template: str | None) -> bool:
@@ -156,6 +172,9 @@ def render(tokenizer, messages: list[dict], plan: ToolPlan | None) -> str:
         hermes = True
     if plan is not None and plan.forced:
         start = OPEN + "\n" if hermes else ""
+        if plan.grammar is not None:  # the constraint writes the call itself
+            plan.prefix = start
+            return text + start
         names = [plan.choice] if plan.choice != "required" else list(plan.functions)
         plan.prefix = (start + '{"name": ' + json.dumps(names[0]) + ', "arguments": ' if len(names) == 1
                        else start + '{"name": "')
