@@ -258,3 +258,26 @@ def test_the_docs_ppo_commands_run_shortened(base, tmp_path, monkeypatch):
                  "peft.target_modules=[q_proj,v_proj]", f"run_dir={run}"]
         assert main([*shlex.split(command)[1:], *short]) == 0
         assert (run / "model" / "config.json").is_file() and (run / "ppo_curves.png").is_file()
+
+
+def test_full_fine_tuning_against_a_reward_model_judge(base, tmp_path):
+    """No peft: the reference is a frozen copy; the judge is a reward model saved as `llmzoo align reward` saves one."""
+    from llmzoo.models.value_head import save_value_model
+
+    reward_model = save_value_model(attach_value_head(llmzoo.load(base), seed=3), tmp_path / "rm")
+    data = {"judge": "reward-model", "reward_model": str(reward_model)}
+    assert main(["align", "ppo", "--recipe", str(_recipe(tmp_path, base, data)), "peft=null", "max_steps=2"]) == 0
+    run = tmp_path / "run"
+    train = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len({r["reward"] for r in train}) == 1 and train[0]["reward"] != 0.0  # one rollout, a real score
+    assert not (run / "adapter").exists() and llmzoo.load(run / "model").config.n_layers == 2
+
+
+def test_a_resumed_ppo_run_continues_from_its_checkpoint(base, tmp_path):
+    """Resumed at a rollout boundary, the run re-rolls from the checkpoint's weights and finishes."""
+    path = _recipe(tmp_path, base, checkpoint_every=2)
+    assert main(["align", "ppo", "--recipe", str(path), "max_steps=2"]) == 0
+    assert main(["align", "ppo", "--resume", str(tmp_path / "run"), "max_steps=4"]) == 0
+    train = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4] and train[-1]["rollout"] == 1
