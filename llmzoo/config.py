@@ -25,6 +25,7 @@ ROPE_SCALINGS = ("linear", "dynamic", "ntk", "llama3", "yarn")
 LAYER_KINDS = ("global", "local")
 ATTENTION_TYPES = ("standard", "disentangled", "two_stream")
 POOLER_ACTIVATIONS = ("tanh", *ACTIVATIONS)
+DEEPNORMS = ("deepnet", "glm130b")  # DeepNorm's alpha/beta rules (ModelConfig.deepnorm)
 MIXERS = ("attention", "mamba", "none")  # a layer's token mixer (per-layer spec: ModelConfig.mixers)
 FFNS = ("dense", "moe", "none")  # a layer's feed-forward (ModelConfig.ffns)
 MOE_KINDS = ("topk", "switch")  # how a MoE layer routes (ModelConfig.moe_kind; llmzoo.nn.moe)
@@ -172,6 +173,15 @@ class ModelConfig:
 
     # --- output -------------------------------------------------------------------------------
     lm_head_bias: bool = False  # (GPT-J, CodeGen)
+    # DeepNorm (Wang et al. 2022, DeepNet): post-LN with the residual up-weighted, x = LN(alpha * x + f(x)),
+    # and ffn / v_proj / out_proj initialised Xavier-normal with gain beta (llmzoo.nn.deepnorm). A rule on
+    # the depth N = n_layers, not numbers, so a config derived with another depth keeps it right:
+    # "deepnet": DeepNet's decoder-/encoder-only alpha = (2N)^(1/4), beta = (8N)^(-1/4);
+    # "glm130b": GLM-130B's alpha = (2N)^(1/2), beta = (2N)^(-1/2) (Zeng et al. 2022, section 2.1).
+    deepnorm: str | None = None
+    # GLM-130B's embedding gradient shrink (Zeng et al. 2022, section 3): emb * a + emb.detach() * (1 - a),
+    # the embeddings' forward value unchanged and their gradient scaled by a (0.1 there), against loss spikes.
+    embed_grad_scale: float | None = None
     logit_scale: float | None = None  # multiply final logits by this number
     # Multiply final logits by d_model**-0.5, whatever d_model is: T5 v1.0's tied head (Mesh TensorFlow
     # rescales the decoder output before the shared embedding; Raffel et al. 2020). A rule, not a number,
@@ -237,6 +247,17 @@ class ModelConfig:
         need(self.type_vocab_size >= 0, "type_vocab_size must be >= 0")
         need(self.arch == "encoder_decoder" or self.n_decoder_layers is None,
              "n_decoder_layers is only meaningful for arch='encoder_decoder'")
+        if self.deepnorm is not None:
+            need(self.deepnorm in DEEPNORMS, f"deepnorm {self.deepnorm!r} is not one of {DEEPNORMS}")
+            need(self.norm_placement == "post" and not self.parallel_residual,
+                 f"deepnorm {self.deepnorm!r} scales a post-LN residual; it needs norm_placement='post' "
+                 f"(got {self.norm_placement!r}) and parallel_residual=False")
+            need(self.arch in ("decoder", "encoder"),
+                 f"deepnorm {self.deepnorm!r} has decoder-/encoder-only constants; arch {self.arch!r} is not one")
+        if self.embed_grad_scale is not None:
+            need(0.0 < self.embed_grad_scale <= 1.0,
+                 f"embed_grad_scale must be in (0, 1] (GLM-130B: 0.1), got {self.embed_grad_scale}")
+            need(self.arch == "decoder", f"embed_grad_scale is built for arch='decoder', not {self.arch!r}")
         if self.position == "learned":
             need(self.max_seq_len + self.position_offset > 0, "learned positions need max_seq_len > 0")
         need(not self.alibi_scaled or self.position == "alibi", "alibi_scaled is set but position is not 'alibi'")
@@ -334,6 +355,18 @@ class ModelConfig:
     @property
     def logit_multiplier(self) -> float | None:
         """What the LM head's logits are multiplied by (None: nothing)."""
+    @property
+    def deepnorm_alpha(self) -> float:
+        """What a post-LN block multiplies its residual by (1.0 without DeepNorm)."""
+        N = self.n_layers
+        return {"deepnet": (2 * N) ** 0.25, "glm130b": (2 * N) ** 0.5}.get(self.deepnorm, 1.0)
+
+    @property
+    def deepnorm_beta(self) -> float:
+        """DeepNorm's init gain for ffn, v_proj and out_proj (1.0 without DeepNorm)."""
+        N = self.n_layers
+        return {"deepnet": (8 * N) ** -0.25, "glm130b": (2 * N) ** -0.5}.get(self.deepnorm, 1.0)
+
         return self.d_model**-0.5 if self.logit_scale_rsqrt_d else self.logit_scale
 
     def layer_kind(self, i: int) -> str:

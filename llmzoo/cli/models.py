@@ -118,6 +118,10 @@ def architecture_summary(c) -> list[tuple[str, str]]:
         position += f" (base {c.rope_base:g}" + (f", {c.rope_fraction:g} of head dims" if c.rope_fraction < 1 else "")
         position += f", {c.rope_scaling.kind} x{c.rope_scaling.factor:g} scaling)" if c.rope_scaling else ")"
     block = f"{c.norm}, {c.norm_placement}-norm" + (", parallel attention/MLP" if c.parallel_residual else "")
+    if c.deepnorm:  # DeepNet / GLM-130B
+        block += f", DeepNorm (residual x{c.deepnorm_alpha:.3g}, init gain {c.deepnorm_beta:.3g})"
+    if c.embed_grad_scale is not None:
+        block += f", embedding gradient x{c.embed_grad_scale:g}"
     if c.sliding_window:
         attn = f"window {c.sliding_window}" + (f", pattern {'/'.join(c.layer_pattern)}" if c.layer_pattern else "")
     else:

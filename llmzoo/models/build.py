@@ -49,6 +49,10 @@ def init_weights(model: nn.Module, config: ModelConfig, std: float = 0.02) -> No
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=std)
+    if config.deepnorm is not None:  # DeepNet's Xavier init with gain beta (llmzoo.nn.deepnorm)
+        from llmzoo.nn.deepnorm import deepnorm_init_
+
+        deepnorm_init_(model, config)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -13,6 +13,7 @@ from llmzoo.infer.cache import LayerView
 from llmzoo.models.context import build_context, default_position_ids, static_context
 from llmzoo.models.outputs import ModelOutput
 from llmzoo.nn.block import Block
+from llmzoo.nn.embed_grad_shrink import shrink_embedding_gradient
 from llmzoo.nn.embedding import Embeddings
 from llmzoo.nn.linear_cross_entropy import linear_cross_entropy
 from llmzoo.nn.moe import moe_losses
@@ -91,7 +92,8 @@ class DecoderLM(nn.Module):
             raise LlmzooError(f"sequence of {past + T} tokens exceeds this model's context of {config.max_seq_len}")
         if position_ids is None:
             position_ids = default_position_ids(attention_mask, B, T, past, device)
-        h = self.embeddings(input_ids, position_ids, inputs_embeds=inputs_embeds)
+        h = shrink_embedding_gradient(self.embeddings(input_ids, position_ids, inputs_embeds=inputs_embeds),
+                                      config.embed_grad_scale)  # GLM-130B
         ctx = build_context(
             config, batch=B, q_len=T, past=past, dtype=h.dtype, device=device, position_ids=position_ids,
             attention_mask=attention_mask, prefix_lengths=prefix_lengths, document_ids=document_ids,
@@ -139,7 +141,8 @@ class DecoderLM(nn.Module):
         T = (input_ids if input_ids is not None else inputs_embeds).shape[1]
         if position_ids is None:
             position_ids = cache.new_positions(T, new_mask)
-        h = self.embeddings(input_ids, position_ids, inputs_embeds=inputs_embeds)
+        h = shrink_embedding_gradient(self.embeddings(input_ids, position_ids, inputs_embeds=inputs_embeds),
+                                      self.config.embed_grad_scale)
         ctx = static_context(self.config, cache, q_len=T, new_mask=new_mask, dtype=h.dtype, position_ids=position_ids,
                              rotary=getattr(self, "rotary", None))
         for i in range(self.config.n_layers):

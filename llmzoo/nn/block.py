@@ -2,6 +2,7 @@
 
 pre-norm  (GPT-2, LLaMA):  x = x + attn(norm(x));        x = x + mlp(norm(x))
 post-norm (Vaswani, BERT): x = norm(x + attn(x));        x = norm(x + mlp(x))
+DeepNorm  (DeepNet, GLM-130B): post-norm with the residual x scaled by config.deepnorm_alpha
 parallel  (GPT-J, PaLM):   x = x + attn(norm1(x)) + mlp(norm2(x) or norm1(x))
 An optional cross-attention sub-layer sits between the two (encoder-decoder decoders).
 Which mixer (attention, Mamba's SSM, none) and feed-forward (dense, MoE, none) a layer has comes from
@@ -46,6 +47,10 @@ class Block(nn.Module):
                 self.mlp_norm = make_norm(config)
             self.mlp = MoE(config) if ffn == "moe" else MLP(config)
         self.dropout = nn.Dropout(config.dropout)
+        self.residual_alpha = config.deepnorm_alpha  # post-norm only (validated); 1.0 but for DeepNorm
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.residual_alpha if self.residual_alpha != 1.0 else x
 
     def _ff(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         out = self.mlp(x)
@@ -84,8 +89,8 @@ class Block(nn.Module):
                 return x, None
             ff, router = self._ff(self.mlp_norm(x))
             return x + self.dropout(ff), router
-        x = self.attn_norm(x + attn(x))
+        x = self.attn_norm(self._residual(x) + attn(x))
         if hasattr(self, "cross_attn"):
-            x = self.cross_attn_norm(x + self.dropout(self.cross_attn(x, mask=memory_mask, cache=cache, memory=memory)))
+            x = self.cross_attn_norm(self._residual(x) + self.dropout(self.cross_attn(x, mask=memory_mask, cache=cache, memory=memory)))
         ff, router = self._ff(x)
-        return self.mlp_norm(x + self.dropout(ff)), router
+        return self.mlp_norm(self._residual(x) + self.dropout(ff)), router

@@ -62,12 +62,15 @@ JURASSIC = sized(GPT3, "j1-jumbo-178b", family="jurassic", vocab_size=256000, d_
                  n_heads=96, d_ff=4 * 13824)
 
 # GLM-130B (Zeng et al. 2022): post-LN with DeepNorm, GeGLU, RoPE, bidirectional attention over the context
-# and autoregressive blank infilling; 150k bilingual vocabulary.
+# and autoregressive blank infilling; 150k bilingual vocabulary; the embeddings' gradient shrunk to 0.1.
+# Its layers (THUDM's code) normalise their input and add alpha times that normalised input back, and a final
+# LayerNorm closes the stack: the same as post-LN blocks x = LN(alpha x + f(x)) after a LayerNorm on the
+# embeddings, with no final norm after the last block's own (embed_norm=True, final_norm=False).
 GLM_130B = ModelConfig(
     name="glm-130b", family="glm", arch="decoder", vocab_size=150528, d_model=12288, n_layers=70, n_heads=96,
     d_ff=32768, max_seq_len=2048, position="rope", activation="gelu", mlp_gated=True, mlp_bias=True,
-    qkv_bias=True, attn_out_bias=True, norm="layernorm", norm_eps=1e-5, norm_placement="post", final_norm=True,
-    tie_embeddings=True,
+    qkv_bias=True, attn_out_bias=True, norm="layernorm", norm_eps=1e-5, norm_placement="post", embed_norm=True,
+    final_norm=False, tie_embeddings=True, deepnorm="glm130b", embed_grad_scale=0.1,
 )
 
 
@@ -136,12 +139,13 @@ CARDS = (
           notes="Naveed et al. 2023 calls it 7B; the paper's count is 7.5B."),
     _card("glm-130b", 130e9, 2022, "Tsinghua University / Zhipu AI", open_weights=True, training_tokens=400e9,
           context_length=2048, source="naveed2023, fm-notes", aliases=("glm",), config=GLM_130B,
-          approximation="DeepNorm (post-LN with the residual scaled by (2N)^0.5 and scaled init) is a post-norm "
-                        "block here without the residual scale; the blank-infilling attention (bidirectional over "
-                        "the context) is a prefix mask passed at run time (prefix_lengths).",
+          approximation="The blank-infilling attention (bidirectional over the context) is a prefix mask passed at "
+                        "run time (prefix_lengths), not part of the config.",
           architecture="Bilingual (English/Chinese) GLM: autoregressive blank infilling with bidirectional context, "
                        "DeepNorm post-LN, GeGLU, RoPE; 5% multitask instruction data; embedding gradient shrink.",
-          notes="The Foundation Model notes: better than GPT-3 on MMLU (+0.9%) and LAMBADA (+4.0%)."),
+          notes="DeepNorm (alpha = (2N)^0.5 = 11.8 on the residual, Xavier init with gain (2N)^-0.5 for ffn, v_proj "
+                "and out_proj) and the embedding gradient shrink (0.1) are config fields (Zeng et al. 2022). The "
+                "Foundation Model notes: better than GPT-3 on MMLU (+0.9%) and LAMBADA (+4.0%)."),
     _card("hyperclova-82b", 82e9, 2021, "Naver", open_weights=False, source="naveed2023", family="hyperclova",
           aliases=("hyperclova",),
           architecture="Korean language model with GPT-3's architecture.",
