@@ -142,6 +142,9 @@ class ModelConfig:
     moe_z_loss_coef: float = 0.0  # router z-loss weight (ST-MoE, Zoph et al. 2022: mean logsumexp(logits)^2)
     moe_jitter: float = 0.0  # Switch: router input x Uniform(1 - j, 1 + j) while training
     moe_router_bias: bool = False
+    # The experts' MLP: gated (GLU) or not; None: as the dense layers (mlp_gated). GLaM (Du et al. 2022) gates
+    # its dense feed-forwards (GEGLU) but not its experts.
+    moe_expert_gated: bool | None = None
 
     # --- per-layer spec: which parts each layer has ------------------------------------------
     # Both are cycled over the layers like layer_pattern, so a pattern is one short tuple:
@@ -387,6 +390,11 @@ class ModelConfig:
 
     def has_mixer(self, kind: str) -> bool:
         return any(self.mixer_kind(i) == kind for i in range(self.n_layers))
+
+    @property
+    def expert_mlp_gated(self) -> bool:
+        """Whether the MoE experts' MLPs are gated (GLU)."""
+        return self.mlp_gated if self.moe_expert_gated is None else self.moe_expert_gated
 
     @property
     def ssm_inner(self) -> int:

@@ -30,10 +30,12 @@ def attention_params(c: ModelConfig) -> int:
             + _linear(q_dim, d, c.attn_out_bias))
 
 
-def mlp_params(c: ModelConfig) -> int:
-    n = 2 * c.d_model * c.d_ff + (c.d_model * c.d_ff if c.mlp_gated else 0)
+def mlp_params(c: ModelConfig, gated: bool | None = None) -> int:
+    """One MLP; gated: override c.mlp_gated (MoE experts, c.expert_mlp_gated)."""
+    gated = c.mlp_gated if gated is None else gated
+    n = 2 * c.d_model * c.d_ff + (c.d_model * c.d_ff if gated else 0)
     if c.mlp_bias:
-        n += c.d_ff * (2 if c.mlp_gated else 1) + c.d_model
+        n += c.d_ff * (2 if gated else 1) + c.d_model
     return n
 
 
@@ -55,7 +57,7 @@ def ff_params(c: ModelConfig, *, active: bool = False, layer: int = 0) -> int:
         return mlp_params(c)
     experts = c.n_experts_per_token if active else c.n_experts
     router = _linear(c.d_model, c.n_experts, c.moe_router_bias)
-    return router + experts * mlp_params(c)
+    return router + experts * mlp_params(c, c.expert_mlp_gated)
 
 
 def block_params(c: ModelConfig, *, cross_attention: bool = False, active: bool = False, layer: int = 0) -> int:
@@ -163,7 +165,7 @@ def matmul_params(c: ModelConfig) -> int:
     d, q_dim, kv_dim = c.d_model, c.n_heads * c.hd, c.kv_heads * c.hd
     attention = 2 * d * q_dim + 2 * d * kv_dim
     mlp = (3 if c.mlp_gated else 2) * d * c.d_ff
-    moe = c.n_experts_per_token * mlp + d * c.n_experts
+    moe = c.n_experts_per_token * (3 if c.expert_mlp_gated else 2) * d * c.d_ff + d * c.n_experts
     D, N, R = c.ssm_inner, c.ssm_state_size, c.ssm_rank
     ssm = 2 * d * D + D * (R + 2 * N) + R * D + D * d  # in, x, dt, out projections (the scan is elementwise)
     mixers = {"attention": attention, "mamba": ssm, "none": 0}

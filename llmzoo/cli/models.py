@@ -112,7 +112,7 @@ def architecture_summary(c) -> list[tuple[str, str]]:
         layers += " (one shared block)"
     ff = f"{c.d_ff}, {'gated ' if c.mlp_gated else ''}{c.activation}"
     if c.n_experts:
-        ff += f", {c.n_experts} experts, top-{c.n_experts_per_token}"
+        ff += moe_summary(c)
     position = c.position
     if c.position == "rope":
         position += f" (base {c.rope_base:g}" + (f", {c.rope_fraction:g} of head dims" if c.rope_fraction < 1 else "")
@@ -136,6 +136,26 @@ def architecture_summary(c) -> list[tuple[str, str]]:
         ("norm / block", block), ("biases", ", ".join(biases) or "none"), ("embeddings", embeddings),
         ("context", str(c.max_seq_len)),
     ]
+
+
+def moe_summary(c) -> str:
+    """Where the MoE layers are and how they route: '; MoE in every other layer: 64 experts, top-2'."""
+    spec = c.ffns or ("moe",)
+    if set(spec) == {"moe"}:
+        where = "every layer"
+    elif spec.count("moe") == 1:
+        where = "every other layer" if len(spec) == 2 else f"one layer in {len(spec)}"
+    else:
+        where = "layers " + ", ".join(str(i) for i in range(c.n_layers) if c.ffn_kind(i) == "moe")
+    experts = f"{c.n_experts} experts"
+    if c.expert_mlp_gated != c.mlp_gated:
+        experts += f" ({'gated ' if c.expert_mlp_gated else ''}{c.activation})"
+    routing = "Switch top-1 routing" if c.moe_kind == "switch" else f"top-{c.n_experts_per_token}"
+    if c.moe_expert_capacity is not None:
+        routing += f", capacity {c.moe_expert_capacity} tokens per expert and sequence"
+    elif c.moe_capacity_factor is not None:
+        routing += f", capacity factor {c.moe_capacity_factor:g}"
+    return f"; MoE in {where}: {experts}, {routing}"
 
 
 def _has_family(name: str) -> bool:

@@ -36,7 +36,8 @@ class MoE(nn.Module):
         self.jitter = config.moe_jitter
         self.capacity_factor, self.expert_capacity = config.moe_capacity_factor, config.moe_expert_capacity
         self.router = nn.Linear(config.d_model, config.n_experts, bias=config.moe_router_bias)
-        self.experts = nn.ModuleList(MLP(config) for _ in range(config.n_experts))
+        experts = config if config.expert_mlp_gated == config.mlp_gated else config.replace(mlp_gated=config.expert_mlp_gated)
+        self.experts = nn.ModuleList(MLP(experts) for _ in range(config.n_experts))
 
     def route(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, D) -> router logits (B, T, E)."""

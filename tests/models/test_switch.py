@@ -247,3 +247,47 @@ def test_save_refuses_what_the_switch_config_json_would_read_back_differently(tm
     scaled = build_model(model.config.replace(embed_scale=2.0))
     with pytest.raises(llmzoo.LlmzooError, match="embed_scale"):
         llmzoo.save(scaled, tmp_path / "scaled", format="hf")
+
+
+# --- zoo configs: Switch-Base-8 (the released checkpoint), Switch-Base-128 and Switch-C (Fedus et al. Table 9) ------
+
+
+def test_switch_base_8_count_equals_transformers_on_the_meta_device():
+    from llmzoo.models.zoo import get_config
+
+    # google/switch-base-8's shape: T5 v1.0 Base (ReLU, d_ff 3072) with 8 experts in every other layer
+    hf_config = transformers.SwitchTransformersConfig(d_ff=3072, num_sparse_encoder_layers=6, num_sparse_decoder_layers=6)
+    with torch.device("meta"):
+        reference = transformers.SwitchTransformersForConditionalGeneration(hf_config)
+    config = get_config("switch-base-8")
+    assert count_params(config) == sum(p.numel() for p in reference.parameters())  # tied tables once
+    assert count_parameters(build_model(config, device="meta")) == count_params(config)
+
+
+def _routers(c: ModelConfig) -> int:
+    moe_layers = sum(c.ffn_kind(i) == "moe" for i in range(c.n_layers)) + sum(
+        c.ffn_kind(i) == "moe" for i in range(c.decoder_layers))
+    return moe_layers * c.d_model * c.n_experts
+
+
+@pytest.mark.parametrize("name, published", [("switch-base-128", 7.4e9), ("switch-c-2048", 1571e9)])
+def test_switch_counts_are_table_9s(name, published):
+    from llmzoo.models.zoo import get_card
+
+    card = get_card(name)
+    assert card.params_published == published
+    assert abs(count_params(card.config) / published - 1) < 0.02
+    # top-1: a token meets one expert per MoE layer, so its active weights are the dense T5 of the same shape
+    # plus the routers (Switch's "FLOP-matched" dense counterpart)
+    dense = card.config.replace(ffns=("dense",), n_experts=0, moe_kind="topk", moe_renormalize=True)
+    assert count_params(card.config, active=True) == count_params(dense) + _routers(card.config)
+
+
+def test_show_describes_switch_routing(capsys):
+    from llmzoo.cli import main
+
+    assert main(["show", "switch-c"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "MoE in every layer: 2048 experts, Switch top-1 routing, capacity 64 tokens per expert and sequence" in out
+    assert main(["show", "switch-base-8"]) == 0
+    assert "MoE in every other layer: 8 experts, Switch top-1 routing" in " ".join(capsys.readouterr().out.split())

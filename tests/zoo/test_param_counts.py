@@ -51,6 +51,7 @@ NOMINAL = {
     "deepseek-coder-1.3b": ("named 1.3B; 1.35B", 0.04),
     "falcon-40b": ("named 40B; the architecture has 41.3B", 0.04),
     "qwen-7b": ("named 7B; the architecture has 7.7B", 0.11),
+    "glam-1.2t": ("Du et al. 2022 round 1.162T to 1.2T (its 96.6B active count is exact: tests/models/test_glam.py)", 0.035),
 }
 
 

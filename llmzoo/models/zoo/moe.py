@@ -1,14 +1,41 @@
-"""Sparse mixture-of-experts models: Mixtral (config), GLaM, PanGu-Sigma, CPM-2 MoE (cards)."""
+"""Sparse mixture-of-experts models: Mixtral, GLaM, Switch Transformers (configs), PanGu-Sigma, CPM-2 MoE (cards)."""
 
 from __future__ import annotations
 
+from llmzoo.config import ModelConfig
 from llmzoo.models.zoo.card import ModelCard, sized
+from llmzoo.models.zoo.encoder_decoders import T5
 from llmzoo.models.zoo.mistral import MISTRAL
 
 # Mixtral 8x7B (Jiang et al. 2024): Mistral 7B with every feed-forward replaced by 8 SwiGLU experts, top-2
 # routing with renormalised weights; rope base 1e6 and full attention over 32k tokens.
 MIXTRAL = sized(MISTRAL, "mixtral-8x7b", family="mixtral", n_experts=8, n_experts_per_token=2, rope_base=1e6,
                 sliding_window=None)
+
+# GLaM 64B/64E (Du et al. 2022, Table 4; the layout of Google's own GLaM configs in praxis/paxml): 64 layers of
+# d_model 8192 with 128 heads of 128, a MoE of 64 experts in every other layer (the first of each pair), top-2
+# gating with the two weights renormalised (GShard); GEGLU dense feed-forwards, plain GELU experts, both 32768
+# wide; RMSNorm, no biases, unscaled attention scores with a relative position bias, a tied 256K vocabulary.
+GLAM = ModelConfig(
+    name="glam-1.2t", family="glam", arch="decoder", vocab_size=256000, d_model=8192, n_layers=64, n_heads=128,
+    head_dim=128, d_ff=32768, max_seq_len=1024, position="relative_bias", attn_scale=1.0, activation="gelu",
+    mlp_gated=True, norm="rmsnorm", tie_embeddings=True, ffns=("moe", "dense"), n_experts=64, n_experts_per_token=2,
+    moe_renormalize=True, moe_expert_gated=False, moe_aux_loss_coef=0.01,
+)
+
+# Switch Transformers (Fedus et al. 2021): T5 (v1.0 layout: ReLU MLPs, tied rescaled head) whose feed-forward is a
+# top-1 routed MoE; the released checkpoints use a fixed expert capacity of 64 tokens per sequence, jitter 0.01,
+# router z-loss and load-balancing weights 0.001 (transformers' SwitchTransformersConfig defaults).
+SWITCH = sized(T5, "switch-base-8", family="switch", ffns=("dense", "moe"), n_experts=8, n_experts_per_token=1,
+               moe_kind="switch", moe_renormalize=False, moe_expert_capacity=64, moe_jitter=0.01,
+               moe_aux_loss_coef=0.001, moe_z_loss_coef=0.001)
+# Switch-C (Table 9): 15 + 15 layers of d_model 2080, 32 heads of 64, 2048 ReLU experts of 6144 in every layer.
+SWITCH_C = sized(SWITCH, "switch-c-2048", d_model=2080, n_layers=15, n_heads=32, head_dim=64, d_ff=6144,
+                 ffns=("moe",), n_experts=2048)
+
+SWITCH_ARCH = ("T5 encoder-decoder whose feed-forward is a Switch MoE (top-1 routing, each token to one expert scaled "
+               "by its router probability; per-sequence expert capacity, overflow tokens skip the layer through the "
+               "residual; load-balancing loss and router z-loss)")
 
 CARDS = (
     ModelCard(
@@ -22,10 +49,41 @@ CARDS = (
     ModelCard(
         name="glam-1.2t", family="glam", kind="decoder", params_published=1.2e12, year=2021, organisation="Google",
         open_weights=False, training_tokens=1.6e12, source="minaee2024, zoo-lecture, naveed2023", aliases=("glam", "glam-64b-64e"),
+        config=GLAM,
         architecture="Decoder whose every other feed-forward is a 64-expert MoE with top-2 gating (64B/64E); "
                      "96.6B parameters (8%) active per token; 1/3 of GPT-3's training energy, half its inference "
                      "FLOPs, better 0/1/few-shot results on 29 tasks.",
-        notes="Card only: ModelConfig's MoE applies to every layer, GLaM alternates dense and MoE layers.",
+        notes="Shape from Du et al. 2022 Table 4 (64 layers, d_model 8192, d_ff 32768, 128 heads of 128, 64 experts); "
+              "the config counts 1.162T parameters (published rounded to 1.2T) and 96.6B active per token, as "
+              "published. GLU only in the dense feed-forwards (the paper, sec. 4) and experts without one are what "
+              "makes both counts come out. No capacity limit set (the paper gives none).",
+        approximation="GLaM gives each layer its own relative position bias table (Transformer-XL style); this "
+                      "config shares one T5-style bucketed table (32 x 128 of 1.16T parameters).",
+    ),
+    ModelCard(
+        name="switch-base-8", family="switch", kind="encoder-decoder", params_published=None, year=2021,
+        organisation="Google", open_weights=True, training_tokens=None, context_length=512, source="fedus2021",
+        aliases=("switch", "switch-transformer"), config=SWITCH,
+        architecture=SWITCH_ARCH + "; T5-Base with 8 experts in every other layer of both stacks.",
+        notes="The released checkpoint (transformers' google/switch-base-8) publishes no count; the config's equals "
+              "transformers' SwitchTransformersForConditionalGeneration built from that release's shape (tested).",
+    ),
+    ModelCard(
+        name="switch-base-128", family="switch", kind="encoder-decoder", params_published=7.4e9, year=2021,
+        organisation="Google", open_weights=True, context_length=512, source="fedus2021",
+        config=sized(SWITCH, "switch-base-128", n_experts=128),
+        architecture=SWITCH_ARCH + "; T5-Base with 128 experts in every other layer (7.4B parameters, T5-Base's "
+                                   "FLOPs per token).",
+        notes="Fedus et al. 2021 Table 9: Switch-Base 7B (expert frequency 1/2, capacity factor 1.0); the released "
+              "checkpoint's ReLU 3072-wide experts give the paper's 7.4B as its GEGLU 2048-wide ones do.",
+    ),
+    ModelCard(
+        name="switch-c-2048", family="switch", kind="encoder-decoder", params_published=1571e9, year=2021,
+        organisation="Google", open_weights=True, context_length=512, source="fedus2021", aliases=("switch-c",),
+        config=SWITCH_C,
+        architecture=SWITCH_ARCH + "; 2048 experts in every layer of both stacks.",
+        notes="Fedus et al. 2021 Table 9: Switch-C 1571B, d_model 2080, d_ff 6144, 32 heads of 64, 15 layers, "
+              "2048 experts, expert frequency 1.",
     ),
     ModelCard(
         name="pangu-sigma-1.085t", family="pangu", kind="decoder", params_published=1.085e12, year=2023,
