@@ -291,3 +291,16 @@ def test_show_describes_switch_routing(capsys):
     assert "MoE in every layer: 2048 experts, Switch top-1 routing, capacity 64 tokens per expert and sequence" in out
     assert main(["show", "switch-base-8"]) == 0
     assert "MoE in every other layer: 8 experts, Switch top-1 routing" in " ".join(capsys.readouterr().out.split())
+
+
+def test_greedy_generation_equals_transformers(tmp_path):
+    from llmzoo.infer.seq2seq import generate_seq2seq
+
+    ref, inputs = hf_switch_dir(tmp_path)
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    config = transformers.GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=8, eos_token_id=None,
+                                           pad_token_id=0, decoder_start_token_id=0, bos_token_id=None,
+                                           forced_bos_token_id=None, forced_eos_token_id=None, min_length=0)
+    want = ref.generate(ids, attention_mask=mask, generation_config=config)
+    got = generate_seq2seq(llmzoo.load(tmp_path / "hf"), ids, mask, max_new_tokens=8)
+    assert got.tolist() == want.tolist()
