@@ -201,7 +201,13 @@ def test_align_ppo_leaves_metrics_curves_and_a_model_llmzoo_loads(base, tmp_path
     assert held_out["heldout_prompts"] == 2 and 0 <= held_out["heldout_win_rate"] <= 1
     assert (run / "ppo_curves.png").stat().st_size > 0
     assert (run / "adapter" / "adapter_config.json").is_file()
-    assert llmzoo.load(run / "model").config.vocab_size == smollm2_tokenizer().vocab_size
+    merged = llmzoo.load(run / "model")
+    assert merged.config.vocab_size == smollm2_tokenizer().vocab_size
+    adapted = llmzoo.load(base, adapter=run / "adapter")  # the base plus the adapter: the merged policy
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        torch.testing.assert_close(adapted(ids).logits, merged(ids).logits, atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(llmzoo.load(base)(ids).logits, merged(ids).logits)  # PPO moved it
     assert load_value_model(run / "model").score.weight.shape == (1, 32)
     out = capsys.readouterr().out
     assert "judge's mean reward" in out and "KL to the reference" in out
