@@ -79,13 +79,16 @@ class _Lit:
                 node = node.children.setdefault(b, cls())
             node.end, node.value = True, value
 
-        def fill(node: _Lit) -> int:
-            options = [1 + fill(child) for child in node.children.values()]
+        order, stack = [], [root]  # children before parents, without recursion (an enum may be long)
+        while stack:
+            node = stack.pop()
+            order.append(node)
+            stack.extend(node.children.values())
+        for node in reversed(order):
+            options = [1 + child.rest for child in node.children.values()]
             if node.end:
                 options.append(extra(node.value))
             node.rest = min(options)
-            return node.rest
-        fill(root)
         return root
 
 
@@ -194,10 +197,15 @@ def any_value() -> Union:
 ANY = None  # set below, once the classes exist
 
 
-def compile_schema(schema: dict | None, where: str = "schema"):
+MAX_DEPTH = 32
+
+
+def compile_schema(schema: dict | None, where: str = "schema", depth: int = 0):
     """A schema (the supported subset, see the module doc) as the automaton's node; None: any object."""
     if schema is None:
         return Obj(None, frozenset())
+    if depth > MAX_DEPTH:
+        raise UnsupportedSchemaError(f"{where} nests schemas deeper than {MAX_DEPTH} levels")
     if not isinstance(schema, dict):
         raise UnsupportedSchemaError(f"{where} must be a JSON object (a schema), got {type(schema).__name__}")
     known = ANNOTATIONS | {"type", "properties", "required", "items", "enum", "const", "additionalProperties"}
@@ -214,38 +222,39 @@ def compile_schema(schema: dict | None, where: str = "schema"):
         return Lit({json.dumps(v, ensure_ascii=False).encode(): v for v in schema["enum"]})
     kinds = schema.get("type")
     if kinds is None:
-        return any_value() if "properties" not in schema else _object(schema, where)
+        return any_value() if "properties" not in schema else _object(schema, where, depth)
     if isinstance(kinds, list):
-        if not kinds:
-            raise UnsupportedSchemaError(f"{where}.type is an empty list")
-        nodes = [compile_schema({**schema, "type": k}, where) for k in dict.fromkeys(kinds)
+        if not kinds or not all(isinstance(k, str) for k in kinds):
+            raise UnsupportedSchemaError(f"{where}.type must be a type name or a non-empty list of them")
+        nodes = [compile_schema({**schema, "type": k}, where, depth) for k in dict.fromkeys(kinds)
                  if not (k == "integer" and "number" in kinds)]
         return nodes[0] if len(nodes) == 1 else Union(nodes)
     if kinds == "object":
-        return _object(schema, where)
+        return _object(schema, where, depth)
     if kinds == "array":
         items = schema.get("items")
-        return Arr(None if items is None else compile_schema(items, f"{where}.items"))
+        return Arr(None if items is None else compile_schema(items, f"{where}.items", depth + 1))
     simple = {"string": Str, "number": lambda: Num(False), "integer": lambda: Num(True),
               "boolean": lambda: Lit({b"true": True, b"false": False}), "null": lambda: _literal(None)}
-    if kinds not in simple:
+    if not isinstance(kinds, str) or kinds not in simple:
         raise UnsupportedSchemaError(f"{where}.type {kinds!r} is not a JSON schema type")
     return simple[kinds]()
 
 
-def _object(schema: dict, where: str) -> Obj:
+def _object(schema: dict, where: str, depth: int) -> Obj:
     properties = schema.get("properties")
     required = schema.get("required", [])
     if properties is None:
         if required:
             raise UnsupportedSchemaError(f"{where}.required names properties but there are no properties")
         return Obj(None, frozenset())
-    if not isinstance(properties, dict) or not isinstance(required, list):
-        raise UnsupportedSchemaError(f"{where}.properties must be an object and required a list")
+    if not isinstance(properties, dict) or not isinstance(required, list) or not all(
+            isinstance(name, str) for name in required):
+        raise UnsupportedSchemaError(f"{where}.properties must be an object and required a list of names")
     missing = [name for name in required if name not in properties]
     if missing:
         raise UnsupportedSchemaError(f"{where}.required names {missing[0]!r}, which is not among its properties")
-    nodes = {name: compile_schema(sub, f"{where}.properties.{name}") for name, sub in properties.items()}
+    nodes = {name: compile_schema(sub, f"{where}.properties.{name}", depth + 1) for name, sub in properties.items()}
     return Obj(nodes, frozenset(required))
 
 

@@ -215,7 +215,7 @@ class Generation:
 
     async def _tool_calls(self, is_disconnected) -> dict[int, tuple]:
         """choice index -> (content, tool calls, error). A forced call that does not parse or match its
-        schema is sampled again, up to RETRIES times (tool_calls.py says why this and not masking)."""
+        schema (one not constrained, see tool_calls.py) is sampled again, up to RETRIES times."""
         out = {}
         index = 0
         for _, group in self.groups:

@@ -31,7 +31,7 @@ def response_format_node(response_format: dict | None, texts: list[str], where: 
     if kind == "json_object":
         if not any("json" in text.lower() for text in texts):
             raise APIError(400, f"'{where}' must contain the word 'json' in some form, to use 'response_format' "
-                                f"of type 'json_object'", param=where)
+                                f"of type 'json_object'", param="response_format")
         return compile_schema(None)
     if kind == "json_schema":
         spec = response_format.get("json_schema")
