@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -239,6 +240,20 @@ def compile_schema(schema: dict | None, where: str = "schema", depth: int = 0):
     if not isinstance(kinds, str) or kinds not in simple:
         raise UnsupportedSchemaError(f"{where}.type {kinds!r} is not a JSON schema type")
     return simple[kinds]()
+
+
+@lru_cache(maxsize=64)
+def compile_cached(schema_json: str, where: str = "schema"):
+    """compile_schema of a schema given as JSON text, kept for reuse: requests with the same schema
+    share its nodes, so the token masks cached per automaton state serve all of them."""
+    return compile_schema(json.loads(schema_json), where)
+
+
+@lru_cache(maxsize=64)
+def tool_call_cached(functions_json: str) -> "ToolCall":
+    """ToolCall({name: parameters schema}) from its JSON text, kept for reuse (see compile_cached)."""
+    return ToolCall({name: compile_schema(schema, f"{name}.parameters")
+                     for name, schema in json.loads(functions_json).items()})
 
 
 def _object(schema: dict, where: str, depth: int) -> Obj:

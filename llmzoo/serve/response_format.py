@@ -11,7 +11,9 @@ https://platform.openai.com/docs/guides/structured-outputs
 
 from __future__ import annotations
 
-from llmzoo.infer.constrained_json import UnsupportedSchemaError, compile_schema
+import json
+
+from llmzoo.infer.constrained_json import UnsupportedSchemaError, compile_cached
 from llmzoo.serve.errors import APIError
 
 JSON_SCHEMA_FIELDS = {"name", "description", "schema", "strict"}
@@ -32,7 +34,7 @@ def response_format_node(response_format: dict | None, texts: list[str], where: 
         if not any("json" in text.lower() for text in texts):
             raise APIError(400, f"'{where}' must contain the word 'json' in some form, to use 'response_format' "
                                 f"of type 'json_object'", param="response_format")
-        return compile_schema(None)
+        return compile_cached("null")
     if kind == "json_schema":
         spec = response_format.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
@@ -43,7 +45,7 @@ def response_format_node(response_format: dict | None, texts: list[str], where: 
             raise APIError(400, f"response_format.json_schema has the unknown field {sorted(unknown)[0]!r}",
                            param="response_format.json_schema")
         try:
-            return compile_schema(spec["schema"], "response_format.json_schema.schema")
+            return compile_cached(json.dumps(spec["schema"], sort_keys=False), "response_format.json_schema.schema")
         except UnsupportedSchemaError as error:
             raise APIError(400, str(error), param="response_format.json_schema.schema",
                            code="unsupported_schema") from None

@@ -25,8 +25,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-from llmzoo.infer.constrained_json import ToolCall as ToolCallGrammar
-from llmzoo.infer.constrained_json import UnsupportedSchemaError, compile_schema
+from llmzoo.infer.constrained_json import UnsupportedSchemaError, tool_call_cached
 from llmzoo.serve.errors import APIError
 from llmzoo.serve.json_schema import schema_errors
 
@@ -101,9 +100,8 @@ def plan_tools(tools: list[dict] | None, tool_choice) -> ToolPlan | None:
     if plan.forced:
         names = list(functions) if tool_choice == "required" else [tool_choice]
         try:
-            plan.grammar = ToolCallGrammar({name: compile_schema(functions[name].get("parameters") or
-                                                                 {"type": "object"}, f"{name}.parameters")
-                                            for name in names})
+            plan.grammar = tool_call_cached(json.dumps({name: functions[name].get("parameters") or {"type": "object"}
+                                                        for name in names}))
         except UnsupportedSchemaError as error:
             plan.unconstrained_why = str(error)
     return plan
