@@ -191,6 +191,11 @@ class ModelConfig:
     # so a config derived with another d_model (a recipe's `model.d_model: 64`) stays a T5.
     logit_scale_rsqrt_d: bool = False
 
+    # PanGu-alpha (Zeng et al. 2021): one more layer after the final norm whose attention query is a learned
+    # embedding of the position, not the hidden state (llmzoo.nn.query_layer); not counted in n_layers
+    # (PanGu-alpha's own num_layers counts it: its 64 layers are n_layers=63 and this one).
+    top_query_layer: bool = False
+
     # --- sharing ------------------------------------------------------------------------------
     share_layers: bool = False  # one set of block weights reused by every layer (ALBERT)
 
@@ -257,6 +262,8 @@ class ModelConfig:
                  f"(got {self.norm_placement!r}) and parallel_residual=False")
             need(self.arch in ("decoder", "encoder"),
                  f"deepnorm {self.deepnorm!r} has decoder-/encoder-only constants; arch {self.arch!r} is not one")
+        need(not self.top_query_layer or self.arch == "decoder",
+             f"top_query_layer (PanGu-alpha) is built for arch='decoder', not {self.arch!r}")
         if self.embed_grad_scale is not None:
             need(0.0 < self.embed_grad_scale <= 1.0,
                  f"embed_grad_scale must be in (0, 1] (GLM-130B: 0.1), got {self.embed_grad_scale}")

@@ -140,6 +140,14 @@ def _head_params(c: ModelConfig) -> int:
     }.get(c.head, 0)
 
 
+def _top_query_params(c: ModelConfig) -> int:
+    """PanGu-alpha's query layer (llmzoo.nn.query_layer): a pre-LN attention + dense MLP layer and its
+    max_seq_len x d_model table of query embeddings."""
+    if not c.top_query_layer:
+        return 0
+    return 2 * _norm(c, c.d_model) + attention_params(c) + mlp_params(c) + c.max_seq_len * c.d_model
+
+
 def count_params(c: ModelConfig, *, active: bool = False) -> int:
     """Unique parameters `build_model(c)` creates (tied weights once). `active`: per-token (MoE)."""
     if c.arch == "encoder_decoder":
@@ -154,7 +162,7 @@ def count_params(c: ModelConfig, *, active: bool = False) -> int:
     n = embedding_params(c) + sum(block_params(c, active=active, layer=i) for i in range(blocks))
     if c.final_norm and (c.arch == "decoder" or c.norm_placement == "pre"):
         n += _norm(c, c.d_model)  # post-norm encoders (BERT) end normalised already
-    return n + _head_params(c) + _relative_position_params(c) + _two_stream_extras(c)
+    return n + _head_params(c) + _relative_position_params(c) + _two_stream_extras(c) + _top_query_params(c)
 
 
 def matmul_params(c: ModelConfig) -> int:
@@ -171,6 +179,7 @@ def matmul_params(c: ModelConfig) -> int:
     mixers = {"attention": attention, "mamba": ssm, "none": 0}
     ffns = {"dense": mlp, "moe": moe, "none": 0}
     layers = sum(mixers[c.mixer_kind(i)] + ffns[c.ffn_kind(i)] for i in range(c.n_layers))
+    layers += (attention + mlp) if c.top_query_layer else 0  # PanGu-alpha's query layer (its table is a lookup)
     if c.arch == "encoder_decoder":
         layers += sum(2 * attention + ffns[c.ffn_kind(i)] for i in range(c.decoder_layers))  # self + cross attention
     E, V = c.emb_dim, c.vocab_size
@@ -213,6 +222,8 @@ def attention_flops(c: ModelConfig, seq_len: int) -> int:
         local = c.layer_kind(i) == "local" and c.sliding_window is not None
         keys_x2 = min(seq_len, 2 * c.sliding_window) if local else seq_len  # 2 x the average key count
         total += 2 * keys_x2 * d_attn
+    if c.top_query_layer:  # PanGu-alpha's query layer: one more causal attention over the whole context
+        total += 2 * seq_len * d_attn
     return 2 * total if c.arch == "encoder" else total
 
 

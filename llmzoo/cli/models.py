@@ -110,6 +110,8 @@ def architecture_summary(c) -> list[tuple[str, str]]:
     layers = str(c.n_layers) if c.arch != "encoder_decoder" else f"{c.n_layers} encoder + {c.decoder_layers} decoder"
     if c.share_layers:
         layers += " (one shared block)"
+    if c.top_query_layer:
+        layers += " + a top query layer (PanGu-alpha: queries are learned position embeddings)"
     ff = f"{c.d_ff}, {'gated ' if c.mlp_gated else ''}{c.activation}"
     if c.n_experts:
         ff += moe_summary(c)

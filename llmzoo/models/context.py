@@ -60,6 +60,8 @@ def build_context(
         # and must not wait on the device every token.
         attention_mask = None
     kinds = {config.layer_kind(i) for i in range(n_layers or config.n_layers)}
+    if config.top_query_layer:
+        kinds.add("global")  # PanGu-alpha's query layer attends over the whole (causal) context
     plain = (attention_mask is None and prefix_lengths is None and document_ids is None
              and alibi_slopes is None and score_bias is None)
     masks: dict[str, torch.Tensor | None] = {}
@@ -101,7 +103,7 @@ def static_context(config: ModelConfig, cache, *, q_len: int, new_mask: torch.Te
     causal = keys <= slots[:, :, None]  # (B, T, S)
     allowed = (valid[:, None, :] & causal) | (keys == slots[:, :, None])  # a query sees itself
     masks: dict[str, torch.Tensor | None] = {}
-    for kind in {config.layer_kind(i) for i in range(config.n_layers)}:
+    for kind in {config.layer_kind(i) for i in range(config.n_layers)} | ({"global"} if config.top_query_layer else set()):
         window = config.sliding_window if kind == "local" else None
         kind_allowed = allowed if window is None else allowed & ((slots[:, :, None] - keys) < window)
         masks[kind] = to_additive(kind_allowed[:, None], dtype)  # (B, 1, T, S)

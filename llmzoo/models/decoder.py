@@ -19,6 +19,7 @@ from llmzoo.nn.linear_cross_entropy import linear_cross_entropy
 from llmzoo.nn.moe import moe_losses
 from llmzoo.nn.norm import make_norm
 from llmzoo.nn.position import RotaryEmbedding, alibi_slopes
+from llmzoo.nn.query_layer import TopQueryLayer
 from llmzoo.nn.relative_position import RelativePositionBias
 
 
@@ -41,6 +42,7 @@ class DecoderLM(nn.Module):
         else:
             self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
         self.norm = make_norm(config) if config.final_norm else None
+        self.top_query = TopQueryLayer(config) if config.top_query_layer else None  # PanGu-alpha
         self.lm_head = None
         if config.head == "lm":
             self.lm_head = nn.Linear(config.emb_dim, config.vocab_size, bias=config.lm_head_bias)
@@ -88,7 +90,7 @@ class DecoderLM(nn.Module):
         if attention_mask is not None and attention_mask.shape[-1] != past + T:
             raise LlmzooError(f"attention_mask covers {attention_mask.shape[-1]} tokens but the cache holds "
                               f"{past} and {T} are new; pass a mask over all {past + T}")
-        if past + T > config.max_seq_len and config.position == "learned":
+        if past + T > config.max_seq_len and (config.position == "learned" or config.top_query_layer):
             raise LlmzooError(f"sequence of {past + T} tokens exceeds this model's context of {config.max_seq_len}")
         if position_ids is None:
             position_ids = default_position_ids(attention_mask, B, T, past, device)
@@ -111,7 +113,7 @@ class DecoderLM(nn.Module):
                 router_logits.append(router)
             if hidden_states is not None:
                 hidden_states.append(h)
-        h = self._final(h)
+        h = self._final(h, position_ids, ctx, cache)
         out = ModelOutput(last_hidden_state=h)
         if hidden_states is not None:
             out.hidden_states = tuple(hidden_states)
@@ -126,9 +128,13 @@ class DecoderLM(nn.Module):
             out.logits = self._logits(h, logits_to_keep)
         return out
 
-    def _final(self, h: torch.Tensor) -> torch.Tensor:
-        """The final norm, then project_out (as transformers' OPTDecoder: its last_hidden_state is E-wide)."""
+    def _final(self, h: torch.Tensor, position_ids: torch.Tensor, ctx, cache) -> torch.Tensor:
+        """The final norm, PanGu-alpha's query layer, then project_out (as transformers' OPTDecoder: its
+        last_hidden_state is E-wide)."""
         h = self.norm(h) if self.norm is not None else h
+        if self.top_query is not None:
+            h = self.top_query(h, position_ids, mask=ctx.masks["global"], is_causal=ctx.is_causal, rope=ctx.rope,
+                               cache=cache)
         return self.project_out(h) if self.project_out is not None else h
 
     def _logits(self, h: torch.Tensor, logits_to_keep: int) -> torch.Tensor:
@@ -147,7 +153,7 @@ class DecoderLM(nn.Module):
                              rotary=getattr(self, "rotary", None))
         for i in range(self.config.n_layers):
             h, _ = self.layer(i)(h, mask=ctx.masks[self.config.layer_kind(i)], is_causal=False, rope=ctx.rope, cache=cache)
-        h = self._final(h)
+        h = self._final(h, position_ids, ctx, cache)
         out = ModelOutput(last_hidden_state=h)
         if self.lm_head is not None:
             out.logits = self._logits(h, logits_to_keep)

@@ -86,14 +86,17 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache=None,
         memory: torch.Tensor | None = None,
+        query: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (B, T, D) -> (B, T, D). memory (B, S, D): the encoder output, for cross-attention."""
+        """x (B, T, D) -> (B, T, D). memory (B, S, D): the encoder output, for cross-attention.
+        query (B, T, D): what the queries are projected from instead of x, keys and values still from x
+        (PanGu-alpha's top query layer, llmzoo.nn.query_layer)."""
         B, T, _ = x.shape
         if self.cross:
             q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
             k, v = self._cross_kv(memory, cache)
         else:
-            q, k, v = self._self_qkv(x)
+            q, k, v = self._self_qkv(x) if query is None else (self.q_proj(query), self.k_proj(x), self.v_proj(x))
             q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
             k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, KV, T, hd)
             v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)

@@ -73,6 +73,16 @@ GLM_130B = ModelConfig(
     final_norm=False, tie_embeddings=True, deepnorm="glm130b", embed_grad_scale=0.1,
 )
 
+# PanGu-alpha 200B (Zeng et al. 2021, Table 1 and the MindSpore code): a GPT-3-like pre-LN decoder (learned
+# positions, biases, FastGelu = x * sigmoid(1.702 x), i.e. quick_gelu), the embedding table as the LM head,
+# 1024-token context, 40k vocabulary; its 64 layers are 63 blocks and the top query layer on them.
+PANGU_ALPHA = ModelConfig(
+    name="pangu-alpha-200b", family="pangu", arch="decoder", vocab_size=40000, d_model=16384, n_layers=63,
+    n_heads=128, d_ff=65536, max_seq_len=1024, position="learned", activation="quick_gelu", mlp_gated=False,
+    mlp_bias=True, qkv_bias=True, attn_out_bias=True, norm="layernorm", norm_eps=1e-5, tie_embeddings=True,
+    top_query_layer=True,
+)
+
 
 def _card(name: str, params: float | None, year: int, organisation: str, *, kind: str = "decoder",
           config: ModelConfig | None = None, family: str | None = None, **kw) -> ModelCard:
@@ -155,11 +165,13 @@ CARDS = (
           architecture="Chinese decoder trained on 5TB of filtered text (MDFS on Spark); hidden size, micro-batch "
                        "and global batch chosen for pipeline/tensor/data-parallel efficiency.",
           notes="Card only."),
-    _card("pangu-alpha-200b", 200e9, 2021, "Huawei", open_weights=False, source="naveed2023", family="pangu",
-          aliases=("pangu-alpha", "pangu-α"),
+    _card("pangu-alpha-200b", 207.0e9, 2021, "Huawei", open_weights=False, source="naveed2023", family="pangu",
+          aliases=("pangu-alpha", "pangu-α"), config=PANGU_ALPHA, context_length=1024,
           architecture="Autoregressive decoder with an extra query layer on top of the transformer stack whose "
                        "attention query is a learned embedding of the next position.",
-          notes="Card only: the query layer is not a ModelConfig feature. Sizes 2.6B, 13B, 200B (Zeng et al. 2021)."),
+          notes="The count is Zeng et al. 2021's (Table 1: 207.0B, 64 layers of width 16384, FFN 65536, 128 heads); "
+                "Naveed et al. 2023 give the name's 200B. The query layer is ModelConfig.top_query_layer. Sizes "
+                "2.6B, 13B, 200B (Zeng et al. 2021); only the largest has a card."),
     _card("ernie-3.0-10b", 10e9, 2021, "Baidu", open_weights=False, source="minaee2024, naveed2023", family="ernie",
           aliases=("ernie-3.0",),
           architecture="Transformer-XL backbone: a shared universal representation module feeding task-specific "
