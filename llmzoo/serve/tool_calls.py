@@ -55,7 +55,6 @@ class ToolPlan:
     choice: str
     prefix: str = ""  # the forced start of the assistant turn
     grammar: object = None  # forced calls: the constraint's node (None: prefix forcing, see the module doc)
-    unconstrained_why: str | None = None  # why a forced call is not constrained
 
     @property
     def forced(self) -> bool:
@@ -102,8 +101,8 @@ def plan_tools(tools: list[dict] | None, tool_choice) -> ToolPlan | None:
         try:
             plan.grammar = tool_call_cached(json.dumps({name: functions[name].get("parameters") or {"type": "object"}
                                                         for name in names}))
-        except UnsupportedSchemaError as error:
-            plan.unconstrained_why = str(error)
+        except UnsupportedSchemaError:  # parameters outside the constraint's subset: prefix forcing
+            pass
     return plan
 
 
