@@ -173,9 +173,6 @@ class ModelConfig:
     parallel_residual: bool = False  # x + attn(ln(x)) + mlp(ln(x)) (GPT-J, NeoX, PaLM, Falcon)
     parallel_norms: int = 1  # parallel residual: 1 shared norm (GPT-J, Falcon-7B) or 2 (NeoX, Falcon-40B)
     dropout: float = 0.0  # residual and embedding dropout
-
-    # --- output -------------------------------------------------------------------------------
-    lm_head_bias: bool = False  # (GPT-J, CodeGen)
     # DeepNorm (Wang et al. 2022, DeepNet): post-LN with the residual up-weighted, x = LN(alpha * x + f(x)),
     # and ffn / v_proj / out_proj initialised Xavier-normal with gain beta (llmzoo.nn.deepnorm). A rule on
     # the depth N = n_layers, not numbers, so a config derived with another depth keeps it right:
@@ -185,6 +182,9 @@ class ModelConfig:
     # GLM-130B's embedding gradient shrink (Zeng et al. 2022, section 3): emb * a + emb.detach() * (1 - a),
     # the embeddings' forward value unchanged and their gradient scaled by a (0.1 there), against loss spikes.
     embed_grad_scale: float | None = None
+
+    # --- output -------------------------------------------------------------------------------
+    lm_head_bias: bool = False  # (GPT-J, CodeGen)
     logit_scale: float | None = None  # multiply final logits by this number
     # Multiply final logits by d_model**-0.5, whatever d_model is: T5 v1.0's tied head (Mesh TensorFlow
     # rescales the decoder output before the shared embedding; Raffel et al. 2020). A rule, not a number,
