@@ -243,18 +243,15 @@ class ModelConfig:
             need(not bad, f"layer_pattern kinds {bad} are not in {LAYER_KINDS}")
             need("local" not in self.layer_pattern or self.sliding_window is not None,
                  "layer_pattern has 'local' layers but sliding_window is not set")
-        if self.n_experts and self.ffns is None:  # with a per-layer spec, checked per MoE layer below
-            need(1 <= self.n_experts_per_token <= self.n_experts,
-                 f"n_experts_per_token={self.n_experts_per_token} must be in [1, n_experts={self.n_experts}]")
         if self.sliding_window is not None and self.sliding_window <= 0:
             # The band of every 'local' layer (GPT-Neo, GPT-3's locally banded sparse attention): name the first.
             local = [i for i in range(self.n_layers) if self.layer_kind(i) == "local"]
             need(False, (f"layer {local[0]}: local (banded) attention needs sliding_window > 0 keys, "
                          if local else "sliding_window must be > 0, ") + f"got sliding_window={self.sliding_window}")
+        if self.n_experts and self.ffns is None:  # with a per-layer spec, checked per MoE layer below
+            need(1 <= self.n_experts_per_token <= self.n_experts,
+                 f"n_experts_per_token={self.n_experts_per_token} must be in [1, n_experts={self.n_experts}]")
         self._check_layer_spec(need)
-        need(self.type_vocab_size >= 0, "type_vocab_size must be >= 0")
-        need(self.arch == "encoder_decoder" or self.n_decoder_layers is None,
-             "n_decoder_layers is only meaningful for arch='encoder_decoder'")
         if self.deepnorm is not None:
             need(self.deepnorm in DEEPNORMS, f"deepnorm {self.deepnorm!r} is not one of {DEEPNORMS}")
             need(self.norm_placement == "post" and not self.parallel_residual,
@@ -268,6 +265,9 @@ class ModelConfig:
             need(0.0 < self.embed_grad_scale <= 1.0,
                  f"embed_grad_scale must be in (0, 1] (GLM-130B: 0.1), got {self.embed_grad_scale}")
             need(self.arch == "decoder", f"embed_grad_scale is built for arch='decoder', not {self.arch!r}")
+        need(self.type_vocab_size >= 0, "type_vocab_size must be >= 0")
+        need(self.arch == "encoder_decoder" or self.n_decoder_layers is None,
+             "n_decoder_layers is only meaningful for arch='encoder_decoder'")
         if self.position == "learned":
             need(self.max_seq_len + self.position_offset > 0, "learned positions need max_seq_len > 0")
         need(not self.alibi_scaled or self.position == "alibi", "alibi_scaled is set but position is not 'alibi'")
@@ -363,9 +363,6 @@ class ModelConfig:
         return self.embed_dim if self.embed_dim is not None else self.d_model
 
     @property
-    def logit_multiplier(self) -> float | None:
-        """What the LM head's logits are multiplied by (None: nothing)."""
-    @property
     def deepnorm_alpha(self) -> float:
         """What a post-LN block multiplies its residual by (1.0 without DeepNorm)."""
         N = self.n_layers
@@ -377,6 +374,9 @@ class ModelConfig:
         N = self.n_layers
         return {"deepnet": (8 * N) ** -0.25, "glm130b": (2 * N) ** -0.5}.get(self.deepnorm, 1.0)
 
+    @property
+    def logit_multiplier(self) -> float | None:
+        """What the LM head's logits are multiplied by (None: nothing)."""
         return self.d_model**-0.5 if self.logit_scale_rsqrt_d else self.logit_scale
 
     def layer_kind(self, i: int) -> str:
