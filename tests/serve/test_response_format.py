@@ -145,3 +145,13 @@ def test_smollm2_forced_calls_are_valid_and_counted(smollm2):
         assert schema_errors(arguments, WEATHER["function"]["parameters"]) == []
         correct += arguments["city"] == city
     print(f"constrained tool_choice=required: {correct}/{len(CITIES)} calls with the city asked")
+
+
+def test_a_tool_schema_outside_the_subset_falls_back_to_prefix_forcing():
+    from llmzoo.serve.tool_calls import plan_tools
+
+    bounded = {"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}}}
+    assert plan_tools([WEATHER], "required").grammar is not None
+    assert plan_tools([bounded], "required").grammar is None  # prefix forcing and retries instead
+    assert plan_tools([WEATHER], "auto").grammar is None  # a reply in prose stays possible
