@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup assets clean bench
+.PHONY: demo test setup assets native clean bench
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m llmzoo.eval.lm_eval_plugin install
 	touch $(STAMP)
 
-setup: $(STAMP) assets
+setup: $(STAMP) assets native
+
+# llmzoo's own quantized-matmul kernel (C++, AVX2), built once per machine into ~/.cache/llmzoo/native;
+# where it cannot build, quantized layers fall back to PyTorch's kernels (llmzoo/quant/native/__init__.py)
+native: $(STAMP)
+	$(BIN)/python -m llmzoo.quant.native build
 
 assets: $(STAMP)
 	$(BIN)/python -m llmzoo.assets fetch

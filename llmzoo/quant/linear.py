@@ -1,11 +1,14 @@
 """QuantLinear: a drop-in for nn.Linear whose weight is stored as integer codes.
 
-Two storage kinds, each on PyTorch's native CPU kernel for it:
+Three storage kinds:
+  "grouped"  groups of 32 codes of up to 8 bits with fp32 scales and offsets on llmzoo's own AVX2
+          kernel (llmzoo.quant.native, layout in llmzoo.quant.grouped_codes): Q4_0/Q4_1/Q4_K/Q5_*/Q8_0,
+          int4 g32; used wherever that kernel builds, exact to 2^-16 of each activation group
   "int4"  group-wise codes as 4-bit planes on `_weight_int4pack_mm_for_cpu` (llmzoo.quant.int4_planes):
           Q4_0/Q4_1/Q4_K (one plane), Q5_*/Q8_0 (two), Q6_K (two, padded groups), int4
   "int8"  per-row int8 on `_weight_int8pack_mm`: int8
 
-Both kernels compute in bf16 (activations and scales rounded to bf16, fp32 accumulation), and
+The two PyTorch kernels compute in bf16 (activations and scales rounded to bf16, fp32 accumulation), and
 both are built for few rows: they dequantize each weight tile for every block of rows, so with
 many rows (prefill, perplexity, training-style batches) dequantizing the whole weight once and
 calling the fp32 GEMM is faster. Forward therefore uses the kernel below `DENSE_ROWS` rows (decode
@@ -21,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmzoo.quant import grouped_codes, native
+from llmzoo.quant.gguf_blocks import GroupedInts
 from llmzoo.quant.int4_planes import Int4Planes
 
 # From this many rows (tokens x batch) on, dequantize + fp32 GEMM beats the bf16 kernels on an
@@ -57,6 +62,18 @@ class QuantLinear(nn.Module):
                    group=planes.group, pad16=planes.pad16, bits=planes.bits, source=source)
 
     @classmethod
+    def from_grouped_codes(cls, g: GroupedInts, bias: torch.Tensor | None, source: str) -> QuantLinear:
+        codes, scale, offset, bits = grouped_codes.pack(g)
+        n, k = g.codes.shape
+        # fp32 scales stored as int32 bits, out of reach of model.to(dtype)
+        tensors = {"codes": codes, "scale": scale.contiguous().view(torch.int32),
+                   "offset": offset.contiguous().view(torch.int32)}
+        return cls(k, n, "grouped", tensors, bias, group=g.group, bits=bits, source=source)
+
+    def _grouped(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        return self.codes, self.scale.view(torch.float32), self.offset.view(torch.float32), self.bits
+
+    @classmethod
     def from_int8_rows(cls, codes: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> QuantLinear:
         n, k = codes.shape
         return cls(k, n, "int8", {"codes": codes.contiguous(), "scale": _bits(scale)}, bias, source="int8 per-row")
@@ -87,6 +104,8 @@ class QuantLinear(nn.Module):
         the forward pass does not need it for few rows."""
         if self.kind == "int8":
             return self.codes.float() * self.scale.view(torch.bfloat16).float()[:, None]
+        if self.kind == "grouped":
+            return grouped_codes.dequantize_rows(*self._grouped(), 0, self.out_features)
         return self._planes().dequantize()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,11 +115,15 @@ class QuantLinear(nn.Module):
             # many rows, another device, or a backward pass to come: the fp32 GEMM on the dequantized weight
             if self.kind == "int8" or x.device.type != "cpu" or x.requires_grad:
                 return F.linear(x, self.weight.to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
-            out = self._planes().dense_matmul(rows)  # row chunks: never the whole fp32 weight at once
+            # row chunks: never the whole fp32 weight at once
+            out = grouped_codes.dense_matmul(rows.float(), *self._grouped()) if self.kind == "grouped" \
+                else self._planes().dense_matmul(rows)
             if self.bias is not None:
                 out = out + self.bias.to(out.dtype)
             return out.reshape(*lead, self.out_features)
-        if self.kind == "int8":
+        if self.kind == "grouped":
+            out = native.grouped_matmul(rows.float(), *self._grouped())
+        elif self.kind == "int8":
             out = torch.ops.aten._weight_int8pack_mm(rows.to(torch.bfloat16).contiguous(), self.codes,
                                                      self.scale.view(torch.bfloat16)).float()
         else:
