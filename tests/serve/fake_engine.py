@@ -20,6 +20,7 @@ class ScriptedEngine:
         self.active: set = set()  # requests still emitting: empty again once all are finished or cancelled
         self.requests: list[Request] = []
         self._thread, self._closed = None, False
+        self.failed = False  # the real Engine's flag: a scripted engine never dies
 
     def reply(self, *texts: str) -> None:
         """The next requests reply with these texts in order, the last one for every request after."""

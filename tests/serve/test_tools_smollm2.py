@@ -1,7 +1,7 @@
 """The real SmolLM2-135M-Instruct given a trivial tool: how often it calls it correctly, measured
 over ten prompts with tool_choice "auto" and "required" and printed (docs/serving.md quotes the
-numbers: 0/10 in both modes — with a forced call it copies the
-schema instead of filling it). Asserted is only what the server guarantees: every reply is a valid call or plain text."""
+numbers: with a forced call, decoded under the tool's JSON grammar, 10/10 valid calls and 9/10 with the
+asked argument; 0/10 under "auto", where the model answers in prose). Asserted is only what the server guarantees: every reply is a valid call or plain text."""
 
 import concurrent.futures
 import json
