@@ -55,8 +55,13 @@ class Task:
         aux = outputs.get("aux_loss") if hasattr(outputs, "get") else None
         if aux is None or not self.config.n_experts:
             return 0.0
-        # Switch Transformer (Fedus et al. 2021): load-balancing loss keeps the router from collapsing.
-        return self.config.moe_aux_loss_coef * aux
+        # Switch Transformer (Fedus et al. 2021): load-balancing loss keeps the router from collapsing;
+        # ST-MoE's router z-loss (Zoph et al. 2022) keeps router logits small, where it is switched on.
+        total = self.config.moe_aux_loss_coef * aux
+        z = outputs.get("z_loss")
+        if z is not None and self.config.moe_z_loss_coef:
+            total = total + self.config.moe_z_loss_coef * z
+        return total
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.loss(model(**self.model_inputs(batch)), batch)
