@@ -57,7 +57,7 @@ TASK_MODULES: tuple[str, ...] = (
     "llmzoo.finetune.classification",
     "llmzoo.finetune.seq2seq",
     "llmzoo.finetune.expansion",
-    "llmzoo.align.reward_task", "llmzoo.align.dpo_task",
+    "llmzoo.align.reward_task", "llmzoo.align.dpo_task", "llmzoo.align.ppo_task",
 )
 
 

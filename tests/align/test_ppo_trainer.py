@@ -287,3 +287,13 @@ def test_a_resumed_ppo_run_continues_from_its_checkpoint(base, tmp_path):
     train = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["kind"] == "train"]
     assert [r["step"] for r in train] == [1, 2, 3, 4] and train[-1]["rollout"] == 1
+
+
+def test_ppo_is_a_task_llmzoo_finetune_knows():
+    """`llmzoo finetune` finds tasks through the registry's module list: ppo is on it, as reward and dpo are."""
+    import subprocess
+    import sys
+
+    code = "from llmzoo.finetune.registry import get_task; print(get_task('ppo').__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "build_ppo"
