@@ -13,7 +13,7 @@ from llmzoo.errors import ConfigError
 from llmzoo.flops import count_params
 from llmzoo.models.build import build_model, count_parameters
 from tests.parity.base import check_cached_decoding, check_parity, reference_model
-from tests.parity.decoding import check_chunked_cached_decoding
+from tests.parity.decoding import check_chunked_cached_decoding, check_generate_ids_matches_uncached_greedy
 
 TINY = dict(vocab_size=61, d_model=16, n_layers=8, n_heads=2, n_kv_heads=1, d_ff=24, max_seq_len=64)
 
@@ -55,13 +55,7 @@ def test_hybrid_cached_decoding_equals_full_forward():
 
 def test_hybrid_generate_ids_matches_uncached_greedy():
     torch.manual_seed(0)
-    model = build_model(hybrid()).eval()
-    prompt = [3, 14, 15, 9, 2]
-    ids = list(prompt)
-    with torch.no_grad():
-        for _ in range(6):
-            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
-    assert llmzoo.generate_ids(model, [prompt], max_new_tokens=6)[0].token_ids == ids[len(prompt):]
+    check_generate_ids_matches_uncached_greedy(build_model(hybrid()).eval())
 
 
 def test_spec_survives_json_and_llmzoo_save(tmp_path):

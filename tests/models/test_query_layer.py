@@ -11,11 +11,11 @@ import llmzoo
 from llmzoo.config import ModelConfig
 from llmzoo.errors import CheckpointError, ConfigError, LlmzooError
 from llmzoo.flops import count_params
-from llmzoo.infer.cache import StaticCache
 from llmzoo.models.build import build_model, count_parameters
 from llmzoo.models.zoo import get_card, get_config
 from tests.parity.base import check_cached_decoding
 from tests.parity.decoding import check_chunked_cached_decoding
+from tests.parity.decoding import check_generate_ids_matches_uncached_greedy, check_static_cache_decoding
 
 
 def tiny(**kw) -> ModelConfig:
@@ -86,28 +86,12 @@ def test_cached_decoding_with_the_query_layer_equals_the_full_forward():
 
 def test_static_cache_decoding_with_the_query_layer_equals_the_full_forward():
     torch.manual_seed(0)
-    model = build_model(tiny()).eval()
-    ids = torch.randint(0, 53, (2, 9), generator=torch.Generator().manual_seed(2))
-    cache = StaticCache.for_model(model, 2, 16)
-    with torch.no_grad():
-        full = model(ids).logits
-        got = [model(ids[:, :5], cache=cache).logits]
-        cache.advance(5)
-        for t in range(5, 9):
-            got.append(model(ids[:, t:t + 1], cache=cache).logits)
-            cache.advance(1)
-    torch.testing.assert_close(torch.cat(got, dim=1), full, atol=1e-5, rtol=1e-4)
+    check_static_cache_decoding(build_model(tiny()).eval(), prefix=5, total=9)
 
 
 def test_generate_ids_matches_uncached_greedy():
     torch.manual_seed(0)
-    model = build_model(tiny()).eval()
-    prompt = [3, 14, 15, 9, 2]
-    ids = list(prompt)
-    with torch.no_grad():
-        for _ in range(6):
-            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
-    assert llmzoo.generate_ids(model, [prompt], max_new_tokens=6)[0].token_ids == ids[len(prompt):]
+    check_generate_ids_matches_uncached_greedy(build_model(tiny()).eval())
 
 
 def test_saves_in_llmzoo_format_and_is_refused_in_an_hf_layout(tmp_path):

@@ -46,3 +46,31 @@ def check_chunked_cached_decoding(model: torch.nn.Module, *, seq_len: int = 14, 
             cache.advance(end - start)
             torch.testing.assert_close(got, full[:, start:end], msg=lambda m: f"tokens {start}:{end}: {m}")
     assert cache.seq_length == seq_len
+
+
+def check_static_cache_decoding(model: torch.nn.Module, *, prefix: int, total: int, batch: int = 2,
+                                capacity: int = 16, seed: int = 2) -> None:
+    """Prefill `prefix` tokens into a StaticCache (the compiled path's fixed-shape cache), then decode one
+    token at a time up to `total`: the logits must equal the full forward's."""
+    from llmzoo.infer.cache import StaticCache
+
+    ids = torch.randint(0, model.config.vocab_size, (batch, total), generator=torch.Generator().manual_seed(seed))
+    cache = StaticCache.for_model(model, batch, capacity)
+    with torch.no_grad():
+        full = model(ids).logits
+        got = [model(ids[:, :prefix], cache=cache).logits]
+        cache.advance(prefix)
+        for t in range(prefix, total):
+            got.append(model(ids[:, t:t + 1], cache=cache).logits)
+            cache.advance(1)
+    torch.testing.assert_close(torch.cat(got, dim=1), full, atol=1e-5, rtol=1e-4)
+
+
+def check_generate_ids_matches_uncached_greedy(model: torch.nn.Module, prompt: tuple[int, ...] = (3, 14, 15, 9, 2),
+                                               new_tokens: int = 6) -> None:
+    """llmzoo.generate_ids (cached decoding) picks the tokens a full forward's argmax picks at every step."""
+    ids = list(prompt)
+    with torch.no_grad():
+        for _ in range(new_tokens):
+            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+    assert llmzoo.generate_ids(model, [list(prompt)], max_new_tokens=new_tokens)[0].token_ids == ids[len(prompt):]
