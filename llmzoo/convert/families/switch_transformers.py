@@ -14,6 +14,7 @@ from typing import Any
 
 from llmzoo.config import ModelConfig
 from llmzoo.convert import hf_config as H
+from llmzoo.convert.families.t5 import t5_layer_keys
 from llmzoo.convert.hf import Family
 from llmzoo.errors import CheckpointError
 
@@ -106,29 +107,15 @@ def switch_to_hf(c: ModelConfig) -> dict[str, Any]:
 
 
 def switch_keys(c: ModelConfig) -> dict[str, str]:
-    keys = {"shared.weight": "embeddings.tokens.weight", "lm_head.weight": "lm_head.weight"}
-    for side in ("encoder", "decoder"):
-        hf, zoo = f"{side}.block.{{i}}.layer.", f"{side}.layers.{{i}}."
-        ff = 2 if side == "decoder" else 1
-        keys.update({
-            f"{side}.block.0.layer.0.SelfAttention.relative_attention_bias.weight": f"{side}.relative_bias.embedding.weight",
-            f"{side}.final_layer_norm.weight": f"{side}.norm.weight",
-            f"{hf}0.layer_norm.weight": f"{zoo}attn_norm.weight",
-            f"{hf}{ff}.layer_norm.weight": f"{zoo}mlp_norm.weight",
-            **{f"{hf}0.SelfAttention.{p}.weight": f"{zoo}self_attn.{p}_proj.weight" for p in "qkvo"},
-            # dense layers
-            f"{hf}{ff}.mlp.wi.weight": f"{zoo}mlp.up_proj.weight",
-            f"{hf}{ff}.mlp.wo.weight": f"{zoo}mlp.down_proj.weight",
-            # sparse layers: the router and the experts
-            f"{hf}{ff}.mlp.router.classifier.weight": f"{zoo}mlp.router.weight",
-            f"{hf}{ff}.mlp.router.classifier.bias": f"{zoo}mlp.router.bias",
-            f"{hf}{ff}.mlp.experts.expert_{{j}}.wi.weight": f"{zoo}mlp.experts.{{j}}.up_proj.weight",
-            f"{hf}{ff}.mlp.experts.expert_{{j}}.wo.weight": f"{zoo}mlp.experts.{{j}}.down_proj.weight",
-        })
-        if side == "decoder":
-            keys[f"{hf}1.layer_norm.weight"] = f"{zoo}cross_attn_norm.weight"
-            keys.update({f"{hf}1.EncDecAttention.{p}.weight": f"{zoo}cross_attn.{p}_proj.weight" for p in "qkvo"})
-    return keys
+    # T5's layout; the feed-forward is dense in some layers and a router + experts in the sparse ones
+    return t5_layer_keys(lambda hf, zoo: {
+        f"{hf}mlp.wi.weight": f"{zoo}mlp.up_proj.weight",
+        f"{hf}mlp.wo.weight": f"{zoo}mlp.down_proj.weight",
+        f"{hf}mlp.router.classifier.weight": f"{zoo}mlp.router.weight",
+        f"{hf}mlp.router.classifier.bias": f"{zoo}mlp.router.bias",
+        f"{hf}mlp.experts.expert_{{j}}.wi.weight": f"{zoo}mlp.experts.{{j}}.up_proj.weight",
+        f"{hf}mlp.experts.expert_{{j}}.wo.weight": f"{zoo}mlp.experts.{{j}}.down_proj.weight",
+    })
 
 
 # Copies of the shared table, and a cross-attention bias table checkpoints may carry unused.

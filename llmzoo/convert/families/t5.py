@@ -8,6 +8,7 @@ gated-SiLU) MLP and no rescale. mT5 and UL2 are T5 v1.1 configs: the same layout
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from llmzoo.config import ModelConfig
@@ -82,9 +83,10 @@ def t5_to_hf(c: ModelConfig, model_type: str = "t5", architecture: str = "T5ForC
     }
 
 
-def t5_keys(c: ModelConfig) -> dict[str, str]:
-    mlp = ({"wi_0": "gate_proj", "wi_1": "up_proj", "wo": "down_proj"} if c.mlp_gated
-           else {"wi": "up_proj", "wo": "down_proj"})
+def t5_layer_keys(feed_forward: Callable[[str, str], dict[str, str]]) -> dict[str, str]:
+    """HF -> llmzoo keys of a T5-layout encoder-decoder. feed_forward(hf_prefix, zoo_prefix) gives the
+    feed-forward sublayer's own keys: T5's DenseReluDense here, Switch's router and experts in
+    switch_transformers.py; everything else (shared table, attention, norms, bias tables) is common."""
     keys = {"shared.weight": "embeddings.tokens.weight", "lm_head.weight": "lm_head.weight"}
     for side in ("encoder", "decoder"):
         hf, zoo = f"{side}.block.{{i}}.layer.", f"{side}.layers.{{i}}."
@@ -95,12 +97,19 @@ def t5_keys(c: ModelConfig) -> dict[str, str]:
             f"{hf}0.layer_norm.weight": f"{zoo}attn_norm.weight",
             f"{hf}{ff}.layer_norm.weight": f"{zoo}mlp_norm.weight",
             **{f"{hf}0.SelfAttention.{p}.weight": f"{zoo}self_attn.{p}_proj.weight" for p in "qkvo"},
-            **{f"{hf}{ff}.DenseReluDense.{h}.weight": f"{zoo}mlp.{z}.weight" for h, z in mlp.items()},
+            **feed_forward(f"{hf}{ff}.", zoo),
         })
         if side == "decoder":
             keys[f"{hf}1.layer_norm.weight"] = f"{zoo}cross_attn_norm.weight"
             keys.update({f"{hf}1.EncDecAttention.{p}.weight": f"{zoo}cross_attn.{p}_proj.weight" for p in "qkvo"})
     return keys
+
+
+def t5_keys(c: ModelConfig) -> dict[str, str]:
+    mlp = ({"wi_0": "gate_proj", "wi_1": "up_proj", "wo": "down_proj"} if c.mlp_gated
+           else {"wi": "up_proj", "wo": "down_proj"})
+    return t5_layer_keys(lambda hf, zoo: {f"{hf}DenseReluDense.{h}.weight": f"{zoo}mlp.{z}.weight"
+                                          for h, z in mlp.items()})
 
 
 # Copies of the shared table, and a cross-attention bias table old checkpoints carry unused.
