@@ -11,6 +11,7 @@ import uvicorn
 
 import llmzoo
 from llmzoo.config import ModelConfig
+from llmzoo.errors import AssetMissingError
 from llmzoo.serve import create_app, load_served
 from llmzoo.tokenizer.train import train_tokenizer
 from tests.infer.test_generate import _model
@@ -90,3 +91,16 @@ def http(method, url, body=None, *, headers=None, raw=None):
         return status, json.loads(text)
     except ValueError:
         return status, text
+
+
+@pytest.fixture(scope="session")
+def smollm2_client():
+    """The real SmolLM2-135M-Instruct behind the server (one per test process), through the openai client."""
+    import openai
+
+    try:
+        served = load_served("smollm2-135m-instruct", max_batch=8, max_queue=16, max_len=1024, compile=False)
+    except AssetMissingError as e:
+        pytest.skip(str(e))
+    with running(create_app({served.name: served})) as url:
+        yield openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=300)

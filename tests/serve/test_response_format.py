@@ -10,11 +10,9 @@ import pytest
 
 import llmzoo
 from llmzoo.config import ModelConfig
-from llmzoo.errors import AssetMissingError
-from llmzoo.serve import create_app, load_served
 from llmzoo.serve.json_schema import schema_errors
 from tests.infer.test_generate import _model
-from tests.serve.conftest import running, serve
+from tests.serve.conftest import serve
 from tests.serve.test_tools import WEATHER
 
 ASK_JSON = [{"role": "user", "content": "Describe the river as a JSON object."}]
@@ -107,14 +105,9 @@ CITY = {"type": "object", "properties": {"city": {"type": "string"}, "country": 
         "required": ["city", "country", "population", "capital"]}
 
 
-@pytest.fixture(scope="module")
-def smollm2():
-    try:
-        served = load_served("smollm2-135m-instruct", max_batch=8, max_queue=16, max_len=1024, compile=False)
-    except AssetMissingError as e:
-        pytest.skip(str(e))
-    with running(create_app({served.name: served})) as url:
-        yield openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=300)
+@pytest.fixture
+def smollm2(smollm2_client):
+    return smollm2_client
 
 
 @pytest.mark.asset

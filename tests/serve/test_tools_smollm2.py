@@ -6,25 +6,16 @@ asked argument; 0/10 under "auto", where the model answers in prose). Asserted i
 import concurrent.futures
 import json
 
-import openai
 import pytest
 
-from llmzoo.errors import AssetMissingError
-from llmzoo.serve import create_app, load_served
-from tests.serve.conftest import running
 from tests.serve.test_tools import WEATHER
 
 CITIES = ["Paris", "Tokyo", "Berlin", "Madrid", "Rome", "Oslo", "Cairo", "Lima", "Seoul", "Dublin"]
 
 
-@pytest.fixture(scope="module")
-def client():
-    try:
-        served = load_served("smollm2-135m-instruct", max_batch=8, max_queue=16, max_len=1024, compile=False)
-    except AssetMissingError as e:
-        pytest.skip(str(e))
-    with running(create_app({served.name: served})) as url:
-        yield openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=300)
+@pytest.fixture
+def client(smollm2_client):
+    return smollm2_client
 
 
 def ask(client, city, choice):
