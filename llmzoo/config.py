@@ -17,7 +17,7 @@ from typing import Any
 from llmzoo.errors import ConfigError
 
 ARCHS = ("decoder", "encoder", "encoder_decoder")
-POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "relative_bias", "none")
+POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "relative_bias", "xl_relative", "none")
 NORMS = ("layernorm", "rmsnorm")
 NORM_PLACEMENTS = ("pre", "post")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "silu", "swish", "quick_gelu")
@@ -109,6 +109,9 @@ class ModelConfig:
     alibi_scaled: bool = False  # bias added before the 1/sqrt(d) score scaling, so scaled too (Falcon-RW)
     relative_buckets: int = 32  # T5 relative position bias
     relative_max_distance: int = 128
+    # Transformer-XL (Dai et al. 2019, position='xl_relative'): hidden states of the last mem_len tokens kept
+    # per layer (segment-level recurrence, `model(ids, mems=...)` returns `out.mems`); 0: no memory
+    mem_len: int = 0
 
     # --- attention --------------------------------------------------------------------------
     attn_scale: float | None = None  # None: 1/sqrt(head_dim); GPT-Neo uses 1.0 (no scaling)
@@ -271,6 +274,13 @@ class ModelConfig:
         if self.position == "learned":
             need(self.max_seq_len + self.position_offset > 0, "learned positions need max_seq_len > 0")
         need(not self.alibi_scaled or self.position == "alibi", "alibi_scaled is set but position is not 'alibi'")
+        need(self.mem_len >= 0, f"mem_len must be >= 0, got {self.mem_len}")
+        need(self.mem_len == 0 or self.position == "xl_relative",
+             f"mem_len={self.mem_len} is Transformer-XL's recurrence memory; it needs position='xl_relative', "
+             f"not {self.position!r}")
+        need(self.position != "xl_relative" or (self.arch == "decoder" and not self.share_layers
+                                                  and self.attention_type == "standard"),
+             "position='xl_relative' (Transformer-XL) is built for arch='decoder' with standard, unshared attention layers")
         need(self.attention_type in ATTENTION_TYPES,
              f"attention_type {self.attention_type!r} is not one of {ATTENTION_TYPES}")
         need(self.pooler is None or self.pooler in POOLER_ACTIVATIONS,

@@ -107,6 +107,9 @@ def _relative_position_params(c: ModelConfig) -> int:
             q_dim = c.n_heads * c.hd
             n += c.n_layers * len(c.get_extra("pos_att_type", ("c2p", "p2c"))) * _linear(c.d_model, q_dim, True)
         return n
+    if c.position == "xl_relative":
+        # Transformer-XL (Dai et al. 2019): each layer's W_R (d x heads*hd, no bias); u, v shared by all layers.
+        return c.n_layers * c.d_model * c.n_heads * c.hd + 2 * c.n_heads * c.hd
     if c.arch == "decoder" and c.position == "relative_bias":
         return c.relative_buckets * c.n_heads  # one causal bucket table shared by all layers
     return 0  # the standard encoder owns no relative table
@@ -222,6 +225,8 @@ def attention_flops(c: ModelConfig, seq_len: int) -> int:
         local = c.layer_kind(i) == "local" and c.sliding_window is not None
         keys_x2 = min(seq_len, 2 * c.sliding_window) if local else seq_len  # 2 x the average key count
         total += 2 * keys_x2 * d_attn
+        if c.position == "xl_relative":  # Transformer-XL's position terms (b)+(d): q against all seq distances
+            total += 2 * seq_len * d_attn
     if c.top_query_layer:  # PanGu-alpha's query layer: one more causal attention over the whole context
         total += 2 * seq_len * d_attn
     return 2 * total if c.arch == "encoder" else total

@@ -119,6 +119,9 @@ def architecture_summary(c) -> list[tuple[str, str]]:
     if c.position == "rope":
         position += f" (base {c.rope_base:g}" + (f", {c.rope_fraction:g} of head dims" if c.rope_fraction < 1 else "")
         position += f", {c.rope_scaling.kind} x{c.rope_scaling.factor:g} scaling)" if c.rope_scaling else ")"
+    if c.position == "xl_relative":  # Dai et al. 2019
+        position += (" (Transformer-XL: sinusoidal relative encodings, per-layer W_R, shared u/v biases; "
+                     + (f"recurrence memory of {c.mem_len} tokens)" if c.mem_len else "no recurrence memory)"))
     block = f"{c.norm}, {c.norm_placement}-norm" + (", parallel attention/MLP" if c.parallel_residual else "")
     if c.deepnorm:  # DeepNet / GLM-130B
         block += f", DeepNorm (residual x{c.deepnorm_alpha:.3g}, init gain {c.deepnorm_beta:.3g})"

@@ -21,6 +21,7 @@ from llmzoo.nn.norm import make_norm
 from llmzoo.nn.position import RotaryEmbedding, alibi_slopes
 from llmzoo.nn.query_layer import TopQueryLayer
 from llmzoo.nn.relative_position import RelativePositionBias
+from llmzoo.nn.xl_relative import XLPositions, XLRelativeAttention, layer_memory, update_memory
 
 
 class DecoderLM(nn.Module):
@@ -35,12 +36,15 @@ class DecoderLM(nn.Module):
         if config.position == "relative_bias":
             # Learned causal bucketed bias (T5's scheme, Raffel et al. 2020) shared by all layers.
             self.relative_bias = RelativePositionBias(config, bidirectional=False)
+        if config.position == "xl_relative":
+            # Transformer-XL (Dai et al. 2019): u, v shared by all layers; each attention has its own W_R.
+            self.xl_positions = XLPositions(config)
         self.init_buffers()
         if config.share_layers:
             shared = Block(config, 0)
             self.layers = nn.ModuleList([shared])
         else:
-            self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+            self.layers = nn.ModuleList(Block(config, i, self_attn=self._self_attention(i)) for i in range(config.n_layers))
         self.norm = make_norm(config) if config.final_norm else None
         self.top_query = TopQueryLayer(config) if config.top_query_layer else None  # PanGu-alpha
         self.lm_head = None
@@ -58,6 +62,10 @@ class DecoderLM(nn.Module):
                 slopes = slopes * (self.config.attn_scale if self.config.attn_scale is not None else self.config.hd**-0.5)
             self.register_buffer("alibi_slopes", slopes, persistent=False)
 
+    def _self_attention(self, i: int) -> nn.Module | None:
+        xl = self.config.position == "xl_relative" and self.config.mixer_kind(i) == "attention"
+        return XLRelativeAttention(self.config, i) if xl else None
+
     def layer(self, i: int) -> Block:
         return self.layers[0 if self.config.share_layers else i]
 
@@ -74,12 +82,15 @@ class DecoderLM(nn.Module):
         logits_to_keep: int = 0,
         output_hidden_states: bool = False,
         targets: torch.Tensor | None = None,
+        mems: tuple[torch.Tensor, ...] | None = None,
     ) -> ModelOutput:
         """input_ids (B, T) -> logits (B, T, V). attention_mask (B, past + T): 1 = real token.
         With a cache, only the new tokens are passed; `logits_to_keep=n` computes the last n.
         targets (B, T): the token each position should predict (already shifted; -100 = skip);
         with them `loss` is the mean cross-entropy, computed without materialising the logits
-        (llmzoo.nn.linear_cross_entropy), and `logits` is not returned."""
+        (llmzoo.nn.linear_cross_entropy), and `logits` is not returned.
+        mems (Transformer-XL, config.mem_len > 0): each layer's input over the previous tokens, as the
+        last forward returned them in `out.mems`; attention_mask then covers mems + T tokens."""
         config = self.config
         ref = input_ids if input_ids is not None else inputs_embeds
         B, T = ref.shape[:2]
@@ -87,6 +98,8 @@ class DecoderLM(nn.Module):
         if getattr(cache, "static", False):  # fixed shapes for compiled decoding; attention_mask: (B, T) new tokens
             return self._static_forward(input_ids, attention_mask, position_ids, cache, inputs_embeds, logits_to_keep)
         past = cache.seq_length if cache is not None else 0
+        mem = self._check_mems(mems, cache, B)
+        past += mem  # the memory's tokens precede the new ones as a cache's would
         if attention_mask is not None and attention_mask.shape[-1] != past + T:
             raise LlmzooError(f"attention_mask covers {attention_mask.shape[-1]} tokens but the cache holds "
                               f"{past} and {T} are new; pass a mask over all {past + T}")
@@ -102,19 +115,29 @@ class DecoderLM(nn.Module):
             rotary=getattr(self, "rotary", None), alibi_slopes=getattr(self, "alibi_slopes", None),
             score_bias=self.relative_bias(T, past + T, past) if hasattr(self, "relative_bias") else None,
         )
+        xl = self.xl_positions(past + T) if hasattr(self, "xl_positions") else None
+        new_mems = [] if config.mem_len > 0 else None
         hidden_states = [h] if output_hidden_states else None
         router_logits = []
         token_mask = attention_mask[:, -T:] if attention_mask is not None else None  # the new tokens' (SSM layers)
         for i in range(config.n_layers):
-            h, router = self.layer(i)(h, mask=ctx.masks[config.layer_kind(i)], is_causal=ctx.is_causal,
-                                      rope=ctx.rope, cache=LayerView(cache, i) if config.share_layers and cache is not None else cache,
-                                      token_mask=token_mask)
+            block = self.layer(i)
+            xl_kwargs = None
+            if xl is not None:
+                xl_kwargs = {"xl": xl, "memory_states": layer_memory(block, mems[i] if mems else None)}
+                if new_mems is not None:
+                    new_mems.append(update_memory(mems[i] if mems else None, h, config.mem_len))
+            h, router = block(h, mask=ctx.masks[config.layer_kind(i)], is_causal=ctx.is_causal,
+                              rope=ctx.rope, cache=LayerView(cache, i) if config.share_layers and cache is not None else cache,
+                              token_mask=token_mask, attn_kwargs=xl_kwargs)
             if router is not None:
                 router_logits.append(router)
             if hidden_states is not None:
                 hidden_states.append(h)
         h = self._final(h, position_ids, ctx, cache)
         out = ModelOutput(last_hidden_state=h)
+        if new_mems is not None:
+            out.mems = tuple(new_mems)
         if hidden_states is not None:
             out.hidden_states = tuple(hidden_states)
         if router_logits:
@@ -127,6 +150,20 @@ class DecoderLM(nn.Module):
         elif self.lm_head is not None:
             out.logits = self._logits(h, logits_to_keep)
         return out
+
+    def _check_mems(self, mems, cache, batch: int) -> int:
+        """The memory's length; a LlmzooError for mems this model or call cannot take."""
+        if mems is None:
+            return 0
+        c = self.config
+        if c.position != "xl_relative" or c.mem_len == 0:
+            raise LlmzooError(f"mems is Transformer-XL's recurrence memory; model {c.name!r} has "
+                              f"position={c.position!r}, mem_len={c.mem_len}: set position='xl_relative' and mem_len > 0")
+        if cache is not None:
+            raise LlmzooError("pass either mems (segment-level recurrence) or a generation cache, not both")
+        if len(mems) != c.n_layers or any(m.shape[0] != batch or m.shape[1] != mems[0].shape[1] for m in mems):
+            raise LlmzooError(f"mems must be {c.n_layers} tensors (B={batch}, M, d_model) of one length M, as out.mems returns")
+        return mems[0].shape[1]
 
     def _final(self, h: torch.Tensor, position_ids: torch.Tensor, ctx, cache) -> torch.Tensor:
         """The final norm, PanGu-alpha's query layer, then project_out (as transformers' OPTDecoder: its

@@ -6,19 +6,18 @@ from llmzoo.config import ModelConfig
 from llmzoo.models.zoo.card import ModelCard, sized
 
 # Gopher (Rae et al. 2021): pre-RMSNorm decoder, 32k SentencePiece vocabulary, 2048 context, Transformer-XL
-# relative position encodings (the LLM Zoo lecture notes: lets it run past the training length).
-RELATIVE_XL = ("Transformer-XL relative positions add one d x d projection of the relative encodings (W_R) per "
-               "layer; ModelConfig has no such projection, so position='relative_bias' stands for the scheme and "
-               "d_ff = 4d + d/2 carries W_R's d^2 weights, keeping the parameter count (and the 6N FLOPs) "
-               "of the published model. A built model uses T5-style learned causal relative buckets in place of "
-               "the Transformer-XL term. No DeepMind checkpoint was released.")
+# relative position encodings (Dai et al. 2019; the LLM Zoo lecture notes: lets it run past the training length).
+XL_NOTE = ("Built with Transformer-XL relative attention (position='xl_relative': sinusoidal relative "
+               "encodings, a W_R projection per layer, u/v biases shared by the layers) and no recurrence memory "
+               "(mem_len=0; Rae et al. 2021 train on 2048-token sequences). Whether Gopher ties u/v across layers "
+               "is not published (2 x d weights either way, <0.001%). No DeepMind checkpoint was released.")
 
 
 def _gopher_like(name: str, layers: int, heads: int, head_dim: int, d_model: int) -> ModelConfig:
     return ModelConfig(
         name=name, family="gopher", arch="decoder", vocab_size=32000, d_model=d_model, n_layers=layers,
-        n_heads=heads, head_dim=head_dim, d_ff=4 * d_model + d_model // 2, max_seq_len=2048,
-        position="relative_bias", activation="gelu", mlp_gated=False, norm="rmsnorm", tie_embeddings=True,
+        n_heads=heads, head_dim=head_dim, d_ff=4 * d_model, max_seq_len=2048,
+        position="xl_relative", activation="gelu", mlp_gated=False, norm="rmsnorm", tie_embeddings=True,
     )
 
 
@@ -46,8 +45,7 @@ CARDS = (
             source="minaee2024, zoo-lecture, naveed2023, fm-notes", aliases=("gopher",) if name == "gopher-280b" else (),
             architecture="Pre-RMSNorm decoder with Transformer-XL relative positional encodings; trained on "
                          "300B of MassiveText's 2350B tokens (12.8%); 44M to 280B to study scale.",
-            approximation=RELATIVE_XL,
-            notes="Naveed et al. 2023: beats GPT-3, Jurassic-1 and MT-NLG on 81% of tasks. Shapes from Rae et al. 2021, Table 1.",
+                notes="Naveed et al. 2023: beats GPT-3, Jurassic-1 and MT-NLG on 81% of tasks. Shapes from Rae et al. 2021, Table 1. " + XL_NOTE,
         )
         for name, (params, *shape) in GOPHER_SIZES.items()
     ),
@@ -56,16 +54,14 @@ CARDS = (
         source="minaee2024, zoo-lecture, naveed2023, fm-notes", aliases=("chinchilla",),
         architecture="Gopher's architecture trained with AdamW instead of Adam, compute-optimally: Gopher's budget "
                      "(5.76e23 FLOPs) at a quarter of the size and 4x the data.",
-        approximation=RELATIVE_XL,
         notes="Minaee et al. 2024: 1.4T tokens; the LLM Zoo lecture notes: 1.5T. Hoffmann et al. 2022: 80 layers, 64 heads of 128, "
-              "d_model 8192, 1.4T tokens; MMLU 67.5%.",
+              "d_model 8192, 1.4T tokens; MMLU 67.5%. " + XL_NOTE,
     ),
     _deepmind(
         "sparrow-70b", 70e9, 2022, sized(CHINCHILLA, "sparrow-70b", family="gopher"), base_model="chinchilla-70b",
         context_length=2048, source="minaee2024", aliases=("sparrow",),
         architecture="Chinchilla-70B dialogue agent trained with RLHF and targeted rules; evidence from search.",
-        approximation=RELATIVE_XL,
-        notes="The surveys give no size; Glaese et al. 2022 fine-tune Chinchilla 70B.",
+        notes="The surveys give no size; Glaese et al. 2022 fine-tune Chinchilla 70B. " + XL_NOTE,
     ),
     _deepmind(
         "retro-7.5b", 7.5e9, 2021, None, training_tokens=600e9, source="minaee2024", family="retro", aliases=("retro",),
