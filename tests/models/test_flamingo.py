@@ -1,0 +1,249 @@
+"""Flamingo (Alayrac et al. 2022): the paper's stated properties (the gated layers leave the frozen LM
+unchanged at init; only the new parts train; each token sees only its most recent image; cached decoding
+equals the full forward) and the layers against transformers' IDEFICS, an open Flamingo reproduction."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from llmzoo.errors import ConfigError, LlmzooError
+from llmzoo.infer.cache import Cache
+from llmzoo.models.build import build_model
+from llmzoo.models.clip_config import VisionConfig
+from llmzoo.models.flamingo import Flamingo
+from llmzoo.models.flamingo_config import FlamingoConfig
+from llmzoo.models.vision import VisionTower
+from llmzoo.models.zoo import get_config
+from llmzoo.nn.gated_cross_attention import GatedCrossAttentionDense, media_masks
+from llmzoo.nn.perceiver_resampler import PerceiverResampler
+
+IMG = 16  # tiny images: 16x16 pixels, 8x8 patches
+
+
+def tiny_lm(**kw):
+    config = get_config("llama-2-7b").replace(**{**dict(vocab_size=64, d_model=32, n_layers=4, n_heads=4, d_ff=48,
+                                                         max_seq_len=32), **kw})
+    return build_model(config).eval()
+
+
+def tiny_vision() -> VisionTower:
+    return VisionTower(VisionConfig(image_size=IMG, patch_size=8, d_model=24, n_layers=1, n_heads=2, d_ff=40)).eval()
+
+
+def tiny_flamingo(**kw) -> Flamingo:
+    torch.manual_seed(0)
+    config = FlamingoConfig(**{**dict(cross_attention_interval=2, n_latents=3, resampler_depth=2, resampler_heads=2,
+                                      resampler_head_dim=8), **kw})
+    return Flamingo(tiny_lm(), tiny_vision(), config).eval()
+
+
+def _randomise_gates(model: Flamingo) -> None:
+    """Gates at 0 make every image invisible; the masking tests need them open."""
+    with torch.no_grad():
+        for layer in model.gated.values():
+            layer.alpha_attn.fill_(0.7)
+            layer.alpha_ffn.fill_(0.5)
+
+
+def _batch(B: int = 2, T: int = 10, N: int = 2):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 64, (B, T), generator=g)
+    media = torch.zeros(B, T, dtype=torch.bool)
+    media[:, 1] = True  # image 1 at position 1, image 2 at position 5
+    media[:, 5] = True
+    return ids, torch.randn(B, N, 3, IMG, IMG, generator=g), media
+
+
+def test_at_init_the_logits_are_the_frozen_decoders_exactly():
+    torch.manual_seed(0)
+    lm = tiny_lm()
+    frozen = copy.deepcopy(lm)  # taken before Flamingo hooks its gated layers into lm's blocks
+    model = Flamingo(lm, tiny_vision(), FlamingoConfig(cross_attention_interval=1, n_latents=3, resampler_depth=1))
+    ids, pixels, media = _batch()
+    with torch.no_grad():
+        expected = frozen(ids).logits
+        assert torch.equal(model(ids, pixel_values=pixels, media_locations=media).logits, expected)
+        assert torch.equal(model(ids).logits, expected)  # text only
+        assert torch.equal(model.decoder(ids).logits, expected)  # the decoder alone stays the plain LM
+
+
+def test_gated_layers_sit_before_every_kth_block():
+    assert sorted(tiny_flamingo(cross_attention_interval=2).gated) == ["0", "2"]
+    assert sorted(tiny_flamingo(cross_attention_interval=1).gated) == ["0", "1", "2", "3"]
+
+
+def test_one_step_changes_only_the_new_parameters():
+    model = tiny_flamingo().train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    new = {n for n, p in model.named_parameters() if n.startswith(("resampler.", "gated."))}
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == new
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
+    ids, pixels, media = _batch()
+    loss = model(ids[:, :-1], pixel_values=pixels, media_locations=media[:, :-1], targets=ids[:, 1:]).loss
+    loss.backward()
+    opt.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    # The gates get gradients first (tanh'(0) = 1); everything the gates multiply has none until they open.
+    assert changed and changed <= new
+    assert all(f"gated.{i}.alpha_attn" in changed and f"gated.{i}.alpha_ffn" in changed for i in model.gated)
+
+
+def test_a_token_sees_only_its_most_recent_image():
+    model = tiny_flamingo()
+    _randomise_gates(model)
+    ids, pixels, media = _batch()
+    other_first = pixels.clone()
+    other_first[:, 0] = torch.randn_like(pixels[:, 0])
+    other_second = pixels.clone()
+    other_second[:, 1] = torch.randn_like(pixels[:, 1])
+    with torch.no_grad():
+        base = model(ids, pixel_values=pixels, media_locations=media).logits
+        a = model(ids, pixel_values=other_first, media_locations=media).logits
+        b = model(ids, pixel_values=other_second, media_locations=media).logits
+    # Positions 1-4 read image 1, 5-9 image 2, position 0 none. Across the whole model, later tokens still
+    # reach image 1 through self-attention over the tokens that read it (the paper, section 2.3), so the
+    # whole-model check is that nothing sees a later image; the per-image mask itself is checked on a layer.
+    assert torch.equal(base[:, 0], a[:, 0]) and torch.equal(base[:, :5], b[:, :5])
+    assert not torch.allclose(base[:, 1:5], a[:, 1:5]) and not torch.allclose(base[:, 5:], b[:, 5:])
+    layer = model.gated["0"]
+    x = torch.randn(2, 10, 32)
+    with torch.no_grad():
+        v1, v2 = model.encode_images(pixels), model.encode_images(other_first)
+        masks = media_masks(media.long().cumsum(1), 2, 3)
+        out1, out2 = layer(x, v1, *masks), layer(x, v2, *masks)
+    assert torch.equal(out1[:, 5:], out2[:, 5:])  # tokens after image 2 ignore a changed image 1
+    assert not torch.allclose(out1[:, 1:5], out2[:, 1:5])
+
+
+def test_tokens_before_any_image_get_no_cross_attention():
+    layer = GatedCrossAttentionDense(get_config("llama-2-7b").replace(d_model=32, n_heads=4, d_ff=48), 24)
+    with torch.no_grad():
+        layer.alpha_attn.fill_(1.0)  # FFN gate stays 0: the output is x + the cross-attention alone
+    x, visual = torch.randn(1, 4, 32), torch.randn(1, 3, 24)
+    index = torch.tensor([[0, 0, 1, 1]])
+    out = layer(x, visual, *media_masks(index, 1, 3))
+    assert torch.equal(out[:, :2], x[:, :2]) and not torch.allclose(out[:, 2:], x[:, 2:])
+
+
+def test_cached_decoding_equals_the_full_forward():
+    model = tiny_flamingo()
+    _randomise_gates(model)
+    ids, pixels, media = _batch()
+    with torch.no_grad():
+        full = model(ids, pixel_values=pixels, media_locations=media).logits
+        cache = Cache.for_model(model, batch_size=2, max_len=16)
+        steps = [model(ids[:, :4], pixel_values=pixels, media_locations=media[:, :4], cache=cache).logits]
+        cache.advance(4)
+        for t in range(4, 10):  # the second image's token (position 5) arrives while decoding
+            steps.append(model(ids[:, t:t + 1], media_locations=media[:, t:t + 1], cache=cache).logits)
+            cache.advance(1)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: Flamingo(tiny_lm(), None, FlamingoConfig()), "vision is None"),
+    (lambda: Flamingo(tiny_lm(), tiny_vision(), FlamingoConfig(cross_attention_interval=9)), "cross_attention_interval=9"),
+    (lambda: FlamingoConfig(cross_attention_interval=0), "cross_attention_interval"),
+    (lambda: FlamingoConfig(gate="per-head"), "gate"),
+    (lambda: FlamingoConfig(resampler_activation="gelu2"), "resampler_activation"),
+    (lambda: Flamingo(tiny_lm(share_layers=True), tiny_vision(), FlamingoConfig(cross_attention_interval=1)), "share_layers"),
+])
+def test_bad_configs_name_the_field(make, field):
+    with pytest.raises(ConfigError, match=field) as info:
+        make()
+    assert "\n" not in str(info.value)
+
+
+def test_more_image_positions_than_images_is_a_clear_error():
+    model = tiny_flamingo()
+    ids, pixels, media = _batch()
+    with pytest.raises(LlmzooError, match="pixel_values holds 1"):
+        model(ids, pixel_values=pixels[:, :1], media_locations=media)
+    with pytest.raises(LlmzooError, match="pixel_values holds 0"):
+        model(ids, media_locations=media)
+
+
+def test_image_token_id_marks_the_images():
+    model = tiny_flamingo(image_token_id=7)
+    _randomise_gates(model)
+    ids, pixels, media = _batch()
+    ids = ids.masked_fill(ids == 7, 8).masked_fill(media, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, pixel_values=pixels).logits,
+                                   model(ids, pixel_values=pixels, media_locations=media).logits, rtol=0, atol=0)
+
+
+# --- transformers' IDEFICS: its layers are Flamingo's, so copying their weights must give equal outputs ---
+
+def _idefics_config(**kw):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.IdeficsConfig(
+        hidden_size=32, num_attention_heads=4, intermediate_size=48, num_hidden_layers=2, vocab_size=64,
+        vision_config=dict(embed_dim=24, image_size=IMG, patch_size=8, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=40),
+        perceiver_config=dict(use_resampler=True, resampler_n_latents=4, resampler_depth=2, resampler_n_heads=2,
+                              resampler_head_dim=8, qk_layer_norms_perceiver=True), **kw)
+    config._attn_implementation = "eager"
+    return config
+
+
+PERCEIVER_KEYS = {"0.context_layer_norm": "attn.context_norm", "0.latents_layer_norm": "attn.latents_norm",
+                  "0.q_layer_norm": "attn.q_norm", "0.k_layer_norm": "attn.k_norm", "0.output_proj": "attn.o_proj",
+                  "0.q_proj": "attn.q_proj", "0.k_proj": "attn.k_proj", "0.v_proj": "attn.v_proj",
+                  "1.ln": "ffn.norm", "1.fc": "ffn.up_proj", "1.c_proj": "ffn.down_proj"}
+
+
+def _perceiver_key(name: str) -> str:
+    """IDEFICS' perceiver names -> ours: blocks.i.0 is the attention, blocks.i.1 the FFW."""
+    if name.startswith("blocks."):
+        _, i, part, leaf = name.split(".", 3)  # blocks, i, 0|1, "q_proj.weight"
+        module, param = leaf.rsplit(".", 1)
+        return f"layers.{i}.{PERCEIVER_KEYS[f'{part}.{module}']}.{param}"
+    return name.replace("layer_norm.", "norm.")
+
+
+def test_perceiver_resampler_equals_idefics():
+    from transformers.models.idefics.perceiver import IdeficsPerceiverResampler
+
+    torch.manual_seed(0)
+    ref = IdeficsPerceiverResampler(_idefics_config(), 24, 2, 2, 8, 4).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0, 0.5)  # not the init's ones and zeros, so every norm's weight and bias matters
+    ours = PerceiverResampler(24, n_latents=4, depth=2, n_heads=2, head_dim=8, activation="relu", qk_norm=True).eval()
+    ours.load_state_dict({_perceiver_key(k): v for k, v in ref.state_dict().items()}, strict=True)
+    features = torch.randn(3, 5, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(features), ref(features), rtol=1e-5, atol=1e-5)
+
+
+GATED_KEYS = {"alpha_cross_attn": "alpha_attn", "alpha_dense": "alpha_ffn", "input_layernorm.weight": "attn_norm.weight",
+              "post_attention_layernorm.weight": "ffn_norm.weight", "cross_attn.q_layer_norm.weight": "q_norm.weight",
+              "cross_attn.k_layer_norm.weight": "k_norm.weight"}
+
+
+@pytest.mark.parametrize("alpha_type", ["float", "vector"])
+def test_gated_cross_attention_layer_equals_idefics(alpha_type):
+    from transformers.models.idefics.modeling_idefics import IdeficsGatedCrossAttentionLayer
+
+    torch.manual_seed(0)
+    config = _idefics_config(qk_layer_norms=True, alpha_type=alpha_type)
+    ref = IdeficsGatedCrossAttentionLayer(config, layer_idx=0).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(0, 0.5)  # opens the gates too
+    lm = get_config("llama-2-7b").replace(d_model=32, n_heads=4, d_ff=48, norm_eps=config.rms_norm_eps)
+    ours = GatedCrossAttentionDense(lm, 24, gate="scalar" if alpha_type == "float" else "vector", qk_norm=True).eval()
+    state = {GATED_KEYS.get(k, k.removeprefix("cross_attn.")): v for k, v in ref.state_dict().items()}
+    ours.load_state_dict({k: v.reshape(-1) if k.startswith("alpha") else v for k, v in state.items()}, strict=True)
+    x, visual = torch.randn(2, 6, 32), torch.randn(2, 2 * 4, 24)  # two images of 4 visual tokens
+    index = torch.tensor([[0, 1, 1, 2, 2, 2], [0, 0, 1, 1, 1, 2]])
+    allowed, has_media = media_masks(index, 2, 4)
+    additive = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    with torch.no_grad():
+        expected = ref(x, image_hidden_states=visual, image_attention_mask=additive,
+                       cross_attention_gate=has_media.float())
+        torch.testing.assert_close(ours(x, visual, allowed, has_media), expected, rtol=1e-5, atol=1e-5)
