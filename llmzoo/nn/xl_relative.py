@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from llmzoo.config import ModelConfig
+from llmzoo.errors import LlmzooError
 from llmzoo.nn.attention import Attention
 
 
@@ -71,6 +72,9 @@ class XLRelativeAttention(Attention):
                 memory_states: torch.Tensor | None = None, **_) -> torch.Tensor:
         """x (B, T, D). xl: XLPositions' (R, u, v) for all S keys. memory_states (B, M, D): the memory,
         already through this block's pre-attention norm where the block has one."""
+        if xl is None:  # a stack that does not pass the positions would silently drop terms (b)-(d)
+            raise LlmzooError("Transformer-XL attention needs the stack's relative encodings (xl=...); run it through "
+                              "DecoderLM's forward (pipeline parallelism does not pass them yet)")
         B, T, _ = x.shape
         H, KV, hd = self.n_heads, self.n_kv_heads, self.head_dim
         kv_in = x if memory_states is None else torch.cat((memory_states.to(x.dtype), x), dim=1)

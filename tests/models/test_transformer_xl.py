@@ -197,3 +197,17 @@ def test_gopher_and_chinchilla_cards_build_transformer_xl(capsys) -> None:
     assert cli_main(["show", "chinchilla-70b"]) == 0
     out = capsys.readouterr().out
     assert "Transformer-XL" in out and "xl_relative" in out
+
+
+def test_lamda_keeps_t5_buckets_which_the_decoder_builds() -> None:
+    # Thoppilan et al. 2022 use T5's relative attention, not Transformer-XL's: the card stays on buckets.
+    config = get_card("lamda-137b").config
+    assert config.position == "relative_bias"
+    small = build_model(config.replace(d_model=64, n_layers=1, n_heads=2, head_dim=32, d_ff=128, vocab_size=64), device="meta")
+    assert hasattr(small, "relative_bias")
+
+
+def test_a_stack_that_drops_the_relative_encodings_is_refused() -> None:
+    attn = XLRelativeAttention(_config(), 0)
+    with pytest.raises(LlmzooError, match="relative encodings"):
+        attn(torch.randn(1, 2, 32), is_causal=True)

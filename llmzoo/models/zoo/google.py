@@ -13,9 +13,10 @@ LAMDA = ModelConfig(
     norm="rmsnorm", tie_embeddings=True,
 )
 
-LAMDA_APPROX = ("T5-style relative attention biases are expressed as position='relative_bias', but the "
-                "decoder stack applies no relative-bias table yet, so a built model runs position-free; the "
-                "bias tables (32 x heads) are absent from the count (<0.001%).")
+# Thoppilan et al. 2022 name T5's relative attention (not Transformer-XL's, unlike Gopher): a built model
+# adds the decoder's learned causal bucket bias (one table shared by the layers, counted).
+LAMDA_APPROX = ("T5-style relative attention biases are built as T5's causal buckets (position='relative_bias'); "
+                "the paper gives no bucket count or maximum distance, so T5's 32 buckets up to 128 are used.")
 
 CARDS = (
     ModelCard(
