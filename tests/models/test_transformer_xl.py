@@ -211,3 +211,19 @@ def test_a_stack_that_drops_the_relative_encodings_is_refused() -> None:
     attn = XLRelativeAttention(_config(), 0)
     with pytest.raises(LlmzooError, match="relative encodings"):
         attn(torch.randn(1, 2, 32), is_causal=True)
+
+
+def test_left_padding_in_the_memory_changes_nothing_for_real_tokens() -> None:
+    # The mask of a forward with mems covers memory + new tokens; left pads only precede the real tokens,
+    # so no real distance counts them.
+    model = _model(mem_len=16)
+    first, second = torch.randint(1, 50, (1, 4)), torch.randint(1, 50, (1, 4))
+    with torch.no_grad():
+        alone = model(first)
+        alone_next = model(second, mems=alone.mems).logits
+        padded_first = torch.cat((torch.zeros(1, 2, dtype=torch.long), first), 1)
+        mask = torch.tensor([[0, 0, 1, 1, 1, 1]])
+        padded = model(padded_first, attention_mask=mask)
+        padded_next = model(second, mems=padded.mems, attention_mask=torch.cat((mask, torch.ones(1, 4, dtype=torch.long)), 1)).logits
+    torch.testing.assert_close(padded.logits[:, 2:], alone.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(padded_next, alone_next, atol=1e-5, rtol=1e-5)
