@@ -91,6 +91,15 @@ def test_one_step_changes_only_the_new_parameters():
     assert all(f"gated.{i}.alpha_attn" in changed and f"gated.{i}.alpha_ffn" in changed for i in model.gated)
 
 
+def test_with_open_gates_the_loss_reaches_the_resampler_through_the_frozen_parts():
+    model = tiny_flamingo().train()
+    _randomise_gates(model)
+    ids, pixels, media = _batch()
+    model(ids[:, :-1], pixel_values=pixels, media_locations=media[:, :-1], targets=ids[:, 1:]).loss.backward()
+    assert model.resampler.latents.grad.abs().sum() > 0 and model.gated["2"].k_proj.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in [*model.decoder.parameters(), *model.vision.parameters()])
+
+
 def test_a_token_sees_only_its_most_recent_image():
     model = tiny_flamingo()
     _randomise_gates(model)
