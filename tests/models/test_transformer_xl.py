@@ -227,3 +227,17 @@ def test_left_padding_in_the_memory_changes_nothing_for_real_tokens() -> None:
         padded_next = model(second, mems=padded.mems, attention_mask=torch.cat((mask, torch.ones(1, 4, dtype=torch.long)), 1)).logits
     torch.testing.assert_close(padded.logits[:, 2:], alone.logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(padded_next, alone_next, atol=1e-5, rtol=1e-5)
+
+
+def test_saved_and_loaded_through_the_public_api(tmp_path) -> None:
+    model = _model(mem_len=8)
+    llmzoo.save(model, tmp_path / "xl", format="llmzoo")
+    loaded = llmzoo.load(tmp_path / "xl")
+    ids = torch.randint(0, 50, (1, 6))
+    with torch.no_grad():
+        a, b = model(ids), loaded(ids)
+        torch.testing.assert_close(loaded(ids[:, :2], mems=a.mems).logits, model(ids[:, :2], mems=a.mems).logits)
+    assert loaded.config.mem_len == 8
+    torch.testing.assert_close(b.logits, a.logits)
+    with pytest.raises(LlmzooError, match="xl_relative"):  # no Hugging Face layout holds W_R, u, v
+        llmzoo.save(model, tmp_path / "hf", format="hf")
