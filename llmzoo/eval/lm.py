@@ -171,13 +171,14 @@ class EvalLM:
     def _can_share_context(self) -> bool:
         """A context run once into a right-padded KV cache gives each continuation the logits of
         its own full row only where attention depends on real positions alone: rotary or learned
-        positions (taken from the mask), no ALiBi / relative bias / sliding window, which count
+        positions (taken from the mask), no ALiBi / relative bias / Transformer-XL terms / sliding window, which count
         the padding between a short context and its continuation. Not for SSM layers (Mamba): their
         state folds in every token a row is fed, padding included."""
         model = self.model
         return (isinstance(model, DecoderLM) and model.lm_head is not None and not self.seq2seq
                 and model.config.sliding_window is None and not self.virtual  # its cache has no room for them
                 and not hasattr(model, "alibi_slopes") and not hasattr(model, "relative_bias")
+                and not hasattr(model, "xl_positions")  # Transformer-XL: scores depend on the distance too
                 and not model.config.has_mixer("mamba"))
 
     def _score_shared_contexts(self, pairs: Sequence[tuple[list[int], list[int]]], unique: list[list[int]],

@@ -171,10 +171,11 @@ def check_layout(model: nn.Module, mode: str, world_size: int, objective: str) -
         return
     config = model.config
     other = "use parallel=ddp, zero1, zero2 or fsdp"
-    if config.position in ("relative_bias", "alibi"):
+    if config.position in ("relative_bias", "alibi", "xl_relative"):
+        # T5 buckets / ALiBi slopes / Transformer-XL's W_R, u and v are per head, outside the q/k/v TP splits
         raise ConfigError(f"parallel=tp cannot train objective {objective!r} on model {config.name!r}: its "
-                          f"position={config.position} adds a bias to every attention head, which TP splits across "
-                          f"ranks; {other}")
+                          f"position={config.position} adds a per-head position term to every attention score, "
+                          f"which TP splits across ranks; {other}")
     for block in blocks(model):
         attn = block.self_attn
         if not hasattr(attn, "n_kv_heads"):  # XLNet's two-stream attention keeps per-head biases

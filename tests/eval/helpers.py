@@ -18,9 +18,9 @@ def tiny_tokenizer(tmp_path):
     return train_tokenizer([corpus], kind="bpe", vocab_size=320, progress=False)
 
 
-def tiny_decoder(vocab_size: int, max_seq_len: int = 256, seed: int = 0):
-    config = ModelConfig(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64,
-                         max_seq_len=max_seq_len)
+def tiny_decoder(vocab_size: int, max_seq_len: int = 256, seed: int = 0, **config_fields):
+    config = ModelConfig(**{**dict(vocab_size=vocab_size, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64,
+                                   max_seq_len=max_seq_len), **config_fields})
     torch.manual_seed(seed)
     model = llmzoo.build_model(config).eval()
     with torch.no_grad():  # larger weights than init: distributions far from uniform

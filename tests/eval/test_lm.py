@@ -175,3 +175,15 @@ def test_shared_contexts_score_as_full_forwards(model, tok, monkeypatch):
     assert sum(waves) == len(contexts) and len(waves) == -(-len(contexts) // (2 * lm_module.WAVE_BATCHES))
     for (c, e), r in zip(pairs, got):
         assert r.logprob == pytest.approx(_reference(model, tok, c, e), abs=1e-4)
+
+
+@pytest.mark.parametrize("position", ["alibi", "xl_relative"])
+def test_distance_aware_positions_score_as_full_forwards(tok, position):
+    """ALiBi and Transformer-XL scores depend on query-key distance, so a context run once into a padded
+    cache would put padding between context and continuation: such models take the plain path, and
+    their scores still equal a full forward's (contexts of different lengths, several endings each)."""
+    model = tiny_decoder(tok.vocab_size, position=position)
+    pairs = [(c, e) for c in ("A stitch", "The quick brown fox jumps") for e in (" in time", " over the lazy dog.")]
+    got = EvalLM(model, tok, batch_size=2).loglikelihood([Loglikelihood(c, e) for c, e in pairs])
+    for (c, e), r in zip(pairs, got):
+        assert r.logprob == pytest.approx(_reference(model, tok, c, e), abs=1e-4)
