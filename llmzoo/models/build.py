@@ -49,7 +49,8 @@ def init_weights(model: nn.Module, config: ModelConfig, std: float = 0.02) -> No
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=std)
-    if config.deepnorm is not None:  # DeepNet's Xavier init with gain beta (llmzoo.nn.deepnorm)
+    # DeepNet's Xavier init with gain beta (llmzoo.nn.deepnorm); composite configs (CLIPConfig) have no such field
+    if getattr(config, "deepnorm", None) is not None:
         from llmzoo.nn.deepnorm import deepnorm_init_
 
         deepnorm_init_(model, config)
