@@ -5,6 +5,7 @@ equals the full forward) and the layers against transformers' IDEFICS, an open F
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -256,3 +257,65 @@ def test_gated_cross_attention_layer_equals_idefics(alpha_type):
         expected = ref(x, image_hidden_states=visual, image_attention_mask=additive,
                        cross_attention_gate=has_media.float())
         torch.testing.assert_close(ours(x, visual, allowed, has_media), expected, rtol=1e-5, atol=1e-5)
+
+
+def _idefics_to_flamingo(state: dict[str, torch.Tensor], interval: int) -> dict[str, torch.Tensor]:
+    """A whole IdeficsForVisionText2Text state dict in Flamingo's names: LLaMA decoder, CLIP-style
+    vision tower (the CLIP converter's key map), perceiver, and gated layer j before block j * interval."""
+    from llmzoo.convert.families.clip import KEY_MAP as CLIP_KEYS
+
+    decoder_keys = {"input_layernorm": "attn_norm", "post_attention_layernorm": "mlp_norm"}
+    out = {}
+    for key, value in state.items():
+        if key.startswith("model.vision_model."):
+            layer = re.search(r"layers\.(\d+)\.", key)
+            pattern = CLIP_KEYS[re.sub(r"layers\.\d+\.", "layers.{i}.", key.removeprefix("model."))]
+            name = pattern.replace("{i}", layer.group(1)) if layer else pattern  # "vision.<ours>"
+        elif key.startswith("model.perceiver_resampler."):
+            name = "resampler." + _perceiver_key(key.removeprefix("model.perceiver_resampler."))
+        elif key.startswith("model.gated_cross_attn_layers."):
+            j, rest = key.removeprefix("model.gated_cross_attn_layers.").split(".", 1)
+            rest = GATED_KEYS.get(rest, rest.removeprefix("cross_attn."))
+            name, value = f"gated.{int(j) * interval}.{rest}", value.reshape(-1) if rest.startswith("alpha") else value
+        elif key.startswith("model.layers."):
+            i, module, rest = key.removeprefix("model.layers.").split(".", 2)
+            name = f"decoder.layers.{i}.{decoder_keys.get(module, module)}.{rest}"
+        else:
+            name = {"model.embed_tokens.weight": "decoder.embeddings.tokens.weight", "model.norm.weight": "decoder.norm.weight",
+                    "lm_head.weight": "decoder.lm_head.weight"}[key]
+        out[name] = value
+    return out
+
+
+def test_whole_model_equals_idefics_with_copied_weights():
+    """IDEFICS' forward end to end: vision tower -> perceiver -> gated layers every cross_layer_interval-th
+    block of a LLaMA decoder, with its image_attention_mask saying which image each token reads."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.IdeficsConfig(
+        hidden_size=32, num_attention_heads=4, intermediate_size=48, num_hidden_layers=4, vocab_size=64,
+        cross_layer_interval=2, use_resampler=True, vision_config=dict(embed_dim=24, image_size=IMG, patch_size=8, num_hidden_layers=1,
+                                                   num_attention_heads=2, intermediate_size=40),
+        perceiver_config=dict(use_resampler=True, resampler_n_latents=3, resampler_depth=2, resampler_n_heads=2,
+                              resampler_head_dim=8))
+    config._attn_implementation = "eager"
+    ref = transformers.IdeficsForVisionText2Text(config).eval()
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if "alpha" in name:
+                p.normal_(0, 1.0)  # IDEFICS starts them at 0 too: open them so the images matter
+    lm = tiny_lm(norm_eps=config.rms_norm_eps)
+    vision = VisionTower(VisionConfig(image_size=IMG, patch_size=8, d_model=24, n_layers=1, n_heads=2, d_ff=40,
+                                      activation="gelu"))
+    ours = Flamingo(lm, vision, FlamingoConfig(cross_attention_interval=2, n_latents=3, resampler_depth=2,
+                                               resampler_heads=2, resampler_head_dim=8, resampler_activation="relu")).eval()
+    ours.load_state_dict(_idefics_to_flamingo(ref.state_dict(), 2), strict=True)
+    ids, pixels, media = _batch()
+    index = media.long().cumsum(1)  # (B, T): which image each token reads, 1-based
+    image_attention_mask = torch.nn.functional.one_hot(index, 3)[..., 1:]  # (B, T, N): 0 = no image
+    with torch.no_grad():
+        expected = ref(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixels,
+                       image_attention_mask=image_attention_mask).logits
+        torch.testing.assert_close(ours(ids, pixel_values=pixels, media_locations=media).logits, expected,
+                                   rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(expected, ours.decoder(ids).logits, atol=1e-3)  # the images do change the logits
