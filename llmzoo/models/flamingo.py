@@ -100,7 +100,9 @@ class Flamingo(nn.Module):
         With a cache, pass the images with the prompt; later steps reuse them."""
         if getattr(cache, "static", False):
             raise LlmzooError("Flamingo decodes with a dynamic Cache, not a StaticCache")
-        ref = input_ids if input_ids is not None else decoder_kwargs["inputs_embeds"]
+        ref = input_ids if input_ids is not None else decoder_kwargs.get("inputs_embeds")
+        if ref is None:
+            raise LlmzooError("Flamingo needs input_ids or inputs_embeds")
         B, T = ref.shape[:2]
         if media_locations is None:
             media_locations = (input_ids == self.config.image_token_id) if (

@@ -128,6 +128,19 @@ def test_a_token_sees_only_its_most_recent_image():
     assert not torch.allclose(out1[:, 1:5], out2[:, 1:5])
 
 
+def test_a_row_with_fewer_images_ignores_the_padding_image():
+    model = tiny_flamingo()
+    _randomise_gates(model)
+    ids, pixels, media = _batch()
+    media[1, 5] = False  # row 1 has one image; its pixel_values[1, 1] is padding
+    padded = pixels.clone()
+    padded[1, 1] = 0.0
+    with torch.no_grad():
+        a = model(ids, pixel_values=pixels, media_locations=media).logits
+        b = model(ids, pixel_values=padded, media_locations=media).logits
+    assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
+
+
 def test_tokens_before_any_image_get_no_cross_attention():
     layer = GatedCrossAttentionDense(get_config("llama-2-7b").replace(d_model=32, n_heads=4, d_ff=48), 24)
     with torch.no_grad():
