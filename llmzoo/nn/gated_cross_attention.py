@@ -29,9 +29,10 @@ def media_masks(image_index: torch.Tensor, n_images: int, tokens_per_image: int)
     """image_index (B, T): 1-based index of each text token's most recent image, 0 = none yet.
     Returns (allowed (B, 1, T, n_images * tokens_per_image) bool, has_media (B, T) bool). Tokens without
     an image may attend everywhere (their output is zeroed): a row with nothing allowed would make the
-    softmax NaN, and 0 * NaN is NaN, so the identity-at-init property would break."""
+    softmax NaN on some backends, and 0 * NaN is NaN, so the identity-at-init property would break."""
     owner = torch.arange(n_images * tokens_per_image, device=image_index.device) // tokens_per_image + 1  # (S,)
-    has_media = image_index > 0
+    # An index past the images given (an <image> token generated while decoding, with no pixels) reads none.
+    has_media = (image_index > 0) & (image_index <= n_images)
     allowed = (image_index[:, :, None] == owner) | ~has_media[:, :, None]  # (B, T, S)
     return allowed[:, None], has_media
 

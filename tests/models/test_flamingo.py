@@ -166,6 +166,23 @@ def test_cached_decoding_equals_the_full_forward():
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
 
 
+def test_an_image_token_decoded_without_pixels_reads_no_image():
+    """An <image> generated while decoding has no pixels: its tokens get no cross-attention, and every
+    row of the mask keeps an allowed key (an all-masked softmax row is NaN on some backends)."""
+    allowed, has_media = media_masks(torch.tensor([[0, 1, 2]]), n_images=1, tokens_per_image=3)
+    assert has_media.tolist() == [[False, True, False]]
+    assert allowed.any(-1).all()
+    model = tiny_flamingo()
+    _randomise_gates(model)
+    ids, pixels, media = _batch()
+    with torch.no_grad():
+        cache = Cache.for_model(model, batch_size=2, max_len=16)
+        model(ids[:, :4], pixel_values=pixels[:, :1], media_locations=media[:, :4], cache=cache)
+        cache.advance(4)
+        step = model(ids[:, 4:5], media_locations=torch.ones(2, 1, dtype=torch.bool), cache=cache).logits
+    assert torch.isfinite(step).all()
+
+
 @pytest.mark.parametrize("make, field", [
     (lambda: Flamingo(tiny_lm(), None, FlamingoConfig()), "vision is None"),
     (lambda: Flamingo(tiny_lm(), tiny_vision(), FlamingoConfig(cross_attention_interval=9)), "cross_attention_interval=9"),
