@@ -45,7 +45,9 @@ def load(source: str | Path, dtype: torch.dtype | None = None, *, adapter: str |
 
         read_adapter_config(adapter)
     gguf_file = _gguf_file(source) if method == "gguf" else None  # a non-GGUF source fails before reading
-    model = _load_base(source, dtype if method is None else None)
+    # quant="gguf": the layers built from the file's blocks are not read as fp32 first (an adapter
+    # needs the float weights of the layers it wraps, so with one everything is read)
+    model = _load_base(source, dtype if method is None else None, gguf_blocks=method == "gguf" and adapter is None)
     model.source = str(source)  # what save_adapter records as base_model_name_or_path
     if adapter is not None:
         from llmzoo.peft import load_adapter
@@ -71,18 +73,19 @@ def _gguf_file(source: str | Path) -> Path:
     return path
 
 
-def _load_base(source: str | Path, dtype: torch.dtype | None) -> nn.Module:
+def _load_base(source: str | Path, dtype: torch.dtype | None, gguf_blocks: bool = False) -> nn.Module:
     if not str(source).strip():  # Path("") is the current directory: never load whatever lies there
         raise LlmzooError("no model source given; pass a zoo name, an HF or llmzoo directory, or a .gguf file")
     path = _resolve_or_zoo_config(source)
     if str(source).lower() in PACKAGED_WEIGHTS:  # name the model as the user did, not by its file
-        model = load(path, dtype)
+        model = _load_base(path, dtype, gguf_blocks)
         model.config = model.config.replace(name=str(source).lower())
         return model
     if path.is_file() and path.suffix == ".gguf":
         from llmzoo.convert.gguf import read_gguf
+        from llmzoo.quant.apply import built_from_blocks
 
-        ckpt = read_gguf(path)
+        ckpt = read_gguf(path, placeholder=built_from_blocks if gguf_blocks else None)
         model = _from_hf_state(ckpt.hf_config, ckpt.state_dict, dtype, override=None)
         model.tokenizer_source = str(path)  # GGUF files carry their vocabulary
         return model
@@ -91,7 +94,7 @@ def _load_base(source: str | Path, dtype: torch.dtype | None) -> nn.Module:
         if not config_file.exists():
             ggufs = sorted(path.glob("*.gguf"))
             if len(ggufs) == 1:
-                return load(ggufs[0], dtype)
+                return _load_base(ggufs[0], dtype, gguf_blocks)
             if ggufs:
                 raise CheckpointError(f"{path} holds {len(ggufs)} .gguf files ({', '.join(g.name for g in ggufs[:3])}"
                                       f"{', ...' if len(ggufs) > 3 else ''}); name the one to load")

@@ -12,6 +12,7 @@ Q/K row order, 1-D tensors kept in F32), so llama.cpp and `transformers` load wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from llmzoo.convert.gguf_config import (
     hf_config_from_gguf,
     special_token_metadata,
 )
-from llmzoo.convert.gguf_format import GGUFFile, infer_value_type
+from llmzoo.convert.gguf_format import GGUFFile, TensorInfo, infer_value_type
 from llmzoo.convert.gguf_names import ROPE_FREQS, arch_for_gguf, arch_for_hf, is_rope_permuted, tensor_name_map
 from llmzoo.convert.gguf_quants import file_type, is_quantized, quantize, tensor_type
 from llmzoo.convert.gguf_rope import deinterleave_rope_rows, interleave_rope_rows
@@ -48,8 +49,11 @@ class GGUFCheckpoint:
     chat_template: str | None = field(default=None, repr=False)
 
 
-def read_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> GGUFCheckpoint:
-    """Load a GGUF file as an HF config dict + state dict (every tensor dequantized to `dtype`)."""
+def read_gguf(path: str | Path, dtype: torch.dtype = torch.float32, *,
+              placeholder: Callable[[TensorInfo], bool] | None = None) -> GGUFCheckpoint:
+    """Load a GGUF file as an HF config dict + state dict (every tensor dequantized to `dtype`).
+    `placeholder(info)` true: that tensor is left as an empty meta tensor of its shape, not read
+    (quant="gguf" builds those layers from the file's blocks; an fp32 copy first would be wasted)."""
     gf = GGUFFile(path)
     if "general.architecture" not in gf.metadata:
         raise CheckpointError(f"GGUF file {gf.path} lacks general.architecture; cannot tell what model it holds")
@@ -85,6 +89,9 @@ def read_gguf(path: str | Path, dtype: torch.dtype = torch.float32) -> GGUFCheck
                 f"GGUF tensor {gguf_name} has shape {list(gf.tensors[gguf_name].shape)}; "
                 f"the metadata implies {list(expected[hf_name])}"
             )
+        if placeholder is not None and placeholder(gf.tensors[gguf_name]):
+            state_dict[hf_name] = torch.empty(expected[hf_name], dtype=dtype, device="meta")
+            continue
         values = gf.dequantize(gguf_name)
         if is_rope_permuted(arch, gguf_name):
             heads = dims.n_heads if ".attn_q." in gguf_name else dims.n_kv_heads

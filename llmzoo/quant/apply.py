@@ -3,9 +3,14 @@ quantizing the float weights (int8 / int4).
 
 Only modules of type exactly nn.Linear are swapped: embeddings and norms are not linear layers,
 an MoE router stays in fp32 (its top-k choice is discrete, so small errors flip routes), and
-layers an adapter wraps (LoRA's wrapper) keep their float base. A tied LM head is replaced by a
-quantized *copy* of the embedding matrix; the embedding lookup itself keeps the fp32 table, so
-the tie is broken on purpose (quantized models are for inference).
+layers an adapter wraps (LoRA's wrapper) keep their float base. For int8/int4 a tied LM head is
+replaced by a quantized *copy* of the embedding matrix and the lookup keeps the fp32 table (the tie
+is broken on purpose: quantized models are for inference). From a GGUF file the token embedding
+keeps the file's blocks too (QuantEmbedding), on the same tensors as a tied head: one copy.
+
+llmzoo.load(path, quant="gguf") reads the file with the tensors `built_from_blocks` names left as
+meta placeholders, so no fp32 copy of them is ever made; `quantize_from_gguf` then builds those
+layers from the memory-mapped blocks and dequantizes whatever placeholder no quantized module took.
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from llmzoo.errors import LlmzooError
+from llmzoo.errors import CheckpointError, LlmzooError
 from llmzoo.quant.gguf_blocks import GroupedInts, can_unpack, unpack
 from llmzoo.quant.int4_planes import KERNEL_GROUPS, Int4Planes
 from llmzoo.quant.int_quant import quantize_int4, quantize_int8_rows
-from llmzoo.quant import grouped_codes
+from llmzoo.quant import grouped_codes, native
 from llmzoo.quant.linear import QuantLinear
+from llmzoo.quant.quant_embedding import QuantEmbedding
 
 QUANT_METHODS = ("gguf", "int8", "int4")
 INT4_GROUP = 32  # inputs per int4 scale/zero: Q4_1's group; 64 and 128 (if they divide K) also run
@@ -36,6 +42,12 @@ def check_quant(quant: str | None) -> str | None:
     if not isinstance(quant, str) or quant.lower() not in QUANT_METHODS:
         raise LlmzooError(f"unknown quant {quant!r}; supported: {', '.join(QUANT_METHODS)} (leave it out for float weights)")
     return quant.lower()
+
+
+def built_from_blocks(info) -> bool:
+    """Whether quant="gguf" runs this GGUF tensor (a llmzoo.convert.gguf_format.TensorInfo) from its
+    blocks, so reading it as fp32 would be wasted: the 2-D tensors of a type with an unpacker."""
+    return len(info.shape) == 2 and can_unpack(info.qtype)
 
 
 def _linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
@@ -106,27 +118,94 @@ def quantize_from_gguf(model: nn.Module, path: str | Path) -> nn.Module:
     if getattr(model.config, "tie_embeddings", False) and "lm_head.weight" not in source_of:
         source_of["lm_head.weight"] = source_of.get("embeddings.tokens.weight")
 
-    data = np.memmap(gf.path, dtype=np.uint8, mode="r")  # the blocks, read as they are on disk
-    fallback: dict[str, int] = {}
-    for name, linear in _linears(model):
-        gguf_name = source_of.get(f"{name}.weight")
-        if gguf_name is None:
-            continue  # not from the file (cannot happen for the supported architectures)
+    # the blocks, read as they are on disk, one tensor at a time: plain reads, not a memory map,
+    # whose touched pages would count in the process's resident memory until the whole load ends
+    data = open(gf.path, "rb")
+
+    def heads_of(gguf_name: str) -> int | None:  # llama.cpp permuted Q/K rows, which read_gguf undoes
+        if not is_rope_permuted(arch, gguf_name):
+            return None
+        return dims.n_heads if ".attn_q." in gguf_name else dims.n_kv_heads
+
+    def rows(gguf_name: str) -> np.ndarray:  # (rows, bytes per row), in the float weights' row order
         info = gf.tensors[gguf_name]
-        if not can_unpack(info.qtype):
-            if info.qtype.name not in ("F32", "F16", "BF16"):
-                fallback[info.qtype.name] = fallback.get(info.qtype.name, 0) + 1
-            continue
-        n_rows = info.shape[0]
-        raw = np.asarray(data[info.offset: info.offset + info.n_bytes]).reshape(n_rows, -1)
-        grouped = unpack(raw, info.qtype, info.shape)
-        if is_rope_permuted(arch, gguf_name):  # the row order read_gguf undid on the float weights
-            heads = dims.n_heads if ".attn_q." in gguf_name else dims.n_kv_heads
-            grouped = grouped.take_rows(deinterleave_rope_rows(np.arange(n_rows), heads))
-        _replace(model, name, _from_grouped(grouped, linear.bias, info.qtype.name))
+        data.seek(info.offset)
+        raw = np.fromfile(data, dtype=np.uint8, count=info.n_bytes).reshape(info.shape[0], -1)
+        if (heads := heads_of(gguf_name)) is not None:  # rows are independent: move their bytes
+            raw = raw[deinterleave_rope_rows(np.arange(info.shape[0]), heads)]
+        return raw
+
+    def blocks(gguf_name: str) -> GroupedInts:
+        return unpack(rows(gguf_name), gf.tensors[gguf_name].qtype, gf.tensors[gguf_name].shape)
+
+    def layer(gguf_name: str, bias: torch.Tensor | None) -> QuantLinear:
+        qtype = gf.tensors[gguf_name].qtype.name
+        if native.available() and (packed := grouped_codes.from_blocks(rows(gguf_name), qtype)) is not None:
+            return QuantLinear.from_packed(*packed, bias, qtype)  # the file's bytes are the kernel's codes
+        return _from_grouped(blocks(gguf_name), bias, qtype)
+
+    fallback: dict[str, int] = {}
+    try:
+        for name, linear in _linears(model):
+            gguf_name = source_of.get(f"{name}.weight")
+            if gguf_name is None:
+                continue  # not from the file (cannot happen for the supported architectures)
+            info = gf.tensors[gguf_name]
+            if not can_unpack(info.qtype):
+                if info.qtype.name not in ("F32", "F16", "BF16"):
+                    fallback[info.qtype.name] = fallback.get(info.qtype.name, 0) + 1
+                continue
+            _replace(model, name, layer(gguf_name, linear.bias))
+        _quantize_embedding(model, source_of, gf, blocks)
+    finally:
+        data.close()
+    _read_placeholders(model, source_of, gf, heads_of)
     if fallback:
         kinds = ", ".join(f"{k} ({n})" for k, n in sorted(fallback.items()))
         warnings.warn(f"{Path(path).name}: no native matmul for {kinds}; those layers run dequantized in fp32",
                       stacklevel=2)
     model.quant = "gguf"
     return model
+
+
+def _quantize_embedding(model: nn.Module, source_of: dict, gf, blocks) -> None:
+    """The token embedding as a QuantEmbedding on the file's codes: the tied head's own tensors
+    where the head is that same GGUF tensor in the grouped layout, else its own unpacked copy."""
+    key = "embeddings.tokens.weight"
+    gguf_name = source_of.get(key)
+    embedding = model.get_submodule("embeddings.tokens") if gguf_name is not None else None
+    if type(embedding) is not nn.Embedding or not built_from_blocks(gf.tensors[gguf_name]):
+        return
+    source = gf.tensors[gguf_name].qtype.name
+    head = getattr(model, "lm_head", None)
+    if isinstance(head, QuantLinear) and head.kind == "grouped" and source_of.get("lm_head.weight") == gguf_name:
+        new = QuantEmbedding.sharing(head)
+    else:
+        grouped = blocks(gguf_name)
+        if not grouped_codes.fits(grouped):
+            return  # (Q6_K's groups of 16, no native kernel): the fp32 table, read below
+        codes, scale, offset, bits = grouped_codes.pack(grouped)
+        new = QuantEmbedding(codes, scale.contiguous().view(torch.int32), offset.contiguous().view(torch.int32),
+                             bits, grouped.codes.shape[1], source)
+    _replace(model, "embeddings.tokens", new)
+
+
+def _read_placeholders(model: nn.Module, source_of: dict, gf, heads_of) -> None:
+    """Dequantize into fp32 every meta placeholder (see the module docstring) no quantized module
+    replaced: a layer the kernels cannot take (an MoE router, an embedding of Q6_K, ...)."""
+    from llmzoo.convert.gguf_rope import deinterleave_rope_rows
+
+    read: dict[str, nn.Parameter] = {}  # by GGUF name: a tied pair stays one parameter
+    for name, param in list(model.named_parameters(remove_duplicate=False)):
+        if not param.is_meta:
+            continue
+        gguf_name = source_of.get(name)
+        if gguf_name is None:
+            raise CheckpointError(f"internal: {name} was left unread by quant='gguf' and maps to no GGUF tensor")
+        if gguf_name not in read:
+            values = gf.dequantize(gguf_name)
+            if (heads := heads_of(gguf_name)) is not None:
+                values = deinterleave_rope_rows(values, heads)
+            read[gguf_name] = nn.Parameter(torch.from_numpy(np.ascontiguousarray(values)), param.requires_grad)
+        owner, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(owner) if owner else model, leaf, read[gguf_name])

@@ -63,12 +63,17 @@ class QuantLinear(nn.Module):
 
     @classmethod
     def from_grouped_codes(cls, g: GroupedInts, bias: torch.Tensor | None, source: str) -> QuantLinear:
-        codes, scale, offset, bits = grouped_codes.pack(g)
-        n, k = g.codes.shape
+        return cls.from_packed(*grouped_codes.pack(g), bias, source)
+
+    @classmethod
+    def from_packed(cls, codes: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, bits: int,
+                    bias: torch.Tensor | None, source: str) -> QuantLinear:
+        """From codes already in the kernel's layout (grouped_codes.pack / from_blocks)."""
+        n, k = scale.shape[0], codes.shape[1] * (2 if bits == 4 else 1)
         # fp32 scales stored as int32 bits, out of reach of model.to(dtype)
         tensors = {"codes": codes, "scale": scale.contiguous().view(torch.int32),
                    "offset": offset.contiguous().view(torch.int32)}
-        return cls(k, n, "grouped", tensors, bias, group=g.group, bits=bits, source=source)
+        return cls(k, n, "grouped", tensors, bias, group=native.GROUP, bits=bits, source=source)
 
     def _grouped(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         return self.codes, self.scale.view(torch.float32), self.offset.view(torch.float32), self.bits
