@@ -33,6 +33,7 @@ from llmzoo.quant.quant_embedding import QuantEmbedding
 QUANT_METHODS = ("gguf", "int8", "int4")
 INT4_GROUP = 32  # inputs per int4 scale/zero: Q4_1's group; 64 and 128 (if they divide K) also run
 _SKIP = ("router",)  # MoE routers: see the module docstring
+_READ_BYTES = 4 << 20  # GGUF bytes read at a time while building a layer from the file's blocks
 
 
 def check_quant(quant: str | None) -> str | None:
@@ -127,22 +128,37 @@ def quantize_from_gguf(model: nn.Module, path: str | Path) -> nn.Module:
             return None
         return dims.n_heads if ".attn_q." in gguf_name else dims.n_kv_heads
 
-    def rows(gguf_name: str) -> np.ndarray:  # (rows, bytes per row), in the float weights' row order
+    def rows(gguf_name: str, r0: int = 0, r1: int | None = None) -> np.ndarray:
+        """Rows [r0, r1) as (rows, bytes per row), in the float weights' row order."""
         info = gf.tensors[gguf_name]
-        data.seek(info.offset)
-        raw = np.fromfile(data, dtype=np.uint8, count=info.n_bytes).reshape(info.shape[0], -1)
-        if (heads := heads_of(gguf_name)) is not None:  # rows are independent: move their bytes
-            raw = raw[deinterleave_rope_rows(np.arange(info.shape[0]), heads)]
+        n, row_bytes = info.shape[0], info.n_bytes // info.shape[0]
+        heads = heads_of(gguf_name)
+        r0, r1 = (0, n) if heads is not None else (r0, n if r1 is None else r1)  # permuted: read them all
+        data.seek(info.offset + r0 * row_bytes)
+        raw = np.fromfile(data, dtype=np.uint8, count=(r1 - r0) * row_bytes).reshape(r1 - r0, row_bytes)
+        if heads is not None:  # rows are independent: move their bytes
+            raw = raw[deinterleave_rope_rows(np.arange(n), heads)]
         return raw
 
     def blocks(gguf_name: str) -> GroupedInts:
         return unpack(rows(gguf_name), gf.tensors[gguf_name].qtype, gf.tensors[gguf_name].shape)
 
     def layer(gguf_name: str, bias: torch.Tensor | None) -> QuantLinear:
-        qtype = gf.tensors[gguf_name].qtype.name
-        if native.available() and (packed := grouped_codes.from_blocks(rows(gguf_name), qtype)) is not None:
-            return QuantLinear.from_packed(*packed, bias, qtype)  # the file's bytes are the kernel's codes
-        return _from_grouped(blocks(gguf_name), bias, qtype)
+        info = gf.tensors[gguf_name]
+        qtype, n = info.qtype.name, info.shape[0]
+        if not (native.available() and grouped_codes.stored_as_codes(qtype)):
+            return _from_grouped(blocks(gguf_name), bias, qtype)
+        # the file's bytes are the kernel's codes: copied into place a few MB of rows at a time, so
+        # a big matrix (the 49k-row head) never has a second whole copy beside it while it loads
+        step = n if heads_of(gguf_name) is not None else max(1, _READ_BYTES * n // info.n_bytes)
+        out = None
+        for r0 in range(0, n, step):
+            part = grouped_codes.from_blocks(rows(gguf_name, r0, min(n, r0 + step)), qtype)
+            if out is None:
+                out = [t.new_empty((n, *t.shape[1:])) for t in part[:3]]
+            for whole, piece in zip(out, part[:3]):
+                whole[r0: r0 + piece.shape[0]] = piece
+        return QuantLinear.from_packed(*out, part[3], bias, qtype)
 
     fallback: dict[str, int] = {}
     try:

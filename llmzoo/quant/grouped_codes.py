@@ -42,6 +42,11 @@ def pack(g: GroupedInts) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]
 _AS_STORED = {"Q4_0": (2, 4), "Q4_1": (4, 4), "Q8_0": (2, 8)}
 
 
+def stored_as_codes(qtype_name: str) -> bool:
+    """Whether `from_blocks` takes this GGUF type's codes as stored."""
+    return qtype_name in _AS_STORED
+
+
 def from_blocks(raw: np.ndarray, qtype_name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int] | None:
     """`pack(unpack(raw))` without the unpacked copies, for the types of `_AS_STORED` (None for the
     others): their codes are the file's bytes as they are, so a load takes one copy of them instead
