@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 import torch
@@ -31,13 +32,34 @@ def build_model(config: ModelConfig, *, device: str | torch.device | None = None
         raise ConfigError(f"no builder for arch {config.arch!r}")
     module_name, attr = target.split(":")
     builder = getattr(importlib.import_module(module_name), attr)
-    with torch.device(device) if device is not None else _nullcontext():
+    with torch.device(device) if device is not None else _nullcontext(), \
+            _no_init() if str(device) == "meta" else _nullcontext():
         model = builder(config)
     if device != "meta":
         init_weights(model, config)
     if dtype is not None:
         model = model.to(dtype)
     return model
+
+
+# torch.nn.init's in-place initialisers, which module constructors call (nn.Linear.reset_parameters, ...)
+_INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "xavier_uniform_",
+                 "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
+
+
+@contextlib.contextmanager
+def _no_init():
+    """Constructors' random init skipped: on the meta device there are no values to fill, yet each
+    meta initialiser runs through torch's reference implementations (switch-c-2048's 61k experts:
+    a meta build took 24 s, 10 s without them)."""
+    saved = {name: getattr(nn.init, name) for name in _INITIALISERS}
+    try:
+        for name in _INITIALISERS:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(nn.init, name, fn)
 
 
 def init_weights(model: nn.Module, config: ModelConfig, std: float = 0.02) -> None:
