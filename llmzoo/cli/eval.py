@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--tasks", help="comma-separated task names (see --list); ppl:PATH for a text file's perplexity")
     e.add_argument("--num-fewshot", type=int, default=0, help="few-shot examples per prompt (default 0)")
     e.add_argument("--limit", type=int, help="evaluate only the first N documents of each task")
+    e.add_argument("--samples", metavar="JSON|FILE",
+                   help='only these documents, as lm-eval\'s --samples: {"task": [indices]} as JSON or a JSON '
+                        'file (e.g. one shard of a long run); not with --limit')
     e.add_argument("--batch-size", type=int, default=8)
     e.add_argument("--chat", action="store_true", help="wrap prompts in the model's chat template")
     e.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT")
@@ -54,11 +57,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise LlmzooError(f"--device {args.device!r} is not a torch device (cpu, cuda, cuda:1, mps)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LlmzooError(f"--device {args.device}: no CUDA device is available here")
-    tasks = preflight(args.tasks, args.num_fewshot, args.limit)  # before the model loads: fail fast
+    samples = _read_samples(args.samples)
+    tasks = preflight(args.tasks, args.num_fewshot, args.limit, samples)  # before the model loads: fail fast
     model, tokenizer = _load(args.source, args.dtype, args.adapter, args.quant)
     model = model.to(device)
     result = evaluate(model, tokenizer, tasks, num_fewshot=args.num_fewshot, limit=args.limit,
-                      batch_size=args.batch_size, chat=args.chat, log_samples=bool(args.log_samples))
+                      batch_size=args.batch_size, chat=args.chat, log_samples=bool(args.log_samples),
+                      samples=samples)
     result["config"].update(source=args.source, device=str(device), dtype=args.dtype or "float32", quant=args.quant)
     samples = result.pop("samples", None)
     print(format_table(result))
@@ -68,6 +73,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         lines = [json.dumps({"task": task, **row}) for task, rows in samples.items() for row in rows]
         _write(args.log_samples, "\n".join(lines) + "\n")
     return 0
+
+
+def _read_samples(value: str | None) -> dict | None:
+    """--samples: inline JSON, or the path of a file holding it."""
+    if value is None:
+        return None
+    text = value
+    if not value.lstrip().startswith("{"):
+        try:
+            text = Path(value).read_text()
+        except OSError as e:
+            raise LlmzooError(f"--samples {value!r} is neither JSON nor a readable file: {e.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LlmzooError(f"--samples is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
 
 
 def _write(path: str, text: str) -> None:

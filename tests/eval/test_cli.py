@@ -145,3 +145,45 @@ def test_bad_device(capsys, device, tmp_path):
     if device.startswith("cuda") and torch.cuda.is_available():
         pytest.skip("a CUDA device exists here")
     assert "--device" in _fail(capsys, "whatever", "--tasks", f"ppl:{tmp_path}", "--device", device)
+
+
+@pytest.mark.asset
+@needs_data
+def test_samples_shards_score_as_the_whole_run(tiny_dir, tmp_path, capsys):
+    """--samples (lm-eval's option) evaluates just the named documents: two disjoint shards log the
+    same per-document loglikelihoods as one run over all of them, under their original doc ids."""
+    whole, log_a, log_b = tmp_path / "whole.jsonl", tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert main(["eval", str(tiny_dir), "--tasks", "piqa", "--limit", "6", "--log-samples", str(whole)]) == 0
+    (tmp_path / "shard.json").write_text(json.dumps({"piqa": [5, 3, 4]}))
+    assert main(["eval", str(tiny_dir), "--tasks", "piqa", "--samples", '{"piqa": [0, 1, 2]}',
+                 "--log-samples", str(log_a), "--json", str(tmp_path / "a.json")]) == 0
+    assert main(["eval", str(tiny_dir), "--tasks", "piqa", "--samples", str(tmp_path / "shard.json"),
+                 "--log-samples", str(log_b)]) == 0
+    capsys.readouterr()
+    by_id = lambda path: {r["doc_id"]: r["requests"] for r in map(json.loads, path.read_text().splitlines())}  # noqa: E731
+    full, shards = by_id(whole), {**by_id(log_a), **by_id(log_b)}
+    assert sorted(shards) == list(range(6))
+    for doc_id, requests in full.items():
+        got = [r["answer"]["logprob"] for r in shards[doc_id]]
+        # other batch-mates, other padding: fp32 sums agree to rounding, as the parity test allows (1e-4)
+        assert got == pytest.approx([r["answer"]["logprob"] for r in requests], rel=1e-6, abs=1e-4)
+    result = json.loads((tmp_path / "a.json").read_text())
+    assert result["results"]["piqa"]["n"] == 3 and result["config"]["samples"] == {"piqa": 3}
+
+
+@pytest.mark.asset
+@needs_data
+@pytest.mark.parametrize("samples, words", [
+    ('{"piqa": [0, 99999]}', "document indices"),
+    ('{"arc_easy": [0]}', "not among the evaluated tasks"),
+    ('{"piqa": [1, 1]}', "repeats"),
+    ('{"piqa": ', "not valid JSON"),
+    ("no-such-file.json", "neither JSON nor a readable file"),
+])
+def test_bad_samples(capsys, samples, words):
+    assert words in _fail(capsys, "smollm2-135m-instruct", "--tasks", "piqa", "--samples", samples)
+
+
+def test_samples_with_limit(capsys):
+    assert "do not go together" in _fail(capsys, "smollm2-135m-instruct", "--tasks", "piqa", "--limit", "3",
+                                         "--samples", '{"piqa": [0]}')
