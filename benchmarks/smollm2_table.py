@@ -5,6 +5,12 @@
     done
     python benchmarks/smollm2_table.py [--dir benchmarks/results/smollm2]
 
+A run too long for one sitting goes in disjoint parts, written under a folder named after the task:
+`--samples` shards (`hellaswag/hellaswag_4000-5510.json`, beside `hellaswag.json` from `--limit 4000`)
+or MMLU's subjects one at a time (`mmlu/mmlu_<subject>.json`, e.g. `--tasks mmlu_anatomy`). A task's
+number is then the documents-weighted mean over its parts, which is what one whole run reports
+(lm-eval's group accuracy weights subjects by size too).
+
 prints a markdown table (task, metric, documents evaluated, llmzoo, model card) and saves it as a
 bar chart (table.png in the same directory). The model card's numbers (HuggingFaceTB/SmolLM2-135M-
 Instruct, zero-shot, lighteval with its own prompts) are published facts, not our output.
@@ -29,20 +35,40 @@ ROWS = [
 ]
 
 
+def read_task(directory: Path, task: str, metric: str) -> tuple[float, int] | None:
+    """(metric, documents) of `task`: its one-run JSON and/or its parts' (documents-weighted)."""
+    paths = [directory / f"{task}.json"] + sorted((directory / task).glob("*.json"))
+    parts = []
+    for path in filter(Path.exists, paths):
+        saved = json.loads(path.read_text())
+        result = saved["results"][saved["config"]["tasks"][0]]  # a part may be one subject: mmlu_anatomy
+        parts.append((result[metric], result["n"]))
+    if not parts:
+        return None
+    n = sum(count for _, count in parts)
+    return sum(value * count for value, count in parts) / n, n
+
+
+def full_size(task: str) -> int | None:
+    """Documents in the task's whole evaluated split (None without the data)."""
+    try:
+        from llmzoo.eval.tasks import get_task
+
+        found = get_task(task)
+        return sum(len(t.docs()) for t in found.subtasks() or [found])
+    except Exception:  # the table still prints from the JSON files alone
+        return None
+
+
 def read_rows(directory: Path) -> list[dict]:
     rows = []
     for name, tasks, metric in ROWS:
-        results = []
-        for task in tasks:
-            path = directory / f"{task}.json"
-            if path.exists():
-                saved = json.loads(path.read_text())
-                results.append((saved["results"][task], saved["config"]))
-        if len(results) != len(tasks):
+        results = [read_task(directory, task, metric) for task in tasks]
+        if any(r is None for r in results):
             continue
-        value = 100 * sum(r[metric] for r, _ in results) / len(results)
-        n = "+".join(str(r["n"]) for r, _ in results)
-        limited = any(c.get("limit") for _, c in results)
+        value = 100 * sum(v for v, _ in results) / len(results)
+        n = "+".join(str(count) for _, count in results)
+        limited = any(count != full_size(task) for task, (_, count) in zip(tasks, results))
         rows.append({"row": name, "metric": metric, "n": n, "limited": limited, "llmzoo": value,
                      "card": MODEL_CARD.get(name)})
     return rows
@@ -53,7 +79,7 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         card = f"{r['card']:.1f}" if r["card"] is not None else "-"
         diff = f"{r['llmzoo'] - r['card']:+.1f}" if r["card"] is not None else "-"
-        n = r["n"] + (" (first N)" if r["limited"] else "")
+        n = r["n"] + (" (not all)" if r["limited"] else "")
         lines.append(f"| {r['row']} | {r['metric']} | {n} | {r['llmzoo']:.1f} | {card} | {diff} |")
     return "\n".join(lines)
 
