@@ -14,8 +14,8 @@ from llmzoo.eval.tasks import get_task
 from llmzoo.eval.tasks.bigbench import postprocess
 
 pytestmark = [pytest.mark.asset,
-              pytest.mark.skipif(not is_fetched("bigbench"), reason="BIG-bench data not fetched: run `make assets` "
-                                                                    "or `python -m llmzoo.assets fetch bigbench`")]
+              pytest.mark.skipif(not is_fetched("bigbench"), reason="BIG-bench data not fetched (an optional asset: "
+                                 "`python -m llmzoo.assets fetch bigbench` fetches it or says why the index cannot)")]
 
 # Example counts of the bigbench==1.0.0 task.json files (subtasks summed: logical_deduction's
 # three/five/seven objects 300 + 500 + 700; arithmetic's 20 subtasks).

@@ -94,3 +94,26 @@ def test_an_html_only_index_works_too(fake_index, monkeypatch):
     assets.fetch("bigbench")
     assert seen[1] == "https://index.example/files/bigbench-1.0.0.tar.gz"
     assert assets.is_fetched("bigbench")
+
+
+def test_an_optional_asset_the_index_lost_does_not_stop_the_set_up(monkeypatch, tmp_path, capsys):
+    """PyPI now lists only bigbench 0.0.1: `fetch` of the default set warns and fetches the rest
+    (exit 0); asked for by name it is an error naming the missing file (exit 2)."""
+    def urlopen(request, timeout=None):  # the index as it is now: the 1.0.0 sdist is gone
+        files = [{"filename": "bigbench-0.0.1.tar.gz", "url": "https://files.example/b.tar.gz",
+                  "hashes": {"sha256": "1" * 64}}]
+        return io.BytesIO(json.dumps({"files": files}).encode())
+
+    fetched = []
+    real_fetch = assets.fetch
+    monkeypatch.setattr(assets.urllib.request, "urlopen", urlopen)
+    monkeypatch.setenv("LLMZOO_CACHE", str(tmp_path))
+    monkeypatch.setenv("PIP_INDEX_URL", "https://index.example/simple")
+    monkeypatch.setattr(assets, "fetch", lambda name, force=False: real_fetch(name, force) if name == "bigbench"
+                        else fetched.append(name) or tmp_path)
+    assert assets.main(["fetch"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: optional asset bigbench not fetched" in err and "bigbench-1.0.0.tar.gz" in err
+    assert set(fetched) == set(assets.ASSETS) - {"bigbench"}
+    assert assets.main(["fetch", "bigbench"]) == 2
+    assert "error: the package index" in capsys.readouterr().err

