@@ -80,7 +80,8 @@ class Engine:
     def submit(self, prompt: str | list[dict] | list[int], *, max_tokens: int = 128, temperature: float = 0.0,
                top_k: int | None = None, top_p: float | None = None, repetition_penalty: float = 1.0,
                stop: list[str] | None = None, seed: int | None = None, logprobs: int | None = None,
-               presence_penalty: float = 0.0, frequency_penalty: float = 0.0, constraint=None) -> Request:
+               presence_penalty: float = 0.0, frequency_penalty: float = 0.0, constraint=None,
+               logit_bias: dict[int, float] | None = None, prompt_logprobs: int | None = None) -> Request:
         """Queue a request: a text, chat messages (rendered with the model's chat template) or token
         ids. Returns its handle at once; iterate it for the text as it is produced.
         logprobs=k records each new token's log-probability and the k most likely alternatives in
@@ -88,13 +89,22 @@ class Engine:
         presence_penalty / frequency_penalty: OpenAI's additive penalties, logit[j] -= frequency_penalty *
         count[j] + presence_penalty * (count[j] > 0), counting the tokens generated so far.
         constraint: a llmzoo.infer.constrained.TokenConstraint (e.g. JSON), one object per request: its
-        allowed tokens are the only ones sampled, EOS only once it is complete."""
+        allowed tokens are the only ones sampled, EOS only once it is complete.
+        logit_bias: {token id: bias in [-100, 100]} added to those logits before sampling (OpenAI's
+        parameter: -100 bans a token, +100 all but forces it); log-probabilities stay the model's.
+        prompt_logprobs=k scores the prompt too: `request.prompt_token_logprobs` gets an entry per prompt
+        token (None for the first, which nothing predicts), from the prefill's logits at no extra
+        forward. With it, max_tokens=0 scores the prompt and generates nothing (OpenAI's echo)."""
         for name, value in (("presence_penalty", presence_penalty), ("frequency_penalty", frequency_penalty)):
             if not isinstance(value, (int, float)) or not -2.0 <= value <= 2.0:
                 raise LlmzooError(f"{name} must be a number in [-2, 2], got {value!r}")
-        if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int) or logprobs < 0):
-            raise LlmzooError(f"logprobs must be a whole number >= 0 (alternatives per token), got {logprobs!r}")
-        sampling = check_generation_args(max_tokens, temperature, top_k, top_p, repetition_penalty)
+        for name, value in (("logprobs", logprobs), ("prompt_logprobs", prompt_logprobs)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise LlmzooError(f"{name} must be a whole number >= 0 (alternatives per token), got {value!r}")
+        scores_only = max_tokens == 0 and prompt_logprobs is not None and not isinstance(max_tokens, bool)
+        sampling = check_generation_args(1 if scores_only else max_tokens, temperature, top_k, top_p,
+                                         repetition_penalty)
+        bias = self._logit_bias(logit_bias)
         ids = self._prompt_ids(prompt)
         if len(ids) >= self.max_len:
             raise LlmzooError(f"prompt of {len(ids)} tokens does not fit the engine's context of {self.max_len} "
@@ -104,6 +114,7 @@ class Engine:
         request.logprobs = logprobs
         request.presence_penalty, request.frequency_penalty = float(presence_penalty), float(frequency_penalty)
         request.constraint = constraint
+        request.logit_bias, request.prompt_logprobs = bias, prompt_logprobs
         if seed is not None:
             request.generator = torch.Generator().manual_seed(seed)
         with self._wake:
@@ -118,6 +129,18 @@ class Engine:
             self._start()
             self._wake.notify()
         return request
+
+    def _logit_bias(self, logit_bias: dict[int, float] | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """OpenAI's logit_bias as (token ids, biases), after checking every entry."""
+        if not logit_bias:
+            return None
+        vocab = self.model.config.vocab_size
+        for token, bias in logit_bias.items():
+            if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab:
+                raise LlmzooError(f"logit_bias keys are token ids below the vocabulary size {vocab}, got {token!r}")
+            if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not -100 <= bias <= 100:
+                raise LlmzooError(f"logit_bias values are numbers in [-100, 100], got {bias!r} for token {token}")
+        return torch.tensor(list(logit_bias)), torch.tensor([float(b) for b in logit_bias.values()])
 
     @property
     def failed(self) -> bool:
@@ -206,13 +229,35 @@ class Engine:
 
     def _prefill_chunk(self, row: int) -> None:
         request, rest = self.rows[row], self.pending[row]
+        start = len(request.prompt_ids) - len(rest)
         chunk, self.pending[row] = rest[:self.prefill_chunk], rest[self.prefill_chunk:]
         view = self.cache.rows(row, row + 1)
-        logits = self.model(torch.tensor([chunk]), cache=view, logits_to_keep=1).logits[:, -1]
+        scoring = request.prompt_logprobs is not None
+        logits = self.model(torch.tensor([chunk]), cache=view, logits_to_keep=0 if scoring else 1).logits[0]
         view.advance(len(chunk))
+        if scoring:
+            self._score_prompt(request, start, logits)
         if not self.pending[row]:
             del self.pending[row]
-            self._sample_or_fail(row, logits[0])
+            request.prompt_scored.set()
+            if request.max_tokens == 0:  # only the prompt's scores were asked for
+                request.finish("length")
+            else:
+                self._sample_or_fail(row, logits[-1])
+
+    @staticmethod
+    def _score_prompt(request: Request, start: int, logits: torch.Tensor) -> None:
+        """Log-probabilities of the prompt tokens that positions start.. of this chunk predict."""
+        if start == 0:
+            request.prompt_token_logprobs.append(None)  # the first token has no prediction
+        targets = request.prompt_ids[start + 1:start + 1 + len(logits)]
+        logp = logits[:len(targets)].float().log_softmax(-1)
+        picked = logp.gather(-1, torch.tensor(targets)[:, None])[:, 0].tolist()
+        k = min(request.prompt_logprobs, logp.shape[-1])
+        top = logp.topk(k) if k else None
+        for i, value in enumerate(picked):
+            request.prompt_token_logprobs.append((value, [] if top is None else
+                                                  list(zip(top.indices[i].tolist(), top.values[i].tolist()))))
 
     def _decode(self, rows: list[int]) -> None:
         # Requests take the lowest free rows, so the live ones sit at the front: decode only the first
@@ -245,10 +290,13 @@ class Engine:
             request.seen = torch.zeros(1, self.model.config.vocab_size, dtype=torch.bool)
             request.seen[0, request.prompt_ids] = True
         scores = logits
+        if request.logit_bias is not None:
+            ids, biases = request.logit_bias
+            scores = logits.float().index_add(0, ids, biases)
         if request.presence_penalty or request.frequency_penalty:
             if request.counts is None:
                 request.counts = torch.zeros(logits.shape[-1])
-            scores = (logits.float() - request.frequency_penalty * request.counts
+            scores = (scores.float() - request.frequency_penalty * request.counts
                       - request.presence_penalty * (request.counts > 0).float())
         if request.constraint is not None:
             scores = self._constrain(request, scores)

@@ -59,6 +59,12 @@ class Request:
     constraint: object = field(default=None, repr=False)  # a llmzoo.infer.constrained.TokenConstraint, or None
     # one (logprob, [(token id, logprob), ...]) per entry of token_ids, when logprobs is set
     token_logprobs: list[tuple[float, list[tuple[int, float]]]] = field(default_factory=list, repr=False)
+    logit_bias: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)  # (ids, biases)
+    prompt_logprobs: int | None = None  # alternatives per prompt token; None: the prompt is not scored
+    # the same entries per prompt token (None for the first), filled while the prompt is prefilled
+    prompt_token_logprobs: list[tuple[float, list[tuple[int, float]]] | None] = field(default_factory=list,
+                                                                                      repr=False)
+    prompt_scored: threading.Event = field(default_factory=threading.Event, repr=False)  # prefill done or ended
 
     def cancel(self) -> None:
         """Stop generating; the engine frees the request's row at its next step."""
@@ -110,6 +116,7 @@ class Request:
             self._emit(self._held)
         self.finish_reason = "stop" if reason == "eos" else reason
         self._error = error
+        self.prompt_scored.set()  # a request cancelled before its prefill ends: nothing more to wait for
         self._queue.put(_END)
         return True
 

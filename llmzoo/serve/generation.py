@@ -30,14 +30,13 @@ def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
     def refuse(param: str, why: str) -> None:
         raise APIError(400, f"{param} is not supported by llmzoo serve: {why}", param=param, code="unsupported")
 
-    if body.logit_bias:
-        refuse("logit_bias", "leave it out")
     if isinstance(body, ChatCompletionRequest):
         if body.top_logprobs and not body.logprobs:
             raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
     else:
-        if body.logprobs is not None and body.echo:
-            refuse("logprobs", "log-probabilities of echoed prompt tokens are not computed; drop echo or logprobs")
+        if body.max_tokens == 0 and not body.echo:
+            raise APIError(400, "max_tokens 0 generates nothing: ask for at least 1 token, or pass echo (with "
+                                "logprobs) to score the prompt", param="max_tokens")
         if body.suffix:
             refuse("suffix", "insertion (fill in the middle) is not implemented")
         if body.best_of not in (None, 1):
@@ -46,15 +45,34 @@ def refuse_unsupported(body: ChatCompletionRequest | CompletionRequest) -> None:
         raise APIError(400, "stream_options is only allowed with stream: true", param="stream_options")
 
 
+def logit_bias(body: ChatCompletionRequest | CompletionRequest, served: ServedModel) -> dict[int, float] | None:
+    """OpenAI's logit_bias ({"token id": bias}, JSON keys are strings) as the engine's {int: float}."""
+    if not body.logit_bias:
+        return None
+    vocab_size = served.model.config.vocab_size
+    out = {}
+    for key, bias in body.logit_bias.items():
+        token = int(key) if key.strip().isdigit() else -1
+        if not 0 <= token < vocab_size:
+            raise APIError(400, f"logit_bias keys are token ids below the vocabulary size {vocab_size}, got {key!r}",
+                           param="logit_bias")
+        out[token] = bias
+    return out
+
+
 def submit(served: ServedModel, prompt, body, max_tokens: int | None, constraint=None) -> list[Request]:
     """n engine requests for one prompt; if the engine fills up half-way, the ones queued are cancelled.
     constraint: None, or a function making each request's own TokenConstraint (response_format, tools)."""
     engine = served.engine
+    prompt_logprobs = None
     if isinstance(body, ChatCompletionRequest):
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
     else:
         logprobs = body.logprobs
-    kwargs = dict(logprobs=logprobs, presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+        if body.echo and (logprobs is not None or max_tokens == 0):  # echo scores the prompt's tokens too
+            prompt_logprobs = logprobs or 0
+    kwargs = dict(logprobs=logprobs, prompt_logprobs=prompt_logprobs,
+                  logit_bias=logit_bias(body, served), presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
                   temperature=body.temperature, top_p=body.top_p if body.top_p < 1.0 else None, top_k=body.top_k,
                   repetition_penalty=body.repetition_penalty, stop=body.stop_list())
     requests: list[Request] = []
@@ -63,7 +81,8 @@ def submit(served: ServedModel, prompt, body, max_tokens: int | None, constraint
             seed = None if body.seed is None else body.seed + i
             if constraint is not None:
                 kwargs["constraint"] = constraint()
-            requests.append(engine.submit(prompt, max_tokens=max_tokens or engine.max_len, seed=seed, **kwargs))
+            requests.append(engine.submit(prompt, max_tokens=engine.max_len if max_tokens is None else max_tokens,
+                                          seed=seed, **kwargs))
     except BaseException:
         for request in requests:
             request.cancel()
@@ -109,11 +128,14 @@ def completion_logprobs(tokenizer, ids: list[int], entries, offset: int = 0) -> 
         offsets.append(offset)
         offset += len(token)
     tops = []
-    for _, top in entries:
+    for entry in entries:
+        if entry is None:  # an echoed prompt's first token: nothing predicts it (OpenAI sends null)
+            tops.append(None)
+            continue
         tops.append({})
-        for alternative, logprob in top:  # likeliest first: a text two byte pieces share keeps the higher
+        for alternative, logprob in entry[1]:  # likeliest first: a text two byte pieces share keeps the higher
             tops[-1].setdefault(tokenizer.decode([alternative]), logprob)
-    return {"tokens": tokens, "token_logprobs": [lp for lp, _ in entries], "top_logprobs": tops,
+    return {"tokens": tokens, "token_logprobs": [None if e is None else e[0] for e in entries], "top_logprobs": tops,
             "text_offset": offsets}
 
 
@@ -162,7 +184,14 @@ class Generation:
             for request in group:
                 index = len(choices)
                 reason = request.finish_reason or "stop"
-                logprobs = self._logprobs(request, request.token_ids, request.token_logprobs)
+                if echo and request.prompt_logprobs is not None and request.logprobs is not None:
+                    # the echoed prompt's tokens first; the completion's offsets count from the echo's end
+                    # (a token's own text need not add up to the prompt's, e.g. byte pieces)
+                    head = self._logprobs(request, request.prompt_ids, request.prompt_token_logprobs)
+                    tail = self._logprobs(request, request.token_ids, request.token_logprobs, len(echo))
+                    logprobs = {key: head[key] + tail[key] for key in head}
+                else:
+                    logprobs = self._logprobs(request, request.token_ids, request.token_logprobs)
                 if self.kind == "chat" and index in calls:
                     content, tool_calls, error = calls[index]
                     message = {"role": "assistant", "content": content}
@@ -270,11 +299,13 @@ class Generation:
             first = True
             for echo, group in self.groups:
                 for request in group:
+                    offset = 0
                     if self.kind == "chat":
                         yield _sse(self._chunk(index, role=True))
                     elif echo:
-                        yield _sse(self._chunk(index, text=echo))
-                    chunks, done, offset = iter(request), 0, 0
+                        yield _sse(self._chunk(index, text=echo, logprobs=await self._prompt_logprobs(request)))
+                        offset = len(echo)
+                    chunks, done = iter(request), 0
                     while (chunk := await self._next_or_timeout(chunks)) is not _DONE:
                         if first and chunk.token_ids:
                             self.metrics.first_token(self.served.name, time.perf_counter() - self.started)
@@ -283,7 +314,9 @@ class Generation:
                         count = len(chunk.token_ids)
                         logprobs = self._logprobs(request, chunk.token_ids,
                                                   request.token_logprobs[done:done + count], offset)
-                        done, offset = done + count, offset + len(chunk.text)
+                        done += count
+                        if logprobs is not None and self.kind != "chat":  # offsets count tokens' texts, as whole()
+                            offset += sum(map(len, logprobs["tokens"]))
                         if chunk.text or (logprobs is not None and count):
                             yield _sse(self._chunk(index, text=chunk.text, logprobs=logprobs))
                     yield _sse(self._chunk(index, finish=request.finish_reason or "stop"))
@@ -298,6 +331,13 @@ class Generation:
             yield _sse(error_body(error.status, error.message, error.param, error.code))
         finally:
             self.cancel()
+
+    async def _prompt_logprobs(self, request: Request) -> dict | None:
+        """An echoed prompt's logprobs, once the engine has prefilled (scored) it; None if not asked."""
+        if request.prompt_logprobs is None or request.logprobs is None:
+            return None
+        await asyncio.get_running_loop().run_in_executor(self.pool, request.prompt_scored.wait)
+        return self._logprobs(request, request.prompt_ids, request.prompt_token_logprobs)
 
     async def _next_or_timeout(self, chunks):
         if self.timeout is None:

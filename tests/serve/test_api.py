@@ -2,6 +2,7 @@
 decoder: every answer equals what llmzoo's own generate gives for the same prompt."""
 
 import threading
+import time
 
 import pytest
 import torch
@@ -116,7 +117,10 @@ def test_health_and_metrics(tiny_server, client):
     client.completions.create(model="tiny", prompt=PROMPT, max_tokens=3, temperature=0, stream=True).close()
     base = tiny_server.removesuffix("/v1")
     assert http("GET", f"{base}/health") == (200, {"status": "ok", "models": ["tiny"]})
-    status, text = http("GET", f"{base}/metrics")
+    deadline = time.monotonic() + 30  # the closed stream's request leaves the queue at the engine's next step
+    while 'llmzoo_queue_depth{model="tiny"} 0' not in (text := http("GET", f"{base}/metrics")[1]):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.05)
     assert 'llmzoo_requests_total{route="/v1/completions",status="200"}' in text
     assert 'llmzoo_completion_tokens_total{model="tiny"}' in text
     assert 'llmzoo_queue_depth{model="tiny"} 0' in text
@@ -176,3 +180,70 @@ def test_presence_and_frequency_penalties_follow_openais_formula(client, local):
         texts.append(reply.choices[0].text)
     plain = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=12, temperature=0).choices[0].text
     assert any(text != plain for text in texts)  # the penalties do change the greedy text
+
+
+def greedy_by_hand(model, tokenizer, ids, steps, adjust):
+    """Greedy decoding without a cache, `adjust(logits)` applied before each argmax."""
+    new = []
+    with torch.no_grad():
+        for _ in range(steps):
+            token = int(adjust(model(torch.tensor([ids + new])).logits[0, -1].float()).argmax())
+            if token in tokenizer.stop_token_ids or token == tokenizer.eos_token_id:
+                break
+            new.append(token)
+    return tokenizer.decode(new)
+
+
+def test_logit_bias_is_added_to_the_logits_before_sampling(client, local):
+    """OpenAI's logit_bias: {token id: bias} added to the logits; -100 bans a token, +100 forces it."""
+    model, tokenizer = local
+    ids = tokenizer.encode(PROMPT)
+    first = model(torch.tensor([ids])).logits[0, -1].argmax().item()
+    for bias in ({first: -100.0}, {first: -100.0, 7: 3.5, 11: 100.0}):
+        def adjust(logits, bias=bias):
+            for token, value in bias.items():
+                logits[token] += value
+            return logits
+
+        want = greedy_by_hand(model, tokenizer, ids, 8, adjust)
+        reply = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=8, temperature=0,
+                                          logit_bias={str(t): v for t, v in bias.items()})
+        assert reply.choices[0].text == want
+    assert tokenizer.encode(want) and set(tokenizer.encode(want)) == {11}  # +100 wins every step
+    chat = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=4, temperature=0,
+                                          logit_bias={"11": 100})
+    assert chat.choices[0].message.content == tokenizer.decode([11] * 4)
+
+
+def test_echo_with_logprobs_scores_the_prompt_as_a_forward_does(client, local):
+    """echo + logprobs (what lm-eval's OpenAI backend asks for to score a text): the prompt's tokens
+    with their teacher-forced log-probabilities, null for the first; max_tokens=0 generates nothing."""
+    model, tokenizer = local
+    ids = tokenizer.encode(PROMPT)
+    with torch.no_grad():
+        logp = model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    scored = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=0, echo=True, logprobs=2)
+    got = scored.choices[0]
+    assert got.text == PROMPT and scored.usage.completion_tokens == 0
+    assert got.logprobs.tokens == [tokenizer.decode([t]) for t in ids]
+    assert got.logprobs.token_logprobs[0] is None and got.logprobs.top_logprobs[0] is None
+    torch.testing.assert_close(torch.tensor(got.logprobs.token_logprobs[1:]), logp[torch.arange(len(ids) - 1), ids[1:]],
+                               atol=1e-4, rtol=1e-4)
+    for position, top in enumerate(got.logprobs.top_logprobs[1:]):
+        assert set(top) == {tokenizer.decode([t]) for t in logp[position].topk(2).indices.tolist()}
+    assert got.logprobs.text_offset[:2] == [0, len(tokenizer.decode(ids[:1]))]
+
+    plain = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=6, temperature=0, logprobs=1)
+    both = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=6, temperature=0, logprobs=1, echo=True)
+    lp = both.choices[0].logprobs
+    assert both.choices[0].text == PROMPT + plain.choices[0].text
+    assert lp.tokens == got.logprobs.tokens + plain.choices[0].logprobs.tokens
+    assert lp.token_logprobs[len(ids):] == pytest.approx(plain.choices[0].logprobs.token_logprobs, abs=1e-5)
+    assert lp.text_offset[len(ids)] == len(PROMPT)
+    streamed = list(client.completions.create(model="tiny", prompt=PROMPT, max_tokens=6, temperature=0, logprobs=1,
+                                              echo=True, stream=True))
+    assert streamed[0].choices[0].text == PROMPT
+    pieces = [t for c in streamed if c.choices[0].logprobs for t in c.choices[0].logprobs.token_logprobs]
+    assert pieces[0] is None and pieces[1:] == pytest.approx(lp.token_logprobs[1:], abs=1e-5)
+    offsets = [o for c in streamed if c.choices[0].logprobs for o in c.choices[0].logprobs.text_offset]
+    assert offsets == lp.text_offset, (offsets, lp.text_offset, len(ids))

@@ -51,7 +51,10 @@ BAD = [  # (path, body, status, words in the message, param)
      "repetition_penalty"),
     ("/completions", {"model": "tiny", "prompt": [], "max_tokens": 3}, 400, ["prompt"], "prompt"),
     ("/completions", {"model": "tiny", "prompt": [5, 99999], "max_tokens": 3}, 400, ["vocabulary"], None),
-    ("/completions", {"model": "tiny", "prompt": "x", "logprobs": 2, "echo": True}, 400, ["echo"], "logprobs"),
+    ("/completions", {"model": "tiny", "prompt": "x", "max_tokens": 0}, 400, ["max_tokens", "echo"], "max_tokens"),
+    ("/completions", {"model": "tiny", "prompt": "x", "logit_bias": {"the": 5}}, 400, ["token ids"], "logit_bias"),
+    ("/completions", {"model": "tiny", "prompt": "x", "logit_bias": {"99999": 5}}, 400, ["vocabulary"], "logit_bias"),
+    ("/chat/completions", {**CHAT, "logit_bias": {"5": 101}}, 400, ["100"], None),
     ("/embeddings", {"model": "tiny", "input": "the garden"}, 400, ["decoder", "encoder"], "model"),
 ]
 
