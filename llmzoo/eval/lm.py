@@ -193,9 +193,10 @@ class EvalLM:
         shared = [fam for fam in families.values() if len(fam) > 1]
         if not shared:
             return unique
-        # longest contexts first, as the plain path: a batch that does not fit fails at once; and
-        # contexts of similar length run together, so their forwards pad little
-        shared.sort(key=lambda fam: (-len(pairs[fam[0][0]][0]), -max(len(pairs[g[0]][1]) for g in fam)))
+        # longest shared prefixes first, as the plain path: a batch that does not fit fails at once;
+        # and prefixes of similar length run together, so their forwards pad little
+        shared.sort(key=lambda fam: (-len(_common_prefix([self._decoder_input(*pairs[g[0]]) for g in fam])),
+                                     -max(len(pairs[g[0]][1]) for g in fam)))
         wave = self.batch_size * WAVE_BATCHES
         for start in range(0, len(shared), wave):
             batch = shared[start:start + wave]
@@ -210,36 +211,40 @@ class EvalLM:
         return [grp for grp in unique if id(grp) not in done]
 
     def _score_shared(self, families: list[list[list[tuple[list[int], list[int]]]]]) -> list[list[list[LoglikelihoodResult]]]:
-        """families[f][g]: the requests of group g (one input row) under context f. The contexts
-        run once (right-padded, causal) into one cache; each group's continuation then runs on a
-        copy of its context's cache row, masked so it sees only the real context tokens, at
-        positions that continue its own context."""
+        """families[f][g]: the requests of group g (one input row) under context f. The longest
+        prefix all of a family's rows share (its context, and more where the choices begin alike:
+        PIQA's two solutions often differ in a word or two) runs once (right-padded, causal) into
+        one cache; each row's rest then runs on a copy of its prefix's cache row, masked so it sees
+        only the real prefix tokens, at positions that continue it. A position's state depends only
+        on the tokens before it, so the scores are those of the whole rows."""
         from llmzoo.infer.cache import Cache
 
-        contexts = [fam[0][0][0] for fam in families]
-        suffixes = [[grp[0][1][:-1] for grp in fam] for fam in families]  # the last token is predicted, never fed
-        width = max(map(len, contexts))
+        rows = [[self._decoder_input(*grp[0]) for grp in fam] for fam in families]
+        prefixes = [_common_prefix(fam_rows) for fam_rows in rows]  # at least the context
+        suffixes = [[row[len(prefix):] for row in fam_rows] for prefix, fam_rows in zip(prefixes, rows)]
+        # the prefix's states from its context's last token on predict the continuations' first tokens
+        starts = [len(fam[0][0][0]) - 1 for fam in families]
+        width = max(map(len, prefixes))
         span = max(len(sfx) for fam in suffixes for sfx in fam)
-        cache = Cache.for_model(self.model, len(contexts), width + span)
-        last = self._fill_context_cache(cache, contexts)
+        cache = Cache.for_model(self.model, len(prefixes), width + span)
+        head = self._fill_context_cache(cache, prefixes, starts)
         owner = [f for f, fam in enumerate(suffixes) for _ in fam]
         flat = [sfx for fam in suffixes for sfx in fam]
-        h_sfx = self._suffix_hidden(cache, owner, [len(contexts[f]) for f in owner], width, flat) if span else None
+        h_sfx = self._suffix_hidden(cache, owner, [len(prefixes[f]) for f in owner], width, flat) if span else None
         items, r = [], 0
         for f, fam in enumerate(families):
             for grp in fam:
-                n = len(grp[0][1]) - 1
-                h = torch.cat([last[f], h_sfx[r]]) if n else last[f]
+                h = torch.cat([head[f], h_sfx[r]]) if flat[r] else head[f]
                 items.extend((h, cont) for _, cont in grp)
                 r += 1
         scored = iter(_score_hidden(self._head_logits, items))
         return [[[next(scored) for _ in grp] for grp in fam] for fam in families]
 
-    def _fill_context_cache(self, cache, contexts: list[list[int]]) -> list[torch.Tensor]:
+    def _fill_context_cache(self, cache, contexts: list[list[int]], starts: list[int]) -> list[torch.Tensor]:
         """Run the contexts (longest first) in forwards of batch_size rows, each padded only to
         its own longest, writing their keys/values into rows of the one cache (slots a chunk
-        does not reach stay zero and are masked later). Returns each context's last hidden
-        state (1, D), which predicts its continuations' first token."""
+        does not reach stay zero and are masked later). Returns each context's final hidden
+        states from position starts[i] to its end (n, D): the ones that predict continuation tokens."""
         last = []
         for start in range(0, len(contexts), self.batch_size):
             chunk = contexts[start:start + self.batch_size]
@@ -248,7 +253,7 @@ class EvalLM:
                 ids[r, :len(ctx)] = torch.tensor(ctx)
             rows = cache.rows(start, start + len(chunk))  # the forward writes through to `cache`
             h = self.model(ids.to(self.device), cache=rows, logits_to_keep=1).last_hidden_state
-            last.extend(h[r, len(ctx) - 1:len(ctx)] for r, ctx in enumerate(chunk))
+            last.extend(h[r, starts[start + r]:len(ctx)] for r, ctx in enumerate(chunk))
         cache.advance(max(map(len, contexts)))
         return last
 
@@ -338,6 +343,15 @@ class EvalLM:
 
 
 _CHUNK = 1024  # positions projected to the vocabulary at a time
+
+
+def _common_prefix(rows: list[list[int]]) -> list[int]:
+    """The longest token prefix all rows share."""
+    shortest = min(rows, key=len)
+    for i, token in enumerate(shortest):
+        if any(row[i] != token for row in rows):
+            return shortest[:i]
+    return list(shortest)
 
 
 def _score_hidden(head: Callable[[torch.Tensor], torch.Tensor],
