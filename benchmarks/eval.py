@@ -136,11 +136,13 @@ def _llmzoo_worker(args: argparse.Namespace) -> dict:
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"seconds": seconds, "cpu_seconds": cpu, "acc": res["acc"], "acc_norm": res.get("acc_norm"), "n": res["n"],
             "forward_seconds": timer.seconds, "forwards": timer.calls, "positions": timer.positions,
-            "real_positions": _real_positions(model, tok, args.task, args.limit)}
+            **position_counts(_request_rows(model, tok, args.task, args.limit)),
+            "flops_per_position": flops_per_position(model)}
 
 
-def _real_positions(model: Any, tok: Any, task_name: str, limit: int) -> int:
-    """Token positions llmzoo's forwards must see without padding: each distinct model input once."""
+def _request_rows(model: Any, tok: Any, task_name: str, limit: int) -> list[tuple[tuple[int, ...], int]]:
+    """Each request of the first `limit` documents as (decoder input, continuation length), tokenised
+    as llmzoo's harness does (the parity test checks lm-eval tokenises the same)."""
     from llmzoo.eval.lm import EvalLM
     from llmzoo.eval.prompt import PromptBuilder
     from llmzoo.eval.tasks import get_task
@@ -148,11 +150,38 @@ def _real_positions(model: Any, tok: Any, task_name: str, limit: int) -> int:
     task = get_task(task_name)
     lm = EvalLM(model, tok)
     builder = PromptBuilder(task, 0, tok)
-    rows = set()
+    rows = []
     for doc in task.docs()[:limit]:
         for r in task.requests(doc, builder.context(doc)):
-            rows.add(tuple(lm._decoder_input(*lm.encode_pair(r.context, r.continuation))))
-    return sum(map(len, rows))
+            context, continuation = lm.encode_pair(r.context, r.continuation)
+            rows.append((tuple(lm._decoder_input(context, continuation)), len(continuation)))
+    return rows
+
+
+def position_counts(rows: list[tuple[tuple[int, ...], int]]) -> dict:
+    """Token positions: each distinct model input once ("real"), and the fewest any exact scorer needs:
+    the positions of a token trie over all requests (a position's hidden state depends only on its
+    prefix, so equal prefixes need computing once), of which only the ones predicting a continuation
+    token need the vocabulary projection ("head")."""
+    distinct = set(row for row, _ in rows)
+    body, head = set(), set()
+    for row, n_cont in rows:
+        for end in range(1, len(row) + 1):
+            body.add(row[:end])
+            if end > len(row) - n_cont:
+                head.add(row[:end])
+    return {"real_positions": sum(map(len, distinct)), "trie_positions": len(body), "trie_head_positions": len(head),
+            "continuation_positions": sum(n for _, n in rows)}
+
+
+def flops_per_position(model: Any) -> tuple[float, float]:
+    """Multiply-adds x 2 per token position: the body (every parameter outside the embedding and head
+    matrices; attention's score/value products, under 5% at these lengths, are left out) and the
+    vocabulary projection."""
+    head = model.lm_head.weight
+    skip = {id(head), id(model.embeddings.tokens.weight)}
+    body = sum(p.numel() for p in model.parameters() if id(p) not in skip and p.dim() >= 2)
+    return 2.0 * body, 2.0 * head.numel()
 
 
 def _lm_eval_worker(args: argparse.Namespace) -> dict:
@@ -218,6 +247,22 @@ def print_table(rows: list[dict]) -> None:
     print("ratio = against lm-eval's HF backend on the same task in the same dtype (docs/s: wall time; docs/cpu-s: "
           "the worker's CPU time); forward = share of the run inside the model's forward passes; positions = "
           "token positions fed to the model (padding included)")
+
+
+def print_flop_bounds(rows: list[dict]) -> None:
+    """How fast any exact scorer could be against lm-eval at the same FLOP rate: lm-eval's work (every
+    fed position through body and head) over the least work (the request trie's positions through the
+    body, only those predicting a continuation token through the head). A speed target above this
+    bound needs faster arithmetic (bf16, int8), not less of it."""
+    for r in rows:
+        if r["impl"].startswith("llmzoo") and "trie_positions" in r:
+            ref = next(x for x in rows if x["task"] == r["task"] and x["dtype"] == r["dtype"] and x is not r)
+            body, head = r["flops_per_position"]
+            least = r["trie_positions"] * body + r["trie_head_positions"] * head
+            print(f"{r['task']} {r['dtype']}: least work {least / 1e12:.2f} TFLOP ({r['trie_positions']} trie positions, "
+                  f"{r['trie_head_positions']} through the head) vs lm-eval's {ref['positions'] * (body + head) / 1e12:.2f}"
+                  f" TFLOP: best possible ratio at equal FLOP rate {ref['positions'] * (body + head) / least:.2f}x; "
+                  f"llmzoo feeds {r['positions']} positions")
 
 
 def save_chart(rows: list[dict], path: Path, title: str) -> None:
@@ -305,6 +350,7 @@ def main() -> None:
               f"{_fmt(got['lm-eval hf']['acc'])}, acc_norm {_fmt(got['llmzoo']['acc_norm'])} vs "
               f"{_fmt(got['lm-eval hf']['acc_norm'])})", flush=True)
     print_table(rows)
+    print_flop_bounds(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps({"machine": machine, "setting": setting, "rows": rows}, indent=1))
