@@ -89,14 +89,15 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def conversion_family(card: ModelCard) -> str | None:
-    """Name of the HF converter family that can load/save this config, if one is installed."""
+    """Name of the HF converter family that saves this config, if its transformers layout can express
+    the config (GPT-3's alternating sparse attention, say, has none: `llmzoo convert` refuses it)."""
     if card.config is None:
         return None
-    try:
-        from llmzoo.convert.families import family_by_name
+    from llmzoo.convert.save import hf_config_for
 
-        return family_by_name(card.family).name
-    except Exception:  # no converter for this family (or the converter package is unavailable)
+    try:
+        return hf_config_for(card.config)[0].name
+    except LlmzooError:  # no converter for this family, or a field its layout cannot express
         return None
 
 

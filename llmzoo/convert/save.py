@@ -143,14 +143,21 @@ def hf_export(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]
     if kind is not STACK:
         raise CheckpointError(f"{kind.description} has no transformers class")
     config: ModelConfig = model.config
+    family, hf_config = hf_config_for(config)
+    state = zoo_to_hf(family, config, model.state_dict())
+    hf_config["torch_dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
+    return hf_config, state
+
+
+def hf_config_for(config: ModelConfig) -> tuple[Family, dict[str, Any]]:
+    """The converter family and config.json of `config` in the transformers layout; CheckpointError
+    when that layout cannot express it (what `llmzoo show` reports as "HF conversion")."""
     if config.position_2d:  # no transformers class has GLM's second position table (GLM-10B was remote code)
         raise CheckpointError("GLM's 2D positions (position_2d=True) have no transformers layout")
     family = family_for_config(config)
     hf_config = family.config_to_hf(config)
     check_round_trip(config, family.name, family.config_from_hf(dict(hf_config)))
-    state = zoo_to_hf(family, config, model.state_dict())
-    hf_config["torch_dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
-    return hf_config, state
+    return family, hf_config
 
 
 def family_for_config(config: ModelConfig) -> Family:

@@ -105,3 +105,21 @@ def test_show_separates_every_label_from_its_value(capsys, name):
         assert re.match(r"^  \S(?:\S| (?! ))*  +\S", line), f"label runs into its value: {line!r}"
     starts = {len(line) - len(line[2:].split("  ", 1)[1].lstrip()) for line in labelled}
     assert len(starts) == 1, f"values start in several columns: {sorted(starts)}"
+
+
+@pytest.mark.parametrize("name", ["gpt-3-125m", "gpt-2-117m", "glm-130b", "llama-2-7b"])
+def test_show_says_hf_conversion_exactly_when_the_converter_takes_the_model(name, capsys):
+    """`llmzoo show`'s "HF conversion" is the converter's own verdict on the config: GPT-3's alternating
+    sparse attention and GLM's 2D positions have no transformers layout, so show says "not yet"."""
+    from llmzoo.convert.save import hf_export
+    from llmzoo.errors import LlmzooError
+    from llmzoo.models.build import build_model
+
+    assert main(["show", name]) == 0
+    says_yes = "HF conversion: yes" in capsys.readouterr().out
+    try:
+        hf_export(build_model(get_card(name).config, device="meta"))
+        exports = True
+    except LlmzooError:
+        exports = False
+    assert says_yes == exports
