@@ -17,6 +17,7 @@ from torch import nn
 
 from llmzoo.errors import ConfigError
 from llmzoo.models.context import build_context
+from llmzoo.nn.embed_grad_shrink import shrink_embedding_gradient
 from llmzoo.train.distributed import DistEnv
 
 
@@ -40,6 +41,12 @@ def check_pipeline(config, stages: int, objective: str) -> None:
                           "model.tie_embeddings=false")
     if config.share_layers or config.n_experts:
         raise ConfigError("parallel=pp does not split shared-layer or MoE models; use ddp or fsdp")
+    # What a stage cannot compute from its own layers: one bias table every layer reads (T5-style
+    # relative bias would be copied into each stage and trained apart), and Transformer-XL's memory
+    # of the previous segment (the recurrence is the point of it, and stages pass hidden states only)
+    if config.position in ("relative_bias", "xl_relative"):
+        raise ConfigError(f"parallel=pp does not split position={config.position!r} models (their positions are "
+                          "shared across layers or carried between segments); use ddp or fsdp")
     if config.n_layers < stages:
         raise ConfigError(f"parallel=pp over {stages} processes needs at least {stages} layers, got {config.n_layers}")
 
@@ -61,14 +68,17 @@ class StageModule(nn.Module):
             self.rotary = model.rotary
         self.alibi_slopes = getattr(model, "alibi_slopes", None)
         self.layers = nn.ModuleDict({str(i): model.layers[i] for i in stage_layers(self.config.n_layers, stages, stage)})
-        if self.last:
-            self.norm = model.norm
+        if self.last:  # the model's own final steps: norm, PanGu-alpha's query layer, OPT's project_out
+            self.norm, self.top_query, self.project_out = model.norm, model.top_query, model.project_out
             self.lm_head = model.lm_head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T = x.shape[:2]
         positions = torch.arange(T, device=x.device).expand(B, T)
-        h = self.embeddings(x, positions) if self.first else x
+        if self.first:
+            h = shrink_embedding_gradient(self.embeddings(x, positions), self.config.embed_grad_scale)  # GLM-130B
+        else:
+            h = x
         ctx = build_context(self.config, batch=B, q_len=T, past=0, dtype=h.dtype, device=h.device,
                             position_ids=positions, rotary=getattr(self, "rotary", None),
                             alibi_slopes=self.alibi_slopes)
@@ -78,6 +88,10 @@ class StageModule(nn.Module):
             return h
         if self.norm is not None:
             h = self.norm(h)
+        if self.top_query is not None:
+            h = self.top_query(h, positions, mask=ctx.masks["global"], is_causal=ctx.is_causal, rope=ctx.rope)
+        if self.project_out is not None:
+            h = self.project_out(h)
         logits = self.lm_head(h)
         scale = self.config.logit_multiplier
         return logits * scale if scale is not None else logits
