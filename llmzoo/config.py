@@ -27,7 +27,7 @@ ATTENTION_TYPES = ("standard", "disentangled", "two_stream")
 POOLER_ACTIVATIONS = ("tanh", *ACTIVATIONS)
 DEEPNORMS = ("deepnet", "glm130b")  # DeepNorm's alpha/beta rules (ModelConfig.deepnorm)
 MIXERS = ("attention", "mamba", "none")  # a layer's token mixer (per-layer spec: ModelConfig.mixers)
-FFNS = ("dense", "moe", "none")  # a layer's feed-forward (ModelConfig.ffns)
+FFNS = ("dense", "moe", "rre", "none")  # a layer's feed-forward (ModelConfig.ffns; rre: PanGu-Sigma's, llmzoo.nn.rre)
 MOE_KINDS = ("topk", "switch")  # how a MoE layer routes (ModelConfig.moe_kind; llmzoo.nn.moe)
 
 
@@ -148,6 +148,13 @@ class ModelConfig:
     # The experts' MLP: gated (GLU) or not; None: as the dense layers (mlp_gated). GLaM (Du et al. 2022) gates
     # its dense feed-forwards (GEGLU) but not its experts.
     moe_expert_gated: bool | None = None
+    # PanGu-Sigma's Random Routed Experts (Ren et al. 2023, llmzoo.nn.rre), ffns entry "rre": a layer's n_experts
+    # are rre_domains groups of n_experts / rre_domains; a token goes to one expert of its domain's group, picked by
+    # a fixed random map of its token id (seeded by rre_seed and the layer; no router). rre_first_domain: the
+    # global index of this model's first group (a sub-model extracted for domain d has rre_domains=1 and d here).
+    rre_domains: int = 1
+    rre_seed: int = 0
+    rre_first_domain: int = 0
 
     # --- per-layer spec: which parts each layer has ------------------------------------------
     # Both are cycled over the layers like layer_pattern, so a pattern is one short tuple:
@@ -315,6 +322,8 @@ class ModelConfig:
                      f"layer {i}: MoE top-k n_experts_per_token={self.n_experts_per_token} must be in "
                      f"[1, n_experts={self.n_experts}]")
                 self._check_moe(i, need)
+            if self.ffn_kind(i) == "rre":
+                self._check_rre(i, need)
             if self.mixer_kind(i) != "attention":
                 need(self.arch == "decoder", f"layer {i}: mixer {self.mixer_kind(i)!r} is only built for arch='decoder'")
             if self.mixer_kind(i) != "attention" or self.ffn_kind(i) == "none":
@@ -349,6 +358,17 @@ class ModelConfig:
              f"layer {i}: set moe_capacity_factor or moe_expert_capacity, not both")
         need(0.0 <= self.moe_jitter < 1.0, f"layer {i}: moe_jitter must be in [0, 1), got {self.moe_jitter}")
         need(self.moe_z_loss_coef >= 0.0, f"layer {i}: moe_z_loss_coef must be >= 0, got {self.moe_z_loss_coef}")
+
+    def _check_rre(self, i: int, need) -> None:
+        """Random Routed Experts layer i (llmzoo.nn.rre): the experts split evenly into the domain groups."""
+        need(self.n_experts > 0, f"layer {i}: ffns says 'rre' but n_experts=0; set n_experts (all domains' experts)")
+        need(self.rre_domains >= 1, f"layer {i}: rre_domains must be >= 1, got {self.rre_domains}")
+        need(self.n_experts % self.rre_domains == 0,
+             f"layer {i}: rre_domains={self.rre_domains} does not divide n_experts={self.n_experts}; each domain "
+             f"owns an equal group of experts")
+        need(self.rre_first_domain >= 0, f"layer {i}: rre_first_domain must be >= 0, got {self.rre_first_domain}")
+        need(self.arch == "decoder" and not self.share_layers,
+             f"layer {i}: ffn 'rre' routes by token id and is built for arch='decoder' without share_layers")
 
     # --- derived ------------------------------------------------------------------------------
     @property
@@ -400,7 +420,7 @@ class ModelConfig:
         return self.mixers[i % len(self.mixers)] if self.mixers else "attention"
 
     def ffn_kind(self, i: int) -> str:
-        """Layer i's feed-forward: 'dense', 'moe' or 'none'."""
+        """Layer i's feed-forward: 'dense', 'moe', 'rre' or 'none'."""
         if self.ffns:
             return self.ffns[i % len(self.ffns)]
         return "moe" if self.n_experts else "dense"

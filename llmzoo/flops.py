@@ -55,6 +55,8 @@ def ff_params(c: ModelConfig, *, active: bool = False, layer: int = 0) -> int:
         return 0
     if kind == "dense":
         return mlp_params(c)
+    if kind == "rre":  # PanGu-Sigma's Random Routed Experts: no router, one expert per token
+        return (1 if active else c.n_experts) * mlp_params(c, c.expert_mlp_gated)
     experts = c.n_experts_per_token if active else c.n_experts
     router = _linear(c.d_model, c.n_experts, c.moe_router_bias)
     return router + experts * mlp_params(c, c.expert_mlp_gated)
@@ -180,7 +182,8 @@ def matmul_params(c: ModelConfig) -> int:
     D, N, R = c.ssm_inner, c.ssm_state_size, c.ssm_rank
     ssm = 2 * d * D + D * (R + 2 * N) + R * D + D * d  # in, x, dt, out projections (the scan is elementwise)
     mixers = {"attention": attention, "mamba": ssm, "none": 0}
-    ffns = {"dense": mlp, "moe": moe, "none": 0}
+    rre = (3 if c.expert_mlp_gated else 2) * d * c.d_ff  # one expert, no router
+    ffns = {"dense": mlp, "moe": moe, "rre": rre, "none": 0}
     layers = sum(mixers[c.mixer_kind(i)] + ffns[c.ffn_kind(i)] for i in range(c.n_layers))
     layers += (attention + mlp) if c.top_query_layer else 0  # PanGu-alpha's query layer (its table is a lookup)
     if c.arch == "encoder_decoder":

@@ -114,8 +114,10 @@ def architecture_summary(c) -> list[tuple[str, str]]:
     if c.top_query_layer:
         layers += " + a top query layer (PanGu-alpha: queries are learned position embeddings)"
     ff = f"{c.d_ff}, {'gated ' if c.mlp_gated else ''}{c.activation}"
-    if c.n_experts:
+    if c.n_experts and any(c.ffn_kind(i) == "moe" for i in range(c.n_layers)):
         ff += moe_summary(c)
+    if any(c.ffn_kind(i) == "rre" for i in range(c.n_layers)):
+        ff += rre_summary(c)
     position = c.position
     if c.position == "rope":
         position += f" (base {c.rope_base:g}" + (f", {c.rope_fraction:g} of head dims" if c.rope_fraction < 1 else "")
@@ -162,6 +164,15 @@ def moe_summary(c) -> str:
     elif c.moe_capacity_factor is not None:
         routing += f", capacity factor {c.moe_capacity_factor:g}"
     return f"; MoE in {where}: {experts}, {routing}"
+
+
+def rre_summary(c) -> str:
+    """PanGu-Sigma's Random Routed Experts layers: where, how many experts in how many domain groups."""
+    layers = [i for i in range(c.n_layers) if c.ffn_kind(i) == "rre"]
+    where = f"layers {layers[0]}-{layers[-1]}" if layers == list(range(layers[0], layers[-1] + 1)) else \
+        "layers " + ", ".join(map(str, layers))
+    return (f"; Random Routed Experts in {where}: {c.n_experts} experts in {c.rre_domains} domain groups of "
+            f"{c.n_experts // c.rre_domains}, one per token by a fixed random map of its token id (no router)")
 
 
 def _has_family(name: str) -> bool:

@@ -83,6 +83,7 @@ class DecoderLM(nn.Module):
         output_hidden_states: bool = False,
         targets: torch.Tensor | None = None,
         mems: tuple[torch.Tensor, ...] | None = None,
+        domain_ids: torch.Tensor | None = None,
     ) -> ModelOutput:
         """input_ids (B, T) -> logits (B, T, V). attention_mask (B, past + T): 1 = real token.
         With a cache, only the new tokens are passed; `logits_to_keep=n` computes the last n.
@@ -90,7 +91,9 @@ class DecoderLM(nn.Module):
         with them `loss` is the mean cross-entropy, computed without materialising the logits
         (llmzoo.nn.linear_cross_entropy), and `logits` is not returned.
         mems (Transformer-XL, config.mem_len > 0): each layer's input over the previous tokens, as the
-        last forward returned them in `out.mems`; attention_mask then covers mems + T tokens."""
+        last forward returned them in `out.mems`; attention_mask then covers mems + T tokens.
+        domain_ids (B,) or (B, T): each sequence's (token's) domain, which PanGu-Sigma's Random Routed Experts
+        layers route by (llmzoo.nn.rre); a model of one domain needs none."""
         config = self.config
         ref = input_ids if input_ids is not None else inputs_embeds
         B, T = ref.shape[:2]
@@ -120,6 +123,9 @@ class DecoderLM(nn.Module):
         hidden_states = [h] if output_hidden_states else None
         router_logits = []
         token_mask = attention_mask[:, -T:] if attention_mask is not None else None  # the new tokens' (SSM layers)
+        if domain_ids is not None and "rre" not in (config.ffns or ()):
+            raise LlmzooError(f"domain_ids route Random Routed Experts (PanGu-Sigma); model {config.name!r} has none")
+        ffn_kwargs = {"token_ids": input_ids, "domain_ids": domain_ids}  # what RRE layers route by
         for i in range(config.n_layers):
             block = self.layer(i)
             xl_kwargs = None
@@ -129,7 +135,7 @@ class DecoderLM(nn.Module):
                     new_mems.append(update_memory(mems[i] if mems else None, h, config.mem_len))
             h, router = block(h, mask=ctx.masks[config.layer_kind(i)], is_causal=ctx.is_causal,
                               rope=ctx.rope, cache=LayerView(cache, i) if config.share_layers and cache is not None else cache,
-                              token_mask=token_mask, attn_kwargs=xl_kwargs)
+                              token_mask=token_mask, attn_kwargs=xl_kwargs, ffn_kwargs=ffn_kwargs)
             if router is not None:
                 router_logits.append(router)
             if hidden_states is not None:

@@ -20,6 +20,7 @@ from llmzoo.nn.mamba import MambaMixer
 from llmzoo.nn.mlp import MLP
 from llmzoo.nn.moe import MoE
 from llmzoo.nn.norm import make_norm
+from llmzoo.nn.rre import RandomRoutedExperts
 
 
 class Block(nn.Module):
@@ -45,15 +46,19 @@ class Block(nn.Module):
         if ffn != "none":
             if not (self.parallel and config.parallel_norms == 1):
                 self.mlp_norm = make_norm(config)
-            self.mlp = MoE(config) if ffn == "moe" else MLP(config)
+            if ffn == "rre":  # PanGu-Sigma's Random Routed Experts
+                self.mlp = RandomRoutedExperts(config, layer_idx)
+            else:
+                self.mlp = MoE(config) if ffn == "moe" else MLP(config)
         self.dropout = nn.Dropout(config.dropout)
         self.residual_alpha = config.deepnorm_alpha  # post-norm only (validated); 1.0 but for DeepNorm
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.residual_alpha if self.residual_alpha != 1.0 else x
 
-    def _ff(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self.mlp(x)
+    def _ff(self, x: torch.Tensor, ffn_kwargs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # only Random Routed Experts take arguments (token_ids, domain_ids: llmzoo.nn.rre)
+        out = self.mlp(x, **ffn_kwargs) if ffn_kwargs and isinstance(self.mlp, RandomRoutedExperts) else self.mlp(x)
         return out if isinstance(out, tuple) else (out, None)
 
     def forward(
@@ -68,9 +73,11 @@ class Block(nn.Module):
         memory_mask: torch.Tensor | None = None,
         attn_kwargs: dict | None = None,
         token_mask: torch.Tensor | None = None,
+        ffn_kwargs: dict | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Returns the new hidden states and the MoE router logits (None for a dense MLP).
-        token_mask (B, T): the new tokens' padding mask, which an SSM mixer needs (attention has `mask`)."""
+        token_mask (B, T): the new tokens' padding mask, which an SSM mixer needs (attention has `mask`).
+        ffn_kwargs: what a Random Routed Experts feed-forward routes by ({token_ids, domain_ids})."""
         extra = attn_kwargs or {}
         if hasattr(self, "mixer"):
             attn = lambda h: self.dropout(self.mixer(h, cache=cache, token_mask=token_mask))
@@ -78,7 +85,7 @@ class Block(nn.Module):
             attn = lambda h: self.dropout(self.self_attn(h, mask=mask, is_causal=is_causal, rope=rope, cache=cache, **extra))
         if self.parallel:
             h = self.attn_norm(x)
-            ff, router = self._ff(self.mlp_norm(x) if hasattr(self, "mlp_norm") else h)
+            ff, router = self._ff(self.mlp_norm(x) if hasattr(self, "mlp_norm") else h, ffn_kwargs)
             return x + attn(h) + self.dropout(ff), router
         if self.pre_norm:
             if hasattr(self, "attn_norm"):
@@ -87,10 +94,10 @@ class Block(nn.Module):
                 x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), mask=memory_mask, cache=cache, memory=memory))
             if not hasattr(self, "mlp"):  # a mixer-only layer (Mamba)
                 return x, None
-            ff, router = self._ff(self.mlp_norm(x))
+            ff, router = self._ff(self.mlp_norm(x), ffn_kwargs)
             return x + self.dropout(ff), router
         x = self.attn_norm(self._residual(x) + attn(x))
         if hasattr(self, "cross_attn"):
             x = self.cross_attn_norm(self._residual(x) + self.dropout(self.cross_attn(x, mask=memory_mask, cache=cache, memory=memory)))
-        ff, router = self._ff(x)
+        ff, router = self._ff(x, ffn_kwargs)
         return self.mlp_norm(self._residual(x) + self.dropout(ff)), router

