@@ -29,6 +29,7 @@ DEEPNORMS = ("deepnet", "glm130b")  # DeepNorm's alpha/beta rules (ModelConfig.d
 MIXERS = ("attention", "mamba", "none")  # a layer's token mixer (per-layer spec: ModelConfig.mixers)
 FFNS = ("dense", "moe", "rre", "none")  # a layer's feed-forward (ModelConfig.ffns; rre: PanGu-Sigma's, llmzoo.nn.rre)
 MOE_KINDS = ("topk", "switch")  # how a MoE layer routes (ModelConfig.moe_kind; llmzoo.nn.moe)
+CROSS_KINDS = ("none", "chunked")  # a decoder layer's retrieval cross-attention (ModelConfig.cross_attentions)
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,12 @@ class ModelConfig:
     ssm_conv_bias: bool = True
     ssm_proj_bias: bool = False  # biases of in_proj / out_proj
     ssm_inner_norms: bool = False  # RMSNorm on dt, B and C before the scan (Jamba, Lieber et al. 2024)
+    # RETRO's chunked cross-attention (Borgeaud et al. 2022, section 2.4; llmzoo.nn.chunked_cross_attention):
+    # "chunked" layers read retrieved neighbours of cca_chunk-token chunks, encoded cca_memory_dim wide
+    # (None: d_model), between attention and feed-forward. Cycled like mixers; None: no such layer.
+    cross_attentions: tuple[str, ...] | None = None
+    cca_chunk: int = 64
+    cca_memory_dim: int | None = None
 
     # --- norms and residuals ------------------------------------------------------------------
     norm: str = "rmsnorm"
@@ -304,7 +311,7 @@ class ModelConfig:
 
     def _check_layer_spec(self, need) -> None:
         """Each layer's parts make sense: a ConfigError names the first layer and field that does not."""
-        for name, kinds in (("mixers", MIXERS), ("ffns", FFNS)):
+        for name, kinds in (("mixers", MIXERS), ("ffns", FFNS), ("cross_attentions", CROSS_KINDS)):
             spec = getattr(self, name)
             if isinstance(spec, (str, list)):  # a recipe's `mixers: [mamba]`, or one kind for every layer
                 spec = (spec,) if isinstance(spec, str) else tuple(spec)
@@ -332,6 +339,11 @@ class ModelConfig:
                      f"pre-norm block (parallel_residual=False, norm_placement='pre')")
             need(self.mixer_kind(i) != "none" or self.ffn_kind(i) != "none",
                  f"layer {i}: mixers and ffns are both 'none'; the layer would do nothing")
+        if self.cross_attentions is not None and "chunked" in self.cross_attentions:
+            need(self.arch == "decoder" and self.norm_placement == "pre" and not self.parallel_residual
+                 and not self.share_layers, "chunked cross-attention (RETRO) needs a sequential pre-norm decoder "
+                 "with a block per layer (arch='decoder', norm_placement='pre', no parallel_residual/share_layers)")
+            need(self.cca_chunk > 0, f"cca_chunk must be > 0, got {self.cca_chunk}")
         need(not (self.attn_scale_inverse_layer and self.share_layers),
              "attn_scale_inverse_layer scales each layer by its own index; it cannot be used with share_layers")
         if self.has_mixer("mamba"):
@@ -425,6 +437,10 @@ class ModelConfig:
             return self.ffns[i % len(self.ffns)]
         return "moe" if self.n_experts else "dense"
 
+    def cross_kind(self, i: int) -> str:
+        """Layer i's retrieval cross-attention: 'chunked' (RETRO's CCA) or 'none'."""
+        return self.cross_attentions[i % len(self.cross_attentions)] if self.cross_attentions else "none"
+
     def has_mixer(self, kind: str) -> bool:
         return any(self.mixer_kind(i) == kind for i in range(self.n_layers))
 
@@ -472,7 +488,7 @@ class ModelConfig:
         if data.get("rope_scaling") is not None:
             if isinstance(data["rope_scaling"], dict):
                 data["rope_scaling"] = rope_scaling_from_dict(data["rope_scaling"])
-        for name in ("layer_pattern", "mixers", "ffns"):
+        for name in ("layer_pattern", "mixers", "ffns", "cross_attentions"):
             if isinstance(data.get(name), list):
                 data[name] = tuple(data[name])
         if "extra" in data:

@@ -4,7 +4,8 @@ pre-norm  (GPT-2, LLaMA):  x = x + attn(norm(x));        x = x + mlp(norm(x))
 post-norm (Vaswani, BERT): x = norm(x + attn(x));        x = norm(x + mlp(x))
 DeepNorm  (DeepNet, GLM-130B): post-norm with the residual x scaled by config.deepnorm_alpha
 parallel  (GPT-J, PaLM):   x = x + attn(norm1(x)) + mlp(norm2(x) or norm1(x))
-An optional cross-attention sub-layer sits between the two (encoder-decoder decoders).
+An optional cross-attention sub-layer sits between the two (encoder-decoder decoders), as does RETRO's
+chunked cross-attention where config.cross_kind(i) is 'chunked' (it runs when forward gets `retrieval`).
 Which mixer (attention, Mamba's SSM, none) and feed-forward (dense, MoE, none) a layer has comes from
 the config's per-layer spec; layers other than attention + feed-forward are pre-norm and sequential.
 """
@@ -16,6 +17,7 @@ from torch import nn
 
 from llmzoo.config import ModelConfig
 from llmzoo.nn.attention import Attention
+from llmzoo.nn.chunked_cross_attention import ChunkedCrossAttention
 from llmzoo.nn.mamba import MambaMixer
 from llmzoo.nn.mlp import MLP
 from llmzoo.nn.moe import MoE
@@ -43,6 +45,9 @@ class Block(nn.Module):
         if cross_attention:
             self.cross_attn_norm = make_norm(config)
             self.cross_attn = Attention(config, layer_idx, cross=True)
+        if config.cross_kind(layer_idx) == "chunked":  # RETRO (Borgeaud et al. 2022): ATTN, CCA, FFW
+            self.cca_norm = make_norm(config)
+            self.chunked_cross_attn = ChunkedCrossAttention(config, layer_idx)
         if ffn != "none":
             if not (self.parallel and config.parallel_norms == 1):
                 self.mlp_norm = make_norm(config)
@@ -74,10 +79,13 @@ class Block(nn.Module):
         attn_kwargs: dict | None = None,
         token_mask: torch.Tensor | None = None,
         ffn_kwargs: dict | None = None,
+        retrieval=None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Returns the new hidden states and the MoE router logits (None for a dense MLP).
         token_mask (B, T): the new tokens' padding mask, which an SSM mixer needs (attention has `mask`).
-        ffn_kwargs: what a Random Routed Experts feed-forward routes by ({token_ids, domain_ids})."""
+        ffn_kwargs: what a Random Routed Experts feed-forward routes by ({token_ids, domain_ids}).
+        retrieval: RETRO's neighbours (llmzoo.models.retro.Retrieval): `retrieval.encoded(x)` gives them
+        encoded, conditioned on this residual stream; None: a chunked layer computes the plain decoder's."""
         extra = attn_kwargs or {}
         if hasattr(self, "mixer"):
             attn = lambda h: self.dropout(self.mixer(h, cache=cache, token_mask=token_mask))
@@ -92,6 +100,8 @@ class Block(nn.Module):
                 x = x + attn(self.attn_norm(x))
             if hasattr(self, "cross_attn"):
                 x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), mask=memory_mask, cache=cache, memory=memory))
+            if retrieval is not None and hasattr(self, "chunked_cross_attn"):
+                x = x + self.dropout(self.chunked_cross_attn(self.cca_norm(x), retrieval.encoded(x)))
             if not hasattr(self, "mlp"):  # a mixer-only layer (Mamba)
                 return x, None
             ff, router = self._ff(self.mlp_norm(x), ffn_kwargs)
