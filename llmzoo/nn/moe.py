@@ -35,6 +35,7 @@ class MoE(nn.Module):
         self.renormalize = config.moe_renormalize
         self.jitter = config.moe_jitter
         self.capacity_factor, self.expert_capacity = config.moe_capacity_factor, config.moe_expert_capacity
+        self.n_experts = config.n_experts  # all of them, also where only some live here (llmzoo.parallel.expert)
         self.router = nn.Linear(config.d_model, config.n_experts, bias=config.moe_router_bias)
         experts = config if config.expert_mlp_gated == config.mlp_gated else config.replace(mlp_gated=config.expert_mlp_gated)
         self.experts = nn.ModuleList(MLP(experts) for _ in range(config.n_experts))
@@ -55,11 +56,12 @@ class MoE(nn.Module):
         if self.expert_capacity is not None:
             return self.expert_capacity
         if self.capacity_factor is not None:
-            return math.ceil(self.capacity_factor * self.top_k * tokens / len(self.experts))
+            return math.ceil(self.capacity_factor * self.top_k * tokens / self.n_experts)
         return None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, D) -> (output (B, T, D), router logits (B, T, E))."""
+    def gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, T, D) -> router logits (B, T, E) and each token's top-k weights and experts (B * T, k);
+        an assignment dropped over capacity has weight 0."""
         B, T, D = x.shape
         logits = self.route(x)  # (B, T, E)
         probs = F.softmax(logits, dim=-1, dtype=torch.float32)
@@ -68,9 +70,13 @@ class MoE(nn.Module):
             weights = weights / weights.sum(dim=-1, keepdim=True)
         capacity = self.capacity(T)
         if capacity is not None:
-            weights = weights * within_capacity(chosen, len(self.experts), capacity)  # dropped: weight 0
-        weights = weights.to(x.dtype).reshape(B * T, self.top_k)
-        chosen = chosen.reshape(B * T, self.top_k)
+            weights = weights * within_capacity(chosen, self.n_experts, capacity)  # dropped: weight 0
+        return logits, weights.to(x.dtype).reshape(B * T, self.top_k), chosen.reshape(B * T, self.top_k)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, D) -> (output (B, T, D), router logits (B, T, E))."""
+        B, T, D = x.shape
+        logits, weights, chosen = self.gate(x)
         flat = x.reshape(-1, D)  # (N, D)
         out = torch.zeros_like(flat)
         # Loop over experts, not tokens: each expert runs once on the tokens routed to it (and kept).

@@ -1,0 +1,1 @@
+"""Model-parallel layouts usable outside the training loop: expert parallelism (llmzoo.parallel.expert)."""
