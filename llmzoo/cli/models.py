@@ -186,7 +186,9 @@ def _has_family(name: str) -> bool:
 
 
 def composite_summary(c) -> list[tuple[str, str]]:
-    """A two-tower config (CLIP) as (label, value) lines."""
+    """A two-tower config (CLIP) as (label, value) lines; a config with its own `summary` (RETRO) gives them."""
+    if hasattr(c, "summary"):
+        return c.summary()
     t, v = c.text, c.vision
     return [
         ("text tower", f"{t.n_layers} layers, d_model {t.d_model}, {t.n_heads} heads, d_ff {t.d_ff} {t.activation}, "

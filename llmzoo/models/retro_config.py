@@ -72,17 +72,22 @@ class RetroConfig:
                    encoder=ModelConfig.from_dict(data["encoder"]), n_neighbours=data.get("n_neighbours", 2))
 
     def count_params(self, embeddings: bool = True) -> int:
-        """Built on the meta device and counted (tied weights once). embeddings=False leaves out the token
-        embedding tables (and an untied LM head), as the paper's Table 2 counts."""
-        from llmzoo.models.build import count_parameters
-        from llmzoo.models.retro import build_retro
+        """The parameters Retro(self) creates (tied weights once), counted from the configs without torch (the
+        catalog lists it instantly; tests check it against a meta build). embeddings=False leaves out the token
+        tables (and an untied LM head), as the paper's Table 2 counts."""
+        from llmzoo.flops import block_params, count_params
 
-        model = build_retro(self, device="meta")
-        n = count_parameters(model)
+        d, e = self.decoder, self.encoder
+        norm = lambda c, dim: dim * (1 if c.norm == "rmsnorm" else 2 if c.norm_bias else 1)
+        D, inner, mem = d.d_model, d.n_heads * d.hd, d.cca_memory_dim or d.d_model
+        # CCA: its norm, q, k, v, o, the relative encodings' W_R and the u, v biases (nn.chunked_cross_attention)
+        cca = norm(d, D) + D * inner + 2 * mem * inner + inner * D + D * inner + 2 * inner
+        n = count_params(d.replace(cross_attentions=None)) + len(self.cca_layers) * cca
+        # the encoder: tokens, positions, the chunk states' norm and projection, its blocks, the final norm
+        n += e.vocab_size * e.d_model + e.max_seq_len * e.d_model + norm(d, D) + D * e.d_model + norm(e, e.d_model)
+        n += sum(block_params(e, cross_attention=True, layer=i) for i in range(e.n_layers))
         if not embeddings:
-            tables = {id(p): p for p in (model.decoder.embeddings.tokens.weight, model.encoder.tokens.weight,
-                                         *((model.decoder.lm_head.weight,) if model.decoder.lm_head is not None else ()))}
-            n -= sum(p.numel() for p in tables.values())
+            n -= d.vocab_size * D * (1 if d.tie_embeddings or d.head != "lm" else 2) + e.vocab_size * e.d_model
         return n
 
     def summary(self) -> list[tuple[str, str]]:
@@ -91,9 +96,9 @@ class RetroConfig:
         return [
             ("decoder", f"{d.n_layers} layers, d_model {d.d_model}, {d.n_heads} heads of {d.hd}, d_ff {d.d_ff} "
                         f"{d.activation}, {d.position} positions, vocab {d.vocab_size}, context {d.max_seq_len}"),
-            ("chunked x-attn", f"layers {', '.join(str(i + 1) for i in self.cca_layers)} (1-based) read the "
+            ("CCA layers", f"layers {', '.join(str(i + 1) for i in self.cca_layers)} (1-based) read the "
                                f"neighbours of the preceding {self.chunk}-token chunk"),
-            ("neighbour encoder", f"{e.n_layers} bidirectional layers, d_model {e.d_model}, {e.n_heads} heads of {e.hd}, "
+            ("encoder", f"neighbours: {e.n_layers} bidirectional layers, d_model {e.d_model}, {e.n_heads} heads of {e.hd}, "
                                   f"d_ff {e.d_ff}; {self.n_neighbours} neighbours of {self.neighbour_len} tokens a chunk, "
                                   "conditioned on the chunk's states at the first CCA layer"),
         ]

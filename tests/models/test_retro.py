@@ -169,3 +169,29 @@ def test_mistakes_are_one_line_errors():
         tiny_config().decoder.replace(norm_placement="post")
     with pytest.raises(ConfigError, match="cross_attentions entry 'dense'"):
         tiny_config().decoder.replace(cross_attentions=("dense",))
+
+
+def test_retro_7_5b_has_the_papers_table_2_counts():
+    # Borgeaud et al. 2022, Table 2 (parameters excluding embeddings): baseline 6,982M, RETRO 7,532M.
+    from llmzoo.models.build import build_model, count_parameters
+    from llmzoo.models.zoo import get_card
+
+    card = get_card("retro-7.5b")
+    config = card.composite
+    built = build_retro(config, device="meta")
+    assert config.count_params() == count_parameters(built)  # the analytic count `llmzoo models` lists
+    assert tiny_config().count_params() == count_parameters(build_retro(tiny_config(), device="meta"))
+    assert abs(config.count_params(embeddings=False) / 7_532e6 - 1) < 0.02
+    assert abs(config.count_params(embeddings=False) / card.params_published - 1) < 0.02
+    baseline = config.decoder.replace(cross_attentions=None)
+    tables = baseline.vocab_size * baseline.d_model  # tied: one table
+    assert abs((count_parameters(build_model(baseline, device="meta")) - tables) / 6_982e6 - 1) < 0.02
+    assert [i + 1 for i in config.cca_layers] == list(range(6, 33, 3))
+
+
+def test_show_describes_retro(capsys):
+    from llmzoo.cli import main
+
+    assert main(["show", "retro"]) == 0
+    out = capsys.readouterr().out
+    assert "retro-7.5b" in out and "d_model 4096" in out and "6, 9, 12" in out and "d_model 896" in out

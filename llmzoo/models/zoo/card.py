@@ -34,6 +34,8 @@ SOURCES = {
                'Heterogeneous Computing", 2023, arXiv 2303.10845 (the surveys name it only)',
     "fedus2021": 'W. Fedus, B. Zoph, N. Shazeer, "Switch Transformers: Scaling to Trillion Parameter Models with '
                  'Simple and Efficient Sparsity", 2021, arXiv 2101.03961 (Table 9; the surveys do not cover it)',
+    "borgeaud2022": 'S. Borgeaud, A. Mensch, J. Hoffmann et al., "Improving language models by retrieving from '
+                    'trillions of tokens", ICML 2022, arXiv 2112.04426 (Table 2 and section 2)',
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llmzoo.config import ModelConfig
+from llmzoo.models.retro_config import RetroConfig, retro_layers
 from llmzoo.models.zoo.card import ModelCard, sized
 
 # Gopher (Rae et al. 2021): pre-RMSNorm decoder, 32k SentencePiece vocabulary, 2048 context, Transformer-XL
@@ -31,6 +32,19 @@ GOPHER_SIZES = {
     "gopher-280b": (280e9, 80, 128, 128, 16384),
 }
 CHINCHILLA = _gopher_like("chinchilla-70b", 80, 64, 128, 8192)
+
+# RETRO 7.5B (Borgeaud et al. 2022, Table 2 and section 4): Gopher-7B's decoder with a 128k SentencePiece
+# vocabulary, chunked cross-attention every 3rd layer from layer 6, a 2-layer d=896 neighbour encoder reading
+# neighbours of 2m = 128 tokens (a 64-token chunk and its continuation).
+RETRO_7_5B = RetroConfig(
+    "retro-7.5b",
+    _gopher_like("retro-7.5b", 32, 32, 128, 4096).replace(
+        family="retro", vocab_size=128000, cross_attentions=retro_layers(32), cca_chunk=64, cca_memory_dim=896),
+    ModelConfig(name="retro-7.5b-encoder", family="retro", arch="encoder", head="none", position="learned",
+                vocab_size=128000, d_model=896, n_layers=2, n_heads=16, head_dim=64, d_ff=3584, max_seq_len=128,
+                activation="gelu", mlp_gated=False, norm="rmsnorm"),
+    n_neighbours=2,
+)
 
 
 def _deepmind(name: str, params: float | None, year: int, config: ModelConfig | None, **kw) -> ModelCard:
@@ -64,11 +78,20 @@ CARDS = (
         notes="The surveys give no size; Glaese et al. 2022 fine-tune Chinchilla 70B. " + XL_NOTE,
     ),
     _deepmind(
-        "retro-7.5b", 7.5e9, 2021, None, training_tokens=600e9, source="minaee2024", family="retro", aliases=("retro",),
+        "retro-7.5b", 7.5e9, 2021, None, training_tokens=600e9, source="minaee2024, borgeaud2022", family="retro", aliases=("retro",),
+        context_length=2048, composite=RETRO_7_5B,
         architecture="Retrieval-Enhanced Transformer: a frozen BERT retriever finds neighbours of each 64-token "
                      "chunk in a 2T-token database; an encoder embeds them and chunked cross-attention feeds them "
                      "to the decoder. Matches GPT-3/Jurassic-1 on the Pile with 25x fewer parameters.",
-        notes="Minaee et al. 2024 says '25% fewer parameters'; Borgeaud et al. 2021 say 25x. Card only: chunked "
-              "cross-attention and the retrieval encoder are not ModelConfig features.",
+        notes="Minaee et al. 2024 says '25% fewer parameters'; Borgeaud et al. 2021 say 25x. Shapes from Borgeaud et "
+              "al. 2022, Table 2: d 4096, d_ffw 16384, 32 heads of 128, 32 layers (Gopher-7B's decoder, with its "
+              "Transformer-XL relative encodings), 7,532M parameters excluding embeddings (6,982M for the "
+              "baseline); the published 7.5B excludes the 128k-token embedding tables, which `parameters` counts. "
+              "CCA at layers 6, 9, ..., 30 (every 3rd from 6), k=2 neighbours of 2 x 64 tokens. Built by "
+              "llmzoo.models.retro (RetroConfig), database and retriever in llmzoo.retro.",
+        approximation="The neighbour encoder (2 layers, d 896, 16 heads of 64) uses learned absolute positions "
+                      "(the paper: relative encodings) and its own token embedding, and reads the chunk's "
+                      "decoder states through one 4096-to-896 projection shared by its cross-attention layers; "
+                      "the retriever is all-MiniLM-L6-v2, not the paper's frozen BERT-large.",
     ),
 )
