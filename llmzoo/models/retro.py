@@ -46,15 +46,16 @@ class NeighbourEncoder(nn.Module):
     the activations of C_u through cross-attention layers"). Positions: a learned table of r (the paper
     uses relative encodings here too)."""
 
-    def __init__(self, config: ModelConfig, decoder_dim: int, chunk: int, decoder_norm: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, decoder: ModelConfig) -> None:
+        """config: the encoder's (width, layers, max_seq_len = r); decoder: the decoder's (width, chunk, norm)."""
         super().__init__()
-        self.chunk = chunk
+        self.chunk = decoder.cca_chunk
         self.tokens = nn.Embedding(config.vocab_size, config.d_model)
         self.positions = nn.Embedding(config.max_seq_len, config.d_model)
         # The chunk's states are the decoder's residual stream: normed as the decoder's sub-layers norm
         # their inputs, then brought to the encoder's width once for every cross-attention layer.
-        self.chunk_norm = make_norm(decoder_norm, decoder_dim)
-        self.chunk_proj = nn.Linear(decoder_dim, config.d_model, bias=False)
+        self.chunk_norm = make_norm(decoder)
+        self.chunk_proj = nn.Linear(decoder.d_model, config.d_model, bias=False)
         self.layers = nn.ModuleList(Block(config, i, cross_attention=True) for i in range(config.n_layers))
         self.norm = make_norm(config)
 
@@ -87,7 +88,7 @@ class Retro(nn.Module):
         super().__init__()
         self.config = config
         self.decoder = DecoderLM(config.decoder)
-        self.encoder = NeighbourEncoder(config.encoder, config.decoder.d_model, config.chunk, config.decoder)
+        self.encoder = NeighbourEncoder(config.encoder, config.decoder)
         self._retrieval: Retrieval | None = None  # set during forward only
         for i in config.cca_layers:
             self.decoder.layers[i].register_forward_pre_hook(self._pass_retrieval, with_kwargs=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from llmzoo.errors import LlmzooError
 from llmzoo.rag.embedder import embed_texts
 from llmzoo.retro.database import NeighbourDB
 
@@ -26,6 +27,8 @@ def retrieve(db: NeighbourDB, tokenizer, input_ids: torch.Tensor, k: int = 2,
     database's corpus, to keep its own text out (the paper's exclusion of the sequence's document)."""
     B, T = input_ids.shape
     m, L = db.chunk, T // db.chunk
+    if L == 0:  # no complete chunk: nothing to retrieve for
+        return input_ids.new_zeros(B, 0, k, 2 * m)
     chunks = input_ids[:, : L * m].reshape(B * L, m)
     queries = embed_texts(db.embedder, [tokenizer.decode(c.tolist()) for c in chunks])
     return _neighbours(db, queries, k, spans, B, L)
@@ -37,7 +40,7 @@ def retrieve_db_rows(db: NeighbourDB, starts: torch.Tensor, seq_len: int, k: int
     set's neighbours too), and each row's own span is excluded."""
     m, L = db.chunk, seq_len // db.chunk
     if bool((starts % m != 0).any()):
-        raise ValueError(f"row starts must be multiples of the chunk {m}")
+        raise LlmzooError(f"row starts must be multiples of the chunk {m} (the database's keys are its chunks)")
     index = (starts[:, None] // m + torch.arange(L)).clamp(max=len(db.keys) - 1)  # (B, L)
     spans = [(int(s), int(s) + seq_len + 1) for s in starts]  # + 1: the last target token too
     return _neighbours(db, db.keys[index.flatten()], k, spans, len(starts), L)

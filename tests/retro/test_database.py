@@ -121,3 +121,20 @@ def test_train_on_shakespeare_with_retrieval(tokenizer):
                          seq_len=4 * M, batch_size=4, lr=3e-3)
     assert all(math.isfinite(x) for x in losses)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5  # it learns (from ~log V = 10.8 nats)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--chunk", "0"], "--chunk must be >= 1"),
+    (["--chunk", "100000"], "fewer than one chunk"),
+])
+def test_index_mistakes_are_one_line_exit_2(db_dir, tmp_path, capsys, argv, words):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(PLANTED)
+    assert main(["retro", "index", str(corpus), "--out", str(tmp_path / "db"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and words in err
+
+
+def test_index_of_a_missing_corpus_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["retro", "index", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "db")]) == 2
+    assert "does not exist" in capsys.readouterr().err
