@@ -18,6 +18,9 @@ sequence (Switch eq. 3), and a sequence lives on one rank, so dropping is unchan
 (load balance, z-loss) are computed from each rank's own tokens, as in a data-parallel run.
 
 Both router kinds (llmzoo.nn.moe) and PanGu-Sigma's Random Routed Experts (llmzoo.nn.rre) are sharded.
+The training loop's `parallel=ep` (llmzoo.train.distributed) is this layout plus data parallelism for the
+rest: gradients averaged over ranks after the last micro-step, the gradient norm summing the experts' shards,
+checkpoints full (every expert under its unsharded name), so they load in any layout.
 """
 
 from __future__ import annotations
@@ -129,6 +132,8 @@ def shard_experts(model: nn.Module, group=None) -> nn.Module:
         module.experts = nn.ModuleList(list(module.experts)[rank * local:(rank + 1) * local])
         module.__class__ = sharded  # as FSDP2's fully_shard: same state, a forward that communicates
         module.group, module.expert_offset = group, rank * local
+        for p in module.experts.parameters():
+            p._expert_shard = True  # held by this rank alone (is_expert_shard)
     return model
 
 
@@ -184,3 +189,41 @@ def full_state_dict(model: nn.Module, group=None) -> dict[str, torch.Tensor]:
     for part in gathered:
         state.update(part)
     return state
+
+
+# ---------------------------------------------------------------------------------------------
+# what the training loop's parallel=ep layout (llmzoo.train.distributed) needs
+
+
+def check_expert_parallel(model: nn.Module, world: int) -> None:
+    """ConfigError unless `model` has experts that split evenly over `world` processes."""
+    layers = [(n, m) for n, m in model.named_modules() if type(m) in _SHARDED]
+    if not layers:
+        raise ConfigError(f"parallel=ep shards the experts of MoE layers; model {model.config.name!r} has none "
+                          f"(use ddp, zero1, zero2 or fsdp)")
+    for name, module in layers:
+        if len(module.experts) % world:
+            raise ConfigError(f"parallel=ep over {world} processes: layer {name} has n_experts={len(module.experts)}, "
+                              f"not divisible by {world}")
+
+
+def average_grads(model: nn.Module, group=None) -> None:
+    """Data-parallel gradients: each rank's loss is the mean of its own rows, so the step's gradient is the mean
+    over ranks. Replicated parameters are all-reduced and divided by the world size; a sharded expert's
+    gradient already sums every rank's contribution (through the all-to-all), so it is only divided."""
+    world = dist.get_world_size(group)
+    all_reduce_replicated_grads(model, group)
+    for p in model.parameters():
+        if p.grad is not None:
+            p.grad.div_(world)
+
+
+def is_expert_shard(p: nn.Parameter) -> bool:
+    """A parameter only this rank holds (its gradient norm is summed over ranks, not counted once)."""
+    return getattr(p, "_expert_shard", False)
+
+
+def load_full_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load an unsharded state dict (full_state_dict's, or a single process's) into a sharded model."""
+    offsets = _offsets(model)
+    model.load_state_dict({key: state[_global_key(key, offsets)[0]] for key in model.state_dict()}, strict=True)

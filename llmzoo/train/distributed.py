@@ -11,6 +11,8 @@ one GPU per process, LOCAL_RANK picks it).
     tp     tensor parallel (Shoeybi et al. 2019, Megatron-LM): q/k/v/gate/up split by output columns,
            o/down by input rows, so each rank holds n_heads / tp heads and d_ff / tp hidden units
     pp     pipeline parallel: see pipeline.py
+    ep     expert parallel (GShard; llmzoo.parallel.expert): each rank holds n_experts / world experts of every
+           MoE layer and its own rows, tokens reach their experts by all-to-all; the rest is data parallel
 
 Every strategy offers the same few operations to the loop (forward/backward of a micro-batch,
 gradient norm, full state dicts for checkpoints), so checkpoints are always full, unsharded state
@@ -29,7 +31,7 @@ from torch import nn
 
 from llmzoo.errors import ConfigError, LlmzooError
 
-DATA_PARALLEL = ("ddp", "zero1", "zero2", "fsdp")
+DATA_PARALLEL = ("ddp", "zero1", "zero2", "fsdp", "ep")
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,10 @@ def check_tensor_parallel(config, tp: int) -> None:
 def check_layout(model: nn.Module, mode: str, world_size: int, objective: str) -> None:
     """ConfigError, before any process group work, when layout `mode` cannot train `model` for
     `objective` (data-parallel layouts take every model; TP and PP split the model itself)."""
+    if mode == "ep":
+        from llmzoo.parallel.expert import check_expert_parallel
+
+        check_expert_parallel(model, world_size)
     if mode != "tp" or world_size < 2:
         return
     config = model.config
@@ -222,6 +228,10 @@ def parallelize(model: nn.Module, mode: str, env: DistEnv, *, every_parameter_us
         return shard_fully(model, env, reshard_after_forward=(mode == "fsdp"))
     if mode == "tp":
         return tensor_parallel(model, env)
+    if mode == "ep":
+        from llmzoo.parallel.expert import shard_experts
+
+        return shard_experts(model)
     raise LlmzooError(f"internal: parallelize() does not handle {mode!r}")
 
 
@@ -231,6 +241,8 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 def no_grad_sync(module: nn.Module, mode: str, sync: bool):
     """Skip the gradient all-reduce / reduce-scatter on all but the last micro-step of accumulation."""
+    if mode == "ep":  # no wrapper syncs for it: the last micro-step's backward is followed by the average
+        return _expert_parallel_sync(module) if sync else contextlib.nullcontext()
     if sync:
         return contextlib.nullcontext()
     if mode in ("ddp", "zero1"):
@@ -238,6 +250,14 @@ def no_grad_sync(module: nn.Module, mode: str, sync: bool):
     if mode in ("fsdp", "zero2"):
         return _fsdp_no_sync(module)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _expert_parallel_sync(module: nn.Module):
+    from llmzoo.parallel.expert import average_grads
+
+    yield
+    average_grads(module)
 
 
 @contextlib.contextmanager
@@ -287,11 +307,11 @@ def clip_grad_norm(params: list[nn.Parameter], max_norm: float, mode: str, env: 
                 local_sum += part
             else:
                 shared_sum += part
-        elif mode == "pp":
-            local_sum += g.float().pow(2).sum()
+        elif mode == "pp" or (mode == "ep" and getattr(p, "_expert_shard", False)):
+            local_sum += g.float().pow(2).sum()  # disjoint across ranks: summed over them
         else:
             shared_sum += g.float().pow(2).sum()
-    if env.distributed and mode in ("fsdp", "zero2", "tp", "pp"):
+    if env.distributed and mode in ("fsdp", "zero2", "tp", "pp", "ep"):
         dist.all_reduce(local_sum, op=dist.ReduceOp.SUM)
     total = float((local_sum + shared_sum).sqrt())
     if max_norm > 0 and total > max_norm:

@@ -72,7 +72,12 @@ class Engine:
             self.base = unwrap(self.module)
         if recipe.compile:
             compile_blocks(self.base if self.mode != "pp" else self.module)
-        self.names = {id(p): n for n, p in self.base.named_parameters()}
+        if self.mode == "ep":  # checkpoints name the experts as the unsharded model does
+            from llmzoo.parallel.expert import named_global_parameters
+
+            self.names = {id(p): n for n, p, _ in named_global_parameters(self.base)}
+        else:
+            self.names = {id(p): n for n, p in self.base.named_parameters()}
         self.params = list(self.base.parameters())
         groups = param_groups(self.base, recipe.weight_decay)
         if self.mode == "zero1":

@@ -34,7 +34,7 @@ import yaml
 from llmzoo.errors import ConfigError
 
 DEVICES = ("cpu", "cuda")
-PARALLEL_MODES = ("none", "ddp", "zero1", "zero2", "fsdp", "tp", "pp")
+PARALLEL_MODES = ("none", "ddp", "zero1", "zero2", "fsdp", "tp", "pp", "ep")
 DECAYS = ("cosine", "linear", "constant")
 PRECISIONS = ("bf16", "fp32")
 PP_SCHEDULES = ("gpipe", "1f1b")
@@ -175,6 +175,8 @@ class Recipe:
                  "`peft` must be a mapping with a `method` (e.g. peft.method=lora peft.r=8)")
             # TP's plan shards nn.Linear projections by name; an adapter-wrapped one is another module
             need(self.parallel != "tp", "parallel=tp does not shard adapter-wrapped layers; use ddp, zero1, zero2 "
+                                        "or fsdp with peft")
+            need(self.parallel != "ep", "parallel=ep shards whole experts for full training; use ddp, zero1, zero2 "
                                         "or fsdp with peft")
         self.model = normalise_base_spec(self.model)
 

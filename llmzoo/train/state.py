@@ -33,6 +33,10 @@ def full_model_state(module: nn.Module, mode: str, env: DistEnv) -> dict[str, to
     """The full state dict on rank 0 (other ranks may get an empty dict)."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
+    if mode == "ep":
+        from llmzoo.parallel.expert import full_state_dict
+
+        return full_state_dict(module)
     if mode == "pp":
         parts = gather_objects(_detached(module.state_dict()), env)
         merged: dict[str, torch.Tensor] = {}
@@ -60,6 +64,11 @@ def load_model_state(module: nn.Module, mode: str, env: DistEnv, state: dict[str
     if mode == "pp":
         own = module.state_dict()
         module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=True)
+        return
+    if mode == "ep":  # this rank's experts, renamed from the unsharded model's
+        from llmzoo.parallel.expert import load_full_state
+
+        load_full_state(module, state)
         return
     aliases = _aliases(module) if mode in ("fsdp", "zero2", "tp") else set()  # sharded (DTensor) parameters
     if not aliases:
@@ -99,7 +108,7 @@ def full_optimizer_state(module: nn.Module, optimizer: torch.optim.Optimizer, mo
                                               for g, n in zip(optimizer.param_groups, groups)]}
     if mode == "zero1":
         return _zero1_state(optimizer, env, names)
-    if mode == "pp":
+    if mode in ("pp", "ep"):  # pipeline stages / expert shards: each rank names its own, merged
         own = _by_name(optimizer.state_dict(), _named_params_in_groups(optimizer, names))
         return _merge_optimizer_states(gather_objects(own, env))
     return get_optimizer_state_dict(module, optimizer, options=_options())
@@ -113,7 +122,7 @@ def load_optimizer_state(module: nn.Module, optimizer: torch.optim.Optimizer, mo
         _clear_state(optimizer)
         return
     state = _with_own_implementation(state, optimizer)
-    if mode in ("zero1", "pp"):
+    if mode in ("zero1", "pp", "ep"):
         optimizer.load_state_dict(_by_position(state, _named_params_in_groups(_groups_of(optimizer), names)))
         return
     set_optimizer_state_dict(module, optimizer, state, options=_options(cpu_offload=False))
@@ -196,7 +205,7 @@ def _merge_optimizer_states(parts: list[dict[str, Any]]) -> dict[str, Any]:
         for i, group in enumerate(part["param_groups"]):
             if i == len(groups):
                 groups.append({**group, "params": []})
-            groups[i]["params"] += group["params"]
+            groups[i]["params"] += [n for n in group["params"] if n not in groups[i]["params"]]  # ep: replicated
     return {"state": merged_state, "param_groups": groups}
 
 

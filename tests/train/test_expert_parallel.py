@@ -94,3 +94,71 @@ def test_two_processes_equal_one(tmp_path):
             assert sorted(got["state"]) == sorted(initial)
             for key, value in initial.items():
                 assert torch.equal(got["state"][key], value), (name, key)
+
+
+# ---------------------------------------------------------------------------------------------
+# parallel=ep in the training loop: a recipe runs the same steps as one process would
+
+
+STEPS, HALF = 6, 3
+
+
+def _recipe(data, run_dir, aux: float = 0.0, **kw):
+    from tests.train.helpers import tiny_recipe
+
+    # aux_loss 0 for the single-process comparison: a rank's load-balancing loss is over its own tokens, as
+    # under ddp (the ep_aux / ddp_aux runs check that they agree with it on)
+    model = {"d_model": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "d_ff": 64, "max_seq_len": 64,
+             "n_experts": 4, "n_experts_per_token": 2, "moe_aux_loss_coef": aux}
+    return tiny_recipe(data, run_dir, model=model, max_steps=STEPS, checkpoint_every=HALF, eval_every=HALF,
+                       batch_size=4, **kw)
+
+
+def test_recipe_parallel_ep_trains_as_one_process(tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from llmzoo.train.loop import train
+    from llmzoo.train.recipe import recipe_from_dict
+    from tests.train.helpers import make_token_data, run_workers
+
+    data = make_token_data(tmp_path / "data")
+    single = train(recipe_from_dict(_recipe(data, tmp_path / "single"))).losses
+    resume = tmp_path / "single_to_ep"
+    shutil.copytree(tmp_path / "single", resume)
+    for ckpt in (resume / "checkpoints").iterdir():
+        if int(ckpt.name.split("_")[1]) > HALF:
+            shutil.rmtree(ckpt)
+    spec = {"runs": [
+        {"name": "ep", "recipe": _recipe(data, tmp_path / "ep", parallel="ep")},
+        {"name": "single_to_ep", "recipe": _recipe(data, resume, parallel="ep"), "resume": str(resume)},
+        {"name": "ep_aux", "recipe": _recipe(data, tmp_path / "ep_aux", aux=0.01, parallel="ep")},
+        {"name": "ddp_aux", "recipe": _recipe(data, tmp_path / "ddp_aux", aux=0.01, parallel="ddp")},
+    ]}
+    got = {k: {int(s): v for s, v in d.items()} for k, d in run_workers(spec, tmp_path)[0].items()}
+    back = tmp_path / "ep_to_single"
+    shutil.copytree(tmp_path / "ep", back)
+    for ckpt in (back / "checkpoints").iterdir():
+        if int(ckpt.name.split("_")[1]) > HALF:
+            shutil.rmtree(ckpt)
+    got["ep_to_single"] = train(recipe_from_dict(_recipe(data, back)), resume=back).losses
+    steps = range(1, STEPS + 1)
+    for name in ("ep", "single_to_ep", "ep_to_single"):
+        assert sorted(got[name]) == list(steps), name
+        np.testing.assert_allclose([got[name][s] for s in steps], [single[s] for s in steps], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    np.testing.assert_allclose([got["ep_aux"][s] for s in steps], [got["ddp_aux"][s] for s in steps], rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_recipe_parallel_ep_refuses_a_dense_model():
+    from llmzoo.train.distributed import check_layout
+
+    dense = build_model(ModelConfig(**BASE))
+    try:
+        check_layout(dense, "ep", 2, "clm")
+    except ConfigError as e:
+        assert "parallel=ep shards the experts of MoE layers" in str(e)
+    else:
+        raise AssertionError("no ConfigError")
