@@ -36,6 +36,7 @@ def train_retro(model: Retro, db: NeighbourDB, *, steps: int = 100, seq_len: int
     n_starts = (len(db.tokens) - seq_len - 1) // m + 1
     if n_starts < 1 or len(db.keys) < k + seq_len // m + 2:
         raise LlmzooError(f"the database's {len(db.tokens)} tokens are too few for rows of {seq_len} and {k} neighbours")
+    device = next(model.parameters()).device  # the database stays on the host; each batch moves
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
@@ -43,7 +44,8 @@ def train_retro(model: Retro, db: NeighbourDB, *, steps: int = 100, seq_len: int
     for _ in range(steps):
         starts = torch.randint(0, n_starts, (batch_size,), generator=generator) * m
         rows = db.tokens[starts[:, None] + torch.arange(seq_len + 1)]  # (B, T + 1)
-        neighbours = retrieve_db_rows(db, starts, seq_len, k)  # (B, T // m, k, 2m)
+        neighbours = retrieve_db_rows(db, starts, seq_len, k).to(device)  # (B, T // m, k, 2m)
+        rows = rows.to(device)
         loss = model(rows[:, :-1], neighbours=neighbours, targets=rows[:, 1:]).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

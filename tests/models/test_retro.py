@@ -44,6 +44,13 @@ def inputs(B: int = 2, T: int = 18, L: int = 5, seed: int = 1):
     return torch.randint(0, V, (B, T), generator=g), torch.randint(0, V, (B, L, 2, 2 * M), generator=g)
 
 
+def test_config_round_trips_through_json():
+    import json
+
+    config = tiny_config()
+    assert RetroConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
 def test_retro_layers_follow_the_paper_pattern():
     # "every 3 layers starting from 6": 1-based layers 6, 9, ..., 30 of 32
     spec = retro_layers(32)

@@ -90,7 +90,7 @@ CARDS = (
               "CCA at layers 6, 9, ..., 30 (every 3rd from 6), k=2 neighbours of 2 x 64 tokens. Built by "
               "llmzoo.models.retro (RetroConfig), database and retriever in llmzoo.retro.",
         approximation="The neighbour encoder (2 layers, d 896, 16 heads of 64) uses learned absolute positions "
-                      "(the paper: relative encodings) and its own token embedding, and reads the chunk's "
+                      "(the decoder and CCA use relative encodings) and its own token embedding, and reads the chunk's "
                       "decoder states through one 4096-to-896 projection shared by its cross-attention layers; "
                       "the retriever is all-MiniLM-L6-v2, not the paper's frozen BERT-large.",
     ),
