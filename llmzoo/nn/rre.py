@@ -92,7 +92,7 @@ class RandomRoutedExperts(nn.Module):
         out = torch.zeros_like(flat)
         for e in chosen.unique().tolist():  # only the experts some token uses run
             idx = torch.where(chosen == e)[0]
-            out.index_copy_(0, idx, self.experts[e](flat[idx]))
+            out.index_copy_(0, idx, self.experts[e](flat[idx]).to(out.dtype))  # bf16 autocast: experts give bf16
         return out.view_as(x)
 
 

@@ -74,7 +74,7 @@ def dispatch(flat: torch.Tensor, token: torch.Tensor, expert: torch.Tensor, weig
     for j, module in enumerate(experts):
         idx = torch.where(arrived_expert == offset + j)[0]
         if idx.numel():
-            out = out.index_copy(0, idx, module(rows[idx]))
+            out = out.index_copy(0, idx, module(rows[idx]).to(out.dtype))  # bf16 autocast: experts give bf16
     back = _AllToAll.apply(out, recv_counts, send_counts, group)
     return flat.new_zeros(flat.shape).index_add(0, token, back * weight[:, None])
 

@@ -78,8 +78,9 @@ def test_maps_differ_by_layer_and_balance_the_vocabulary():
     assert not torch.equal(routing_table(tiny(rre_seed=1), 2), a)
 
 
-def test_output_depends_only_on_the_tokens_own_expert(model):
-    layer = model.layers[2].mlp
+def test_output_depends_only_on_the_tokens_own_expert():
+    torch.manual_seed(0)
+    layer = build_model(tiny()).layers[2].mlp  # its own copy: the weights are changed below
     g = torch.Generator().manual_seed(1)
     x, ids = torch.randn(2, 7, 32, generator=g), torch.randint(0, V, (2, 7), generator=g)
     domains = torch.tensor([0, 2])
@@ -152,3 +153,13 @@ def test_show_describes_it(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "Random Routed Experts in layers 32-39: 640 experts in 40 domain groups of 16" in out
     assert "no router" in out and "1.08T counted from the config" in out
+
+
+def test_bf16_autocast_runs(model):
+    """Under autocast the experts compute in bf16 while the residual stream stays fp32."""
+    ids = torch.randint(0, V, (2, 5), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        want = model(ids, domain_ids=torch.tensor([0, 1])).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = model(ids, domain_ids=torch.tensor([0, 1])).logits
+    torch.testing.assert_close(got.float(), want, rtol=0.05, atol=0.05)

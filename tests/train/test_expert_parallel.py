@@ -55,8 +55,10 @@ def _worker(rank: int, init: str, out: str) -> None:
         all_reduce_replicated_grads(model)
         grads = {key: p.grad.clone() for key, p, _ in named_global_parameters(model) if p.grad is not None}
         experts = sorted(key for key, _, expert in named_global_parameters(model) if expert)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # experts in bf16, residual in fp32
+            bf16 = _forward(model, name, rows)[0].float()
         results[name] = {"logits": logits.detach(), "grads": grads, "experts": experts,
-                         "state": full_state_dict(model)}
+                         "state": full_state_dict(model), "bf16": bf16}
     try:
         shard_experts(build_model(ModelConfig(**dict(BASE, n_experts=3, n_experts_per_token=1))))
     except ConfigError as e:
@@ -72,6 +74,8 @@ def test_two_processes_equal_one(tmp_path):
     for name in CONFIGS:
         single = _build(name)
         initial = {k: v.clone() for k, v in single.state_dict().items()}
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = _forward(single, name, slice(0, ROWS))[0].float()
         logits, loss = _forward(single, name, slice(0, ROWS))
         loss.backward()
         want = {key: p.grad for key, p in single.named_parameters()}
@@ -82,6 +86,7 @@ def test_two_processes_equal_one(tmp_path):
             got = got[name]
             rows = slice(rank * ROWS // WORLD, (rank + 1) * ROWS // WORLD)
             torch.testing.assert_close(got["logits"], logits[rows].detach(), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(got["bf16"], bf16[rows], rtol=2e-2, atol=2e-2)
             mine = {k for k in got["grads"] if k in got["experts"]}
             for key, grad in want.items():
                 if key in expert_keys and key not in got["experts"]:
