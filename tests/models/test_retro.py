@@ -202,3 +202,15 @@ def test_show_describes_retro(capsys):
     assert main(["show", "retro"]) == 0
     out = capsys.readouterr().out
     assert "retro-7.5b" in out and "d_model 4096" in out and "6, 9, 12" in out and "d_model 896" in out
+
+
+def test_save_and_load_give_the_same_outputs(tmp_path):
+    from llmzoo.retro.checkpoint import load_retro, save_retro
+
+    model = tiny_retro()
+    ids, nb = inputs()
+    again = load_retro(save_retro(model, tmp_path / "retro"))
+    torch.testing.assert_close(again(ids, neighbours=nb).logits, model(ids, neighbours=nb).logits, rtol=0, atol=0)
+    assert again.decoder.lm_head.weight is again.decoder.embeddings.tokens.weight
+    with pytest.raises(LlmzooError, match="not a saved RETRO model"):
+        load_retro(tmp_path)
