@@ -1,5 +1,5 @@
 """PanGu-Sigma's Random Routed Experts (Ren et al. 2023, "PanGu-Sigma: Towards Trillion Parameter Language
-Model with Sparse Heterogeneous Computing", section 3): a mixture of experts without a learned router.
+Model with Sparse Heterogeneous Computing"): a mixture of experts without a learned router.
 
 Routing has two levels. Level 1: the experts of a layer are split into one group per domain (Chinese,
 English, bilingual, code, ...), and a token may only use its own domain's group. Level 2: inside that group a
@@ -97,7 +97,7 @@ class RandomRoutedExperts(nn.Module):
 
 
 def extract_domain(model: nn.Module, domain: int) -> nn.Module:
-    """The sub-model of one domain (Ren et al. 2023, section 3.2): every shared parameter plus, in each RRE
+    """The sub-model of one domain (Ren et al. 2023): every shared parameter plus, in each RRE
     layer, only that domain's group of experts; rre_domains=1, so it takes no domain_ids. Its outputs for the
     domain's tokens equal the full model's."""
     from llmzoo.models.build import build_model
@@ -105,6 +105,9 @@ def extract_domain(model: nn.Module, domain: int) -> nn.Module:
     c = model.config
     if not 0 <= domain < c.rre_domains:
         raise LlmzooError(f"domain {domain} is not one of this model's {c.rre_domains} domains")
+    if any(c.ffn_kind(i) == "moe" for i in range(c.n_layers)):
+        raise LlmzooError("extract_domain cuts Random Routed Experts layers; this model also has learned-router "
+                          "MoE layers, whose experts belong to no domain")
     k = c.n_experts // c.rre_domains
     sub_config = c.replace(name=f"{c.name}-domain{c.rre_first_domain + domain}", n_experts=k, rre_domains=1,
                            rre_first_domain=c.rre_first_domain + domain)

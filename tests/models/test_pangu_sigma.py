@@ -103,7 +103,7 @@ def test_output_depends_only_on_the_tokens_own_expert():
 
 
 def test_domain_sub_model_matches_the_full_model(model):
-    """Ren et al. 2023 sec. 3.2: a domain's experts and the shared layers form a model of their own."""
+    """Ren et al. 2023: a domain's experts and the shared layers form a model of their own."""
     ids = torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(2))
     for domain in range(DOMAINS):
         sub = extract_domain(model, domain).eval()
@@ -131,6 +131,10 @@ def test_missing_or_bad_domains_are_one_line_errors(model):
         model(ids, domain_ids=torch.tensor([3]))
     with pytest.raises(LlmzooError, match=r"fit neither \(B,\) nor \(B, T\)"):
         model(ids, domain_ids=torch.tensor([0, 1]))
+    with pytest.raises(LlmzooError, match="domain 3 is not one of this model's 3 domains"):
+        extract_domain(model, 3)
+    with pytest.raises(LlmzooError, match="learned-router MoE layers"):
+        extract_domain(build_model(tiny(ffns=("moe", "rre"))), 0)
     with pytest.raises(LlmzooError, match="has none"):
         build_model(tiny(ffns=("dense",), n_experts=0))(ids, domain_ids=torch.tensor([0]))
 

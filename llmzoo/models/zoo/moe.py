@@ -34,7 +34,7 @@ SWITCH = sized(T5, "switch-base-8", family="switch", ffns=("dense", "moe"), n_ex
 SWITCH_C = sized(SWITCH, "switch-c-2048", d_model=2080, n_layers=15, n_heads=32, head_dim=64, d_ff=6144,
                  ffns=("moe",), n_experts=2048)
 
-# PanGu-Sigma (Ren et al. 2023, section 3): PanGu-alpha 13B's shape (d_model 5120, 40 heads of 128, FFN 20480,
+# PanGu-Sigma (Ren et al. 2023): PanGu-alpha 13B's shape (d_model 5120, 40 heads of 128, FFN 20480,
 # learned positions over 1024 tokens, FastGeLU, biases), which it inherits its weights from, in 40 layers: the
 # bottom 32 dense and shared by all domains, the top 8 Random Routed Experts layers of 640 experts each, 40 domain
 # groups of 16 (llmzoo.nn.rre). That is 8 x 640 experts of 210M = 1.074T of the 1.085T; a domain's sub-model
