@@ -138,3 +138,31 @@ def test_index_mistakes_are_one_line_exit_2(db_dir, tmp_path, capsys, argv, word
 def test_index_of_a_missing_corpus_is_one_line_exit_2(tmp_path, capsys):
     assert main(["retro", "index", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "db")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_generation_retrieves_each_chunk_once_complete(db_dir, tokenizer):
+    # Greedy decoding with incremental retrieval equals, token by token, the argmax of a full forward whose
+    # neighbours are retrieved for the whole prefix at once (the paper's sampling, section 2.4).
+    from llmzoo.retro.generate import generate
+
+    db = load_db(db_dir)
+    V = tokenizer.vocab_size
+    decoder = ModelConfig(vocab_size=V, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=4 * M,
+                          cross_attentions=retro_layers(2, start=2), cca_chunk=M, cca_memory_dim=32)
+    encoder = ModelConfig(arch="encoder", head="none", position="learned", vocab_size=V, d_model=32, n_layers=1,
+                          n_heads=4, d_ff=64, max_seq_len=2 * M)
+    torch.manual_seed(0)
+    model = build_retro(RetroConfig("g", decoder, encoder)).eval()
+    with torch.no_grad():  # loud CCA, so a neighbour retrieved wrong or late would change the argmax
+        model.decoder.layers[1].chunked_cross_attn.o_proj.weight.mul_(100)
+    prompt = torch.tensor([tokenizer.encode(PLANTED, add_special_tokens=False)[: M - 2]])
+    out = generate(model, db, tokenizer, prompt, max_new_tokens=M + 4)
+    assert out.shape == (1, 2 * M + 2)
+    with torch.no_grad():
+        for t in range(prompt.shape[1], out.shape[1]):
+            logits = model(out[:, :t], neighbours=retrieve(db, tokenizer, out[:, :t], k=2)).logits
+            assert int(logits[0, -1].argmax()) == int(out[0, t])
+        noise = torch.randint(0, V, (1, out.shape[1] // M, 2, 2 * M))
+        changed = model(out, neighbours=noise).logits[0, M - 1 :].argmax(-1) != model(
+            out, neighbours=retrieve(db, tokenizer, out, k=2)).logits[0, M - 1 :].argmax(-1)
+        assert bool(changed.any())  # the neighbours do steer these argmaxes
