@@ -38,7 +38,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue from the latest complete checkpoint of this run dir "
                                                    "(or from this checkpoint directory)")
     p.add_argument("--nproc-per-node", type=int, metavar="N",
-                   help="train in N local processes (with parallel=ddp, zero1, zero2, fsdp, tp or pp), started "
+                   help="train in N local processes (with parallel=ddp, zero1, zero2, fsdp, tp, pp or ep), started "
                         "through torch.distributed's launcher, as torchrun would")
 
 
@@ -109,7 +109,7 @@ def _launch(args: argparse.Namespace, recipe, command: str) -> int:
 
     if args.nproc_per_node > 1 and recipe.parallel == "none":
         raise ConfigError(f"--nproc-per-node {args.nproc_per_node} needs a parallel layout: add parallel=ddp "
-                          "(or zero1, zero2, fsdp, tp, pp)")
+                          "(or zero1, zero2, fsdp, tp, pp, ep)")
     argv = [command, *(["--recipe", args.recipe] if args.recipe else []),
             *(["--resume", str(args.resume)] if args.resume else []), *args.overrides]
     return launch(args.nproc_per_node, argv)

@@ -73,7 +73,7 @@ def init_distributed(mode: str, device: str = "cpu") -> DistEnv:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if mode == "none":
         if world > 1:
-            raise ConfigError(f"started as {world} processes but parallel=none; set parallel=ddp, fsdp, tp or pp")
+            raise ConfigError(f"started as {world} processes but parallel=none; set parallel=ddp, fsdp, tp, pp or ep")
         return DistEnv(device=where)
     if dist.is_initialized():
         return DistEnv(dist.get_rank(), dist.get_world_size(), device=where)

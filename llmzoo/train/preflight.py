@@ -108,7 +108,7 @@ def estimate_memory(recipe: Any, config: ModelConfig, world_size: int = 1) -> tu
     from llmzoo.scaling import training_memory
 
     mode = recipe.parallel
-    dp = world_size if mode in ("ddp", "zero1", "zero2", "fsdp") else 1
+    dp = world_size if mode in ("ddp", "zero1", "zero2", "fsdp", "ep") else 1  # ep: rows split, experts counted whole
     tp = world_size if mode == "tp" else 1
     pp = world_size if mode == "pp" else 1
     micro = math.ceil(recipe.batch_size / (recipe.grad_accum * dp))
