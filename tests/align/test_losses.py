@@ -109,3 +109,33 @@ def test_gae_reduces_to_monte_carlo_and_td():
     delta = rewards + 0.9 * next_values - values
     want = torch.stack([sum((0.9 * 0.8) ** k * delta[:, t + k] for k in range(6 - t)) for t in range(6)], dim=1)
     torch.testing.assert_close(adv, want)
+
+
+def test_sequence_logps_scoring_only_labelled_positions_equals_the_full_logits():
+    """llmzoo decoders send only the labelled positions through the head; the sums and their gradients
+    equal the full-logits log-softmax over every position (what an HF model goes through)."""
+    import torch.nn.functional as F
+
+    from llmzoo.config import ModelConfig
+    from llmzoo.models.build import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=32,
+                                    logit_scale=0.5))
+    ids = torch.randint(0, 50, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[2, 9:] = 0
+    labels = ids.clone()
+    labels[:, :5] = -100
+    labels[2, 9:] = -100
+    fast = sequence_logps(model, ids, labels, attention_mask=mask)
+    fast.sum().backward()
+    fast_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    logits = model(ids, attention_mask=mask).logits[:, :-1].float()
+    keep = labels[:, 1:] != -100
+    slow = (F.log_softmax(logits, -1).gather(-1, labels[:, 1:].clamp_min(0)[..., None])[..., 0] * keep).sum(-1)
+    slow.sum().backward()
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    for fast_grad, p in zip(fast_grads, model.parameters()):
+        torch.testing.assert_close(fast_grad, p.grad, atol=1e-5, rtol=1e-4)
