@@ -66,7 +66,7 @@ def test_a_chunk_reads_only_the_neighbours_of_the_chunk_before(u):
     other[:, u] = (other[:, u] + 1 + torch.randint(0, V - 1, other[:, u].shape)) % V  # every token differs
     changed = (model(ids, neighbours=other).logits - base).abs().amax(dim=(0, 2))  # (T,)
     first = M * (u + 1) - 1  # the last token of chunk u: the first of its attending chunk C_u^+
-    assert torch.equal(changed[:first], torch.zeros(first))
+    assert torch.equal(changed[:first], torch.zeros(min(first, len(changed))))
     assert bool((changed[first:] > 1e-4).all())
 
 
