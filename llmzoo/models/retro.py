@@ -101,7 +101,8 @@ class Retro(nn.Module):
     def forward(self, input_ids: torch.Tensor, *, neighbours: torch.Tensor | None = None, cache=None,
                 **decoder_kwargs) -> ModelOutput:
         """input_ids (B, T); neighbours (B, L, k, r) token ids for chunks 0..L-1 (L >= T // m; only the
-        T // m complete chunks are read). Other arguments (attention_mask, targets, ...) go to the decoder."""
+        T // m complete chunks are read). Other arguments (attention_mask, targets, ...) go to the decoder.
+        Chunks count from each row's first position: pad rows on the right, not the left."""
         if neighbours is not None:
             self._check(input_ids, neighbours, cache)
             L = input_ids.shape[1] // self.config.chunk
