@@ -29,7 +29,8 @@ DEEPNORMS = ("deepnet", "glm130b")  # DeepNorm's alpha/beta rules (ModelConfig.d
 MIXERS = ("attention", "mamba", "none")  # a layer's token mixer (per-layer spec: ModelConfig.mixers)
 FFNS = ("dense", "moe", "rre", "none")  # a layer's feed-forward (ModelConfig.ffns; rre: PanGu-Sigma's, llmzoo.nn.rre)
 MOE_KINDS = ("topk", "switch")  # how a MoE layer routes (ModelConfig.moe_kind; llmzoo.nn.moe)
-CROSS_KINDS = ("none", "chunked")  # a decoder layer's retrieval cross-attention (ModelConfig.cross_attentions)
+CROSS_KINDS = ("none", "chunked", "gated")  # a decoder layer's cross-attention to a memory (ModelConfig.cross_attentions)
+XATTN_GATES = ("scalar", "vector")  # Flamingo's tanh gates: one per sub-layer (the paper) or per channel (IDEFICS)
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,16 @@ class ModelConfig:
     # RETRO's chunked cross-attention (Borgeaud et al. 2022, section 2.4; llmzoo.nn.chunked_cross_attention):
     # "chunked" layers read retrieved neighbours of cca_chunk-token chunks, encoded cca_memory_dim wide
     # (None: d_model), between attention and feed-forward. Cycled like mixers; None: no such layer.
+    # Flamingo's GATED XATTN-DENSE (Alayrac et al. 2022, section 2.2; llmzoo.nn.gated_cross_attention): a
+    # "gated" layer runs tanh-gated cross-attention to visual tokens cca_memory_dim wide, then a gated FFW,
+    # before its block; heads and d_ff default to the LM's.
     cross_attentions: tuple[str, ...] | None = None
     cca_chunk: int = 64
-    cca_memory_dim: int | None = None
+    cca_memory_dim: int | None = None  # the memory's width, for either kind (None: d_model)
+    xattn_heads: int | None = None
+    xattn_d_ff: int | None = None
+    xattn_gate: str = "scalar"
+    xattn_qk_norm: bool = False  # per-head q/k norms (IDEFICS' qk_layer_norms)
 
     # --- norms and residuals ------------------------------------------------------------------
     norm: str = "rmsnorm"
@@ -344,6 +352,9 @@ class ModelConfig:
                  and not self.share_layers, "chunked cross-attention (RETRO) needs a sequential pre-norm decoder "
                  "with a block per layer (arch='decoder', norm_placement='pre', no parallel_residual/share_layers)")
             need(self.cca_chunk > 0, f"cca_chunk must be > 0, got {self.cca_chunk}")
+        gated = [i for i in range(self.n_layers) if self.cross_kind(i) == "gated"]
+        if gated:
+            self._check_gated(gated[0], need)
         need(not (self.attn_scale_inverse_layer and self.share_layers),
              "attn_scale_inverse_layer scales each layer by its own index; it cannot be used with share_layers")
         if self.has_mixer("mamba"):
@@ -352,6 +363,17 @@ class ModelConfig:
             need(self.ssm_conv_kernel > 1, f"ssm_conv_kernel must be > 1, got {self.ssm_conv_kernel}")
             need(self.ssm_dt_rank is None or self.ssm_dt_rank > 0, f"ssm_dt_rank must be > 0, got {self.ssm_dt_rank}")
             need(not self.share_layers, "share_layers with Mamba layers is not supported")
+
+    def _check_gated(self, i: int, need) -> None:
+        """Flamingo's gated cross-attention, named by its first layer i."""
+        need(self.arch == "decoder" and not self.share_layers, f"layer {i}: cross_attentions 'gated' (Flamingo) "
+             f"needs a decoder with a block per layer, got arch={self.arch!r}, share_layers={self.share_layers}")
+        need(self.xattn_gate in XATTN_GATES, f"layer {i}: xattn_gate {self.xattn_gate!r} is not one of {XATTN_GATES}")
+        for name in ("xattn_heads", "xattn_d_ff", "cca_memory_dim"):
+            value = getattr(self, name)
+            need(value is None or value > 0, f"layer {i}: {name} must be > 0, got {value}")
+        heads = self.xattn_heads or self.n_heads
+        need(self.d_model % heads == 0, f"layer {i}: xattn_heads={heads} must divide d_model={self.d_model}")
 
     def _check_moe(self, i: int, need) -> None:
         """MoE layer i's router options (llmzoo.nn.moe)."""
@@ -438,7 +460,7 @@ class ModelConfig:
         return "moe" if self.n_experts else "dense"
 
     def cross_kind(self, i: int) -> str:
-        """Layer i's retrieval cross-attention: 'chunked' (RETRO's CCA) or 'none'."""
+        """Layer i's cross-attention: 'chunked' (RETRO's CCA), 'gated' (Flamingo's) or 'none'."""
         return self.cross_attentions[i % len(self.cross_attentions)] if self.cross_attentions else "none"
 
     def has_mixer(self, kind: str) -> bool:

@@ -3,11 +3,14 @@
     images -> frozen vision tower -> Perceiver Resampler -> n_latents visual tokens per image
     text   -> frozen decoder, with a GATED XATTN-DENSE layer before every k-th block
 
-Only the resampler and the gated layers train (`trainable_parameters()`); the decoder and the vision
-tower are frozen (requires_grad False). The gated layers run as forward pre-hooks on the decoder's
-blocks, active only inside `Flamingo.forward`: the decoder keeps its structure and parameter names
-(an LM checkpoint loads into it unchanged), and `model.decoder(ids)` is still the plain frozen LM.
-(open_flamingo wraps the blocks instead; IDEFICS interleaves the layers in its own decoder.)
+The decoder is a ModelConfig like any other: the LM's, with 'gated' entries in its per-layer
+cross_attentions spec (`FlamingoConfig.decoder_config`), so `build_model` builds it and each gated
+layer is part of its block (`decoder.layers.{i}.gated_cross_attn`, run before the block's attention,
+as IDEFICS interleaves them). Given a plain LM, Flamingo adds those sub-layers to its blocks in place
+(no rebuild of the frozen LM; its parameter names are unchanged). Only the resampler and the gated
+layers train (`trainable_parameters()`); the decoder and the vision tower are frozen. The visual tokens
+reach the gated blocks as their `cross_states`, handed in by forward pre-hooks only inside
+`Flamingo.forward`, as RETRO hands its neighbours: `model.decoder(ids)` alone is the plain frozen LM.
 
 Where images are: `media_locations` (B, T) bool marks the text position of each image (the `<image>`
 token; derived from `config.image_token_id` when not passed). Image j of a row is the j-th marked
@@ -19,12 +22,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from llmzoo.config import ModelConfig
 from llmzoo.errors import ConfigError, LlmzooError
 from llmzoo.models.decoder import DecoderLM
 from llmzoo.models.flamingo_config import FlamingoConfig
 from llmzoo.models.outputs import ModelOutput
 from llmzoo.models.vision import VisionTower
-from llmzoo.nn.gated_cross_attention import GatedCrossAttentionDense, media_masks
+from llmzoo.nn.gated_cross_attention import GatedCrossAttentionDense, VisualMemory, media_masks
 from llmzoo.nn.perceiver_resampler import PerceiverResampler
 
 
@@ -49,6 +53,7 @@ class MediaState:
 
 class Flamingo(nn.Module):
     def __init__(self, decoder: DecoderLM, vision: VisionTower | None, config: FlamingoConfig) -> None:
+        """decoder: the LM, plain or built from `config.decoder_config(lm_config, vision.config.d_model)`."""
         super().__init__()
         if vision is None:
             raise ConfigError("Flamingo: gated cross-attention needs visual input but vision is None; "
@@ -62,26 +67,29 @@ class Flamingo(nn.Module):
         if lm.share_layers:
             raise ConfigError(f"Flamingo: decoder {lm.name} shares one block across layers (share_layers=True); "
                               "gated layers need a block per layer")
-        self.config, self.decoder, self.vision = config, decoder.requires_grad_(False), vision.requires_grad_(False)
         dv = vision.config.d_model
+        self.config, self.vision = config, vision.requires_grad_(False)
+        self.decoder = _with_gated_layers(decoder, config.decoder_config(lm, dv)).requires_grad_(False)
         self.resampler = PerceiverResampler(
             dv, n_latents=config.n_latents, depth=config.resampler_depth, n_heads=config.resampler_heads,
             head_dim=config.resampler_head_dim, activation=config.resampler_activation, qk_norm=config.resampler_qk_norm,
             eps=vision.config.norm_eps)
-        self.gated = nn.ModuleDict({
-            str(i): GatedCrossAttentionDense(lm, dv, n_heads=config.xattn_heads, d_ff=config.xattn_d_ff,
-                                             gate=config.gate, qk_norm=config.xattn_qk_norm)
-            for i in range(lm.n_layers) if config.has_cross_attention(i)})
-        self._media: tuple | None = None  # (visual, allowed, has_media) during forward only
+        self._memory: VisualMemory | None = None  # during forward only
         for i, layer in self.gated.items():
-            decoder.layers[int(i)].register_forward_pre_hook(self._hook(layer), with_kwargs=True)
+            layer.requires_grad_(True)
+            self.decoder.layers[int(i)].register_forward_pre_hook(self._pass_memory, with_kwargs=True)
+        self.register_load_state_dict_pre_hook(_rename_old_gated_keys)
 
-    def _hook(self, layer: GatedCrossAttentionDense):
-        def run_gated_layer(block, args, kwargs):
-            if self._media is None:  # the decoder called on its own: the frozen LM
-                return None
-            return (layer(args[0], *self._media), *args[1:]), kwargs
-        return run_gated_layer
+    @property
+    def gated(self) -> dict[str, GatedCrossAttentionDense]:
+        """The GATED XATTN-DENSE layers, by the index of the decoder block each runs before."""
+        return {str(i): block.gated_cross_attn for i, block in enumerate(self.decoder.layers)
+                if hasattr(block, "gated_cross_attn")}
+
+    def _pass_memory(self, block, args, kwargs):
+        if self._memory is None:  # the decoder called on its own: the frozen LM
+            return None
+        return args, {**kwargs, "cross_states": self._memory}
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The new parts (resampler, gated layers): what an optimizer should get."""
@@ -117,11 +125,12 @@ class Flamingo(nn.Module):
             if bool((image_index > n_images).any()):
                 raise LlmzooError(f"media_locations mark up to {int(image_index.max())} images in a row but "
                                   f"pixel_values holds {n_images}; pass one image per <image> position")
-        self._media = (visual, *media_masks(image_index, n_images, self.config.n_latents)) if visual is not None else (None,)
+        self._memory = VisualMemory(visual, *media_masks(image_index, n_images, self.config.n_latents)) \
+            if visual is not None else VisualMemory()  # text alone: the gated FFWs still run
         try:
             return self.decoder(input_ids, cache=cache, **decoder_kwargs)
         finally:
-            self._media = None
+            self._memory = None
 
     def _cached_media(self, cache, image_index: torch.Tensor, visual, T: int):
         """Continue the image count from the cached slots, append new images, remember both."""
@@ -134,3 +143,25 @@ class Flamingo(nn.Module):
         if visual is not None:
             state.visual = visual if state.visual is None else torch.cat([state.visual, visual], dim=1)
         return image_index, state.visual
+
+
+def _with_gated_layers(decoder: DecoderLM, target: ModelConfig) -> DecoderLM:
+    """The decoder with target's gated sub-layers: the modules build_model(target) makes, added to a plain
+    LM's blocks on its device and dtype (the frozen LM is not rebuilt: a 70B LM would be held twice)."""
+    if decoder.config == target:
+        return decoder
+    ref = next(decoder.parameters())
+    for i, block in enumerate(decoder.layers):
+        if target.cross_kind(i) == "gated":
+            block.gated_cross_attn = GatedCrossAttentionDense.from_config(target).to(device=ref.device, dtype=ref.dtype)
+    decoder.config = target
+    return decoder
+
+
+def _rename_old_gated_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """Flamingo checkpoints saved while the gated layers were a ModuleDict beside the decoder, run by hooks,
+    name them `gated.{i}.*`; they are now part of block i: `decoder.layers.{i}.gated_cross_attn.*`."""
+    old = prefix + "gated."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        i, rest = key[len(old):].split(".", 1)
+        state_dict[f"{prefix}decoder.layers.{i}.gated_cross_attn.{rest}"] = state_dict.pop(key)

@@ -2,17 +2,18 @@
 
 The LM and the vision encoder keep their own configs (ModelConfig, VisionConfig); this one holds only the
 new, trained parts: the Perceiver Resampler and the GATED XATTN-DENSE layers, and where those go.
-Importing this module never imports torch (like clip_config).
+`decoder_config` turns an LM's config into the Flamingo decoder's: the same ModelConfig with 'gated'
+entries in its per-layer cross_attentions spec. Importing this module never imports torch (like clip_config).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmzoo.config import ACTIVATIONS
+from llmzoo.config import ACTIVATIONS, XATTN_GATES, ModelConfig
 from llmzoo.errors import ConfigError
 
-GATES = ("scalar", "vector")  # one tanh gate per sub-layer (the paper) or one per channel (IDEFICS' alpha_type)
+GATES = XATTN_GATES  # one tanh gate per sub-layer (the paper) or one per channel (IDEFICS' alpha_type)
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,18 @@ class FlamingoConfig:
     def has_cross_attention(self, layer: int) -> bool:
         """Whether a gated cross-attention layer runs before decoder block `layer`."""
         return layer % self.cross_attention_interval == 0
+
+    @property
+    def cross_attentions(self) -> tuple[str, ...]:
+        """The per-layer spec: 'gated' before blocks 0, k, 2k, ... (cycled over the layers)."""
+        return ("gated",) + ("none",) * (self.cross_attention_interval - 1)
+
+    def decoder_config(self, lm: ModelConfig, visual_dim: int) -> ModelConfig:
+        """The Flamingo decoder: the LM's config with gated layers reading `visual_dim`-wide visual tokens."""
+        target = lm.replace(cross_attentions=self.cross_attentions, cca_memory_dim=visual_dim, xattn_heads=self.xattn_heads,
+                            xattn_d_ff=self.xattn_d_ff, xattn_gate=self.gate, xattn_qk_norm=self.xattn_qk_norm)
+        if lm != target and any(lm.cross_kind(i) != "none" for i in range(lm.n_layers)):
+            raise ConfigError(f"Flamingo: decoder {lm.name} has cross_attentions={lm.cross_attentions}, not this "
+                              f"FlamingoConfig's {target.cross_attentions} over {visual_dim}-wide visual tokens; "
+                              "pass the plain LM or a decoder built from decoder_config")
+        return target

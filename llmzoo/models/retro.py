@@ -96,7 +96,7 @@ class Retro(nn.Module):
     def _pass_retrieval(self, block, args, kwargs):
         if self._retrieval is None:  # the decoder called on its own, or no neighbours: the plain decoder
             return None
-        return args, {**kwargs, "retrieval": self._retrieval}
+        return args, {**kwargs, "cross_states": self._retrieval}
 
     def forward(self, input_ids: torch.Tensor, *, neighbours: torch.Tensor | None = None, cache=None,
                 **decoder_kwargs) -> ModelOutput:

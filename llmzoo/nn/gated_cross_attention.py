@@ -1,6 +1,7 @@
 """Flamingo's GATED XATTN-DENSE layer (Alayrac et al. 2022, section 2.2 and figure 4).
 
-Inserted before blocks of a frozen language model, it lets text tokens read visual tokens:
+A decoder layer whose config.cross_kind(i) is 'gated' runs one before its block (llmzoo.nn.block), on
+the visual tokens the forward passes (`VisualMemory`); it lets text tokens read them:
 
     x = x + tanh(alpha_xattn) * cross_attention(norm(x), visual)
     x = x + tanh(alpha_dense) * ffw(norm(x))
@@ -17,6 +18,8 @@ most recent image at or before it; tokens with no image before them get no cross
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +27,16 @@ from torch import nn
 from llmzoo.config import ModelConfig
 from llmzoo.nn.mlp import MLP
 from llmzoo.nn.norm import make_norm
+
+@dataclass
+class VisualMemory:
+    """What a forward hands its gated layers (Block's `cross_states`): visual (B, S, visual_dim) and the
+    masks of `media_masks`, or all None for text alone (then a gated layer runs its FFW only)."""
+
+    visual: torch.Tensor | None = None
+    allowed: torch.Tensor | None = None
+    has_media: torch.Tensor | None = None
+
 
 def media_masks(image_index: torch.Tensor, n_images: int, tokens_per_image: int) -> tuple[torch.Tensor, torch.Tensor]:
     """image_index (B, T): 1-based index of each text token's most recent image, 0 = none yet.
@@ -39,7 +52,7 @@ def media_masks(image_index: torch.Tensor, n_images: int, tokens_per_image: int)
 
 class GatedCrossAttentionDense(nn.Module):
     def __init__(self, config: ModelConfig, visual_dim: int, *, n_heads: int | None = None, d_ff: int | None = None,
-                 gate: str = "scalar", qk_norm: bool = False) -> None:  # gate: FlamingoConfig.gate
+                 gate: str = "scalar", qk_norm: bool = False) -> None:  # gate: ModelConfig.xattn_gate
         """config: the frozen LM's (width, norm, FFN kind). visual_dim: the visual tokens' width."""
         super().__init__()
         d = config.d_model
@@ -57,6 +70,12 @@ class GatedCrossAttentionDense(nn.Module):
         shape = (1,) if gate == "scalar" else (d,)
         self.alpha_attn = nn.Parameter(torch.zeros(shape))  # tanh(0) = 0: the identity at init
         self.alpha_ffn = nn.Parameter(torch.zeros(shape))
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "GatedCrossAttentionDense":
+        """The layer a 'gated' entry of config.cross_attentions describes (cca_memory_dim: the visual width)."""
+        return cls(config, config.cca_memory_dim or config.d_model, n_heads=config.xattn_heads,
+                   d_ff=config.xattn_d_ff, gate=config.xattn_gate, qk_norm=config.xattn_qk_norm)
 
     def forward(self, x: torch.Tensor, visual: torch.Tensor | None = None, allowed: torch.Tensor | None = None,
                 has_media: torch.Tensor | None = None) -> torch.Tensor:

@@ -76,10 +76,62 @@ def test_gated_layers_sit_before_every_kth_block():
     assert sorted(tiny_flamingo(cross_attention_interval=1).gated) == ["0", "1", "2", "3"]
 
 
+def test_the_decoder_is_the_lms_config_with_gated_layers_built_by_build_model():
+    """A Flamingo decoder is data: the LM's ModelConfig with 'gated' entries in cross_attentions, before
+    blocks 0, k, 2k, ... (IDEFICS' cross_layer_interval). build_model makes the modules Flamingo adds to a
+    plain LM, and a Flamingo on that built decoder computes the same logits."""
+    model = tiny_flamingo()
+    _randomise_gates(model)
+    config = model.decoder.config
+    assert [config.cross_kind(i) for i in range(4)] == ["gated", "none", "gated", "none"]
+    assert config == model.config.decoder_config(tiny_lm().config, 24)
+    built = build_model(config)
+    assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in model.decoder.state_dict().items()}
+    built.load_state_dict(model.decoder.state_dict())
+    other = Flamingo(built, copy.deepcopy(model.vision), model.config).eval()
+    other.resampler.load_state_dict(model.resampler.state_dict())
+    assert [n for n, p in other.named_parameters() if p.requires_grad] == \
+        [n for n, p in model.named_parameters() if p.requires_grad]
+    ids, pixels, media = _batch()
+    with torch.no_grad():
+        assert torch.equal(other(ids, pixel_values=pixels, media_locations=media).logits,
+                           model(ids, pixel_values=pixels, media_locations=media).logits)
+
+
+LM = get_config("llama-2-7b").replace(vocab_size=64, d_model=32, n_layers=4, n_heads=4, d_ff=48, max_seq_len=32)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: get_config("bert-base-uncased").replace(cross_attentions=("gated",)), "layer 0: cross_attentions 'gated'"),
+    (lambda: LM.replace(cross_attentions=("none", "gated"), share_layers=True), "layer 1: cross_attentions 'gated'"),
+    (lambda: LM.replace(cross_attentions=("gated",), xattn_gate="per-head"), "layer 0: xattn_gate 'per-head'"),
+    (lambda: LM.replace(cross_attentions=("none", "gated"), xattn_heads=3), "layer 1: xattn_heads=3 must divide"),
+    (lambda: FlamingoConfig().decoder_config(LM.replace(cross_attentions=("chunked",), cca_chunk=2), 24),
+     "has cross_attentions=\\('chunked',\\)"),
+])
+def test_bad_gated_specs_name_the_layer(make, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        make()
+    assert "\n" not in str(info.value)
+
+
+def test_a_cross_attention_layer_given_the_other_kinds_memory_names_the_layer():
+    from llmzoo.nn.block import Block
+    from llmzoo.nn.gated_cross_attention import VisualMemory
+
+    x = torch.randn(1, 4, 32)
+    gated = Block(LM.replace(cross_attentions=("none", "gated")), 1)
+    with pytest.raises(LlmzooError, match="layer 1: gated cross-attention reads Flamingo's visual tokens"):
+        gated(x, cross_states=object())  # e.g. RETRO's neighbours
+    chunked = Block(LM.replace(cross_attentions=("chunked",), cca_chunk=2), 0)
+    with pytest.raises(LlmzooError, match="layer 0: chunked cross-attention reads RETRO's neighbours"):
+        chunked(x, cross_states=VisualMemory())
+
+
 def test_one_step_changes_only_the_new_parameters():
     model = tiny_flamingo().train()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    new = {n for n, p in model.named_parameters() if n.startswith(("resampler.", "gated."))}
+    new = {n for n, p in model.named_parameters() if n.startswith("resampler.") or ".gated_cross_attn." in n}
     assert {n for n, p in model.named_parameters() if p.requires_grad} == new
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
     ids, pixels, media = _batch()
@@ -89,7 +141,8 @@ def test_one_step_changes_only_the_new_parameters():
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     # The gates get gradients first (tanh'(0) = 1); everything the gates multiply has none until they open.
     assert changed and changed <= new
-    assert all(f"gated.{i}.alpha_attn" in changed and f"gated.{i}.alpha_ffn" in changed for i in model.gated)
+    gates = [f"decoder.layers.{i}.gated_cross_attn.{alpha}" for i in model.gated for alpha in ("alpha_attn", "alpha_ffn")]
+    assert set(gates) <= changed
 
 
 def test_with_open_gates_the_loss_reaches_the_resampler_through_the_frozen_parts():
@@ -98,7 +151,8 @@ def test_with_open_gates_the_loss_reaches_the_resampler_through_the_frozen_parts
     ids, pixels, media = _batch()
     model(ids[:, :-1], pixel_values=pixels, media_locations=media[:, :-1], targets=ids[:, 1:]).loss.backward()
     assert model.resampler.latents.grad.abs().sum() > 0 and model.gated["2"].k_proj.weight.grad.abs().sum() > 0
-    assert all(p.grad is None for p in [*model.decoder.parameters(), *model.vision.parameters()])
+    frozen = [p for n, p in model.decoder.named_parameters() if ".gated_cross_attn." not in n]
+    assert all(p.grad is None for p in [*frozen, *model.vision.parameters()])
 
 
 def test_a_token_sees_only_its_most_recent_image():
@@ -289,9 +343,10 @@ def test_gated_cross_attention_layer_equals_idefics(alpha_type):
         torch.testing.assert_close(ours(x, visual, allowed, has_media), expected, rtol=1e-5, atol=1e-5)
 
 
-def _idefics_to_flamingo(state: dict[str, torch.Tensor], interval: int) -> dict[str, torch.Tensor]:
+def _idefics_to_flamingo(state: dict[str, torch.Tensor], interval: int, old_layout: bool = False) -> dict[str, torch.Tensor]:
     """A whole IdeficsForVisionText2Text state dict in Flamingo's names: LLaMA decoder, CLIP-style
-    vision tower (the CLIP converter's key map), perceiver, and gated layer j before block j * interval."""
+    vision tower (the CLIP converter's key map), perceiver, and gated layer j before block j * interval:
+    part of that block, or (old_layout) under `gated.{block}` as Flamingo named them before they were."""
     from llmzoo.convert.families.clip import KEY_MAP as CLIP_KEYS
 
     decoder_keys = {"input_layernorm": "attn_norm", "post_attention_layernorm": "mlp_norm"}
@@ -306,7 +361,8 @@ def _idefics_to_flamingo(state: dict[str, torch.Tensor], interval: int) -> dict[
         elif key.startswith("model.gated_cross_attn_layers."):
             j, rest = key.removeprefix("model.gated_cross_attn_layers.").split(".", 1)
             rest = GATED_KEYS.get(rest, rest.removeprefix("cross_attn."))
-            name, value = f"gated.{int(j) * interval}.{rest}", value.reshape(-1) if rest.startswith("alpha") else value
+            where = f"gated.{int(j) * interval}" if old_layout else f"decoder.layers.{int(j) * interval}.gated_cross_attn"
+            name, value = f"{where}.{rest}", value.reshape(-1) if rest.startswith("alpha") else value
         elif key.startswith("model.layers."):
             i, module, rest = key.removeprefix("model.layers.").split(".", 2)
             name = f"decoder.layers.{i}.{decoder_keys.get(module, module)}.{rest}"
@@ -317,9 +373,11 @@ def _idefics_to_flamingo(state: dict[str, torch.Tensor], interval: int) -> dict[
     return out
 
 
-def test_whole_model_equals_idefics_with_copied_weights():
+@pytest.mark.parametrize("old_layout", [False, True])
+def test_whole_model_equals_idefics_with_copied_weights(old_layout):
     """IDEFICS' forward end to end: vision tower -> perceiver -> gated layers every cross_layer_interval-th
-    block of a LLaMA decoder, with its image_attention_mask saying which image each token reads."""
+    block of a LLaMA decoder, with its image_attention_mask saying which image each token reads. A state
+    dict in the layout Flamingo saved before its gated layers joined the blocks loads the same."""
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)
     config = transformers.IdeficsConfig(
@@ -339,7 +397,7 @@ def test_whole_model_equals_idefics_with_copied_weights():
                                       activation="gelu"))
     ours = Flamingo(lm, vision, FlamingoConfig(cross_attention_interval=2, n_latents=3, resampler_depth=2,
                                                resampler_heads=2, resampler_head_dim=8, resampler_activation="relu")).eval()
-    ours.load_state_dict(_idefics_to_flamingo(ref.state_dict(), 2), strict=True)
+    ours.load_state_dict(_idefics_to_flamingo(ref.state_dict(), 2, old_layout), strict=True)
     ids, pixels, media = _batch()
     index = media.long().cumsum(1)  # (B, T): which image each token reads, 1-based
     image_attention_mask = torch.nn.functional.one_hot(index, 3)[..., 1:]  # (B, T, N): 0 = no image
