@@ -151,9 +151,10 @@ def _with_gated_layers(decoder: DecoderLM, target: ModelConfig) -> DecoderLM:
     if decoder.config == target:
         return decoder
     ref = next(decoder.parameters())
+    dtype = ref.dtype if ref.is_floating_point() else None  # a quantized LM's int weights: keep the new layers float
     for i, block in enumerate(decoder.layers):
         if target.cross_kind(i) == "gated":
-            block.gated_cross_attn = GatedCrossAttentionDense.from_config(target).to(device=ref.device, dtype=ref.dtype)
+            block.gated_cross_attn = GatedCrossAttentionDense.from_config(target).to(device=ref.device, dtype=dtype)
     decoder.config = target
     return decoder
 
