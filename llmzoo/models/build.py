@@ -18,6 +18,7 @@ BUILDERS: dict[str, str] = {
     "encoder": "llmzoo.models.encoder:build_encoder",
     "encoder_decoder": "llmzoo.models.encoder_decoder:build_encoder_decoder",
     "clip": "llmzoo.models.clip:CLIPModel",  # two towers; config is a CLIPConfig (llmzoo.models.clip_config)
+    "ernie3": "llmzoo.models.ernie3:Ernie3",  # backbone + NLU/NLG modules; an Ernie3Config (llmzoo.models.ernie3_config)
 }
 
 

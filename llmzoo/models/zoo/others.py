@@ -5,6 +5,7 @@ plus Mamba (a state-space model, not a transformer)."""
 from __future__ import annotations
 
 from llmzoo.config import ModelConfig
+from llmzoo.models.ernie3_config import Ernie3Config
 from llmzoo.models.zoo.card import ModelCard, sized
 from llmzoo.models.zoo.gpt import GPT3
 
@@ -81,6 +82,27 @@ PANGU_ALPHA = ModelConfig(
     n_heads=128, d_ff=65536, max_seq_len=1024, position="learned", activation="quick_gelu", mlp_gated=False,
     mlp_bias=True, qkv_bias=True, attn_out_bias=True, norm="layernorm", norm_eps=1e-5, tie_embeddings=True,
     top_query_layer=True,
+)
+
+
+# ERNIE 3.0 10B (Sun et al. 2021, "Pre-training Settings"): a Transformer-XL universal representation module of 48 layers,
+# 4096 hidden units, 64 heads, and task-specific modules of 12 layers, 768 hidden units, 12 heads; GeLU;
+# 512-token context and a 128-token memory for generation. Not published, so taken from the released ERNIE 3.0
+# models (nghuyong/ernie-3.0-base-zh: post-norm LayerNorm, biases, d_ff = 4 d, 40k vocabulary); post-norm stacks
+# end normalised, so no final norm.
+def _ernie3(part: str, **shape) -> ModelConfig:
+    return ModelConfig(name=f"ernie-3.0-10b-{part}", family="ernie", vocab_size=40000, max_seq_len=512,
+                       activation="gelu", mlp_gated=False, norm="layernorm", norm_placement="post", qkv_bias=True,
+                       attn_out_bias=True, mlp_bias=True, final_norm=False, **shape)
+
+
+_TASK_MODULE = dict(d_model=768, n_layers=12, n_heads=12, d_ff=3072)
+ERNIE3_10B = Ernie3Config(
+    "ernie-3.0-10b",
+    backbone=_ernie3("backbone", arch="decoder", head="none", position="xl_relative", mem_len=128, d_model=4096,
+                     n_layers=48, n_heads=64, d_ff=16384),
+    nlu=_ernie3("nlu", arch="encoder", head="mlm", position="none", **_TASK_MODULE),
+    nlg=_ernie3("nlg", arch="decoder", head="lm", position="xl_relative", mem_len=128, **_TASK_MODULE),
 )
 
 
@@ -173,11 +195,19 @@ CARDS = (
                 "Naveed et al. 2023 give the name's 200B. The query layer is ModelConfig.top_query_layer. Sizes "
                 "2.6B, 13B, 200B (Zeng et al. 2021); only the largest has a card."),
     _card("ernie-3.0-10b", 10e9, 2021, "Baidu", open_weights=False, source="minaee2024, naveed2023", family="ernie",
-          aliases=("ernie-3.0",),
+          aliases=("ernie-3.0",), training_tokens=375e9, context_length=512, composite=ERNIE3_10B,
           architecture="Transformer-XL backbone: a shared universal representation module feeding task-specific "
                        "NLU (auto-encoding) and NLG (auto-regressive) modules; trained on 4TB of text plus a "
                        "large knowledge graph.",
-          notes="Card only: the multi-branch design is not a single ModelConfig. SOTA on 54 Chinese NLP tasks."),
+          notes="SOTA on 54 Chinese NLP tasks. Shapes from Sun et al. 2021 (pre-training settings: 48 x 4096 x 64 heads "
+                "backbone, 12 x 768 x 12 heads task modules, 375B tokens). The counted 10.9B is the published "
+                "10B plus Transformer-XL's per-layer W_R position projections of the backbone (48 x 4096^2 = "
+                "0.81B): without them it is 10.08B. Built by llmzoo.models.ernie3 (Ernie3Config).",
+          approximation="The backbone is causal for both tasks (the paper switches its attention mask by task; "
+                        "llmzoo's Transformer-XL encodes distances >= 0 only), so one pass serves both modules; "
+                        "the NLU module has no position encoding of its own (it reads position-aware backbone "
+                        "states); each module reads the backbone through a bias-free projection; norm placement, "
+                        "biases, d_ff = 4d and the 40k vocabulary come from the released ERNIE 3.0 base models."),
     _card("ernie-3.0-titan-260b", 260e9, 2021, "Baidu", open_weights=False, source="naveed2023", family="ernie",
           aliases=("ernie-3.0-titan",),
           architecture="ERNIE 3.0 scaled 26x with a credible and controllable generation task (self-supervised "
