@@ -129,6 +129,13 @@ def _resolve_or_zoo_config(source: str | Path) -> Path:
         name = card.name
         if name in PACKAGED_WEIGHTS:  # an alias ("minilm") of a model whose weights do ship
             return resolve_source(name)
+        from llmzoo.models.build import BUILDERS
+
+        if card.config is None and getattr(card.composite, "arch", None) in BUILDERS:  # CLIP, ERNIE 3.0: several stacks
+            raise LlmzooError(
+                f"{name!r} is in the zoo but its weights are not available offline; see `llmzoo show {name}`, or "
+                f"build it with random weights: from llmzoo.models.zoo import get_card; "
+                f"model = llmzoo.build_model(get_card({name!r}).composite)") from None
         if card.config is None:
             raise LlmzooError(f"{name!r} is in the zoo as a model card only: it has no published architecture, "
                               f"so there is nothing to build or load; see `llmzoo show {name}`") from None

@@ -191,6 +191,14 @@ def test_llmzoo_show_describes_the_three_stacks(capsys):
     assert data["config"]["backbone"]["position"] == "xl_relative"
 
 
+def test_load_by_name_points_to_build_model():
+    import llmzoo
+
+    # no weights ship: the error says how to build it (not "no published architecture", a card-only model's)
+    with pytest.raises(LlmzooError, match=r"build_model\(get_card\('ernie-3.0-10b'\)\.composite\)"):
+        llmzoo.load("ernie-3.0")
+
+
 @pytest.mark.parametrize("changes, field", [
     ({"nlu": {"vocab_size": V + 1}}, "vocab_size"),
     ({"nlg": {"embed_dim": 8}}, "nlg.embed_dim"),
