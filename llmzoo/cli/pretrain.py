@@ -55,8 +55,11 @@ def _recipe(args: argparse.Namespace, command: str):
     else:
         example = "shakespeare" if command == "pretrain" else "a fine-tuning recipe (see `llmzoo finetune --help`)"
         raise ConfigError(f"give --recipe FILE (or a built-in name: {example}), or --resume RUN_DIR")
-    if command == "pretrain" and recipe.is_finetune:
+    if command == "pretrain" and recipe.is_finetune and not recipe.trains_from_scratch:
         raise ConfigError(f"recipe {recipe.name!r} fine-tunes (task={recipe.task}); run it with `llmzoo finetune`")
+    if command == "finetune" and recipe.trains_from_scratch:
+        raise ConfigError(f"recipe {recipe.name!r} trains a new model from scratch (task={recipe.task}); run it with "
+                          f"`llmzoo pretrain`")
     if command == "finetune" and not recipe.is_finetune:
         raise ConfigError(f"recipe {recipe.name!r} has no `task:`, so it pretrains; run it with `llmzoo pretrain`, "
                           f"or set task=NAME (see docs/finetune.md)")

@@ -33,6 +33,12 @@ FinetuneData holds:
   indices from a seeded per-epoch shuffle and recomputes batches after a resume or a spike rewind,
   which is how a resumed run repeats its losses bit for bit.
 
+A task that trains a model of its own kind from scratch (RETRO, llmzoo/retro/task.py) registers it
+too: `register_task(name, builder, model=OwnModel(build, save))`. Its recipe's `model:` is then the
+task's own mapping (no `from:`); the loop calls `build(recipe)` (after seeding) where it would load a
+base, and `save(model, directory, recipe)` where it would write the fine-tuned model, and
+`llmzoo pretrain` accepts the recipe.
+
 Registering: `register_task("my-task", builder)`. Built-in tasks live in the modules listed in
 TASK_MODULES, each calling register_task when imported; `get_task` imports them on demand. A
 recipe may also name a task outside llmzoo as `package.module:name`: the module is imported (it
@@ -58,6 +64,7 @@ TASK_MODULES: tuple[str, ...] = (
     "llmzoo.finetune.seq2seq",
     "llmzoo.finetune.expansion",
     "llmzoo.align.reward_task", "llmzoo.align.dpo_task", "llmzoo.align.ppo_task",
+    "llmzoo.retro.task",
 )
 
 
@@ -97,23 +104,44 @@ class FinetuneData:
 
 Builder = Callable[[Any, Any, Any], FinetuneData]
 
+
+@dataclass(frozen=True)
+class OwnModel:
+    """The model of a task that trains from scratch: build(recipe) -> nn.Module from the recipe's
+    `model:` mapping, save(model, directory, recipe) -> the directory its own loader reads."""
+
+    build: Callable[[Any], Any]
+    save: Callable[[Any, Any, Any], Any]
+
+
 _TASKS: dict[str, Builder] = {}
+_OWN_MODELS: dict[str, OwnModel] = {}
 
 
 def _key(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-def register_task(name: str, builder: Builder) -> Builder:
+def register_task(name: str, builder: Builder, *, model: OwnModel | None = None) -> Builder:
     """Register `builder` under `name` (case-insensitive; `_` and `-` alike); a later
     registration of the same name replaces the earlier one. Returns the builder (usable as a
-    decorator body: `register_task("x", build_x)`)."""
+    decorator body: `register_task("x", build_x)`). model: the task's own from-scratch model."""
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"a fine-tuning task needs a non-empty name, got {name!r}")
     if not callable(builder):
         raise ConfigError(f"fine-tuning task {name!r}: the builder must be callable(recipe, tokenizer, model)")
     _TASKS[_key(name)] = builder
+    if model is not None:
+        _OWN_MODELS[_key(name)] = model
+    else:
+        _OWN_MODELS.pop(_key(name), None)
     return builder
+
+
+def own_model(name: str) -> OwnModel | None:
+    """The from-scratch model of task `name` (registered with model=...), or None: it loads a base."""
+    get_task(name)  # imports `module:name` / the built-in modules, as the builder's lookup does
+    return _OWN_MODELS.get(_key(name.strip().rpartition(":")[2]))
 
 
 def _import_builtin() -> None:

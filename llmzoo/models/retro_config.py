@@ -9,7 +9,9 @@ never imports torch (like clip_config), so the zoo stays cheap to list.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from llmzoo.config import ModelConfig
@@ -65,6 +67,13 @@ class RetroConfig:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "decoder": self.decoder.to_dict(), "encoder": self.encoder.to_dict(),
                 "n_neighbours": self.n_neighbours}
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """As ModelConfig.to_json: what a training checkpoint keeps (llmzoo/train/checkpoint.py)."""
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RetroConfig":

@@ -206,6 +206,11 @@ def run_dir_of(checkpoint: Path) -> Path:
 
 
 def read_model_config(checkpoint: Path) -> ModelConfig:
+    data = _read_json(checkpoint / "model_config.json")
+    if "decoder" in data and "encoder" in data:  # a RETRO task's two stacks (RetroConfig.to_json)
+        from llmzoo.models.retro_config import RetroConfig
+
+        return RetroConfig.from_dict(data)
     return ModelConfig.from_json(checkpoint / "model_config.json")
 
 

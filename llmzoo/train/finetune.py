@@ -62,7 +62,11 @@ def load_base(recipe: Recipe) -> nn.Module:
     """The base model in fp32 (llmzoo.load's resolution of model.from), with the recipe's other
     model.* fields applied to its config (weights unchanged: e.g. RoPE scaling for longer contexts)."""
     import llmzoo
+    from llmzoo.finetune.registry import own_model
 
+    own = own_model(recipe.task)
+    if own is not None:  # a task that trains its own kind of model from scratch (RETRO)
+        return own.build(recipe).float().train()
     source = base_source(recipe)
     model = llmzoo.load(source, dtype=torch.float32)
     changes = {k: v for k, v in recipe.model.items() if k != "from"}
@@ -140,7 +144,11 @@ def export_finetuned(model: nn.Module, run_dir: Path, recipe: Recipe,
     (llmzoo.load(base, adapter=...) and peft's PeftModel.from_pretrained read it) and the model with
     the adapter merged in, where the method merges; full fine-tuning writes the model."""
     from llmzoo.convert.save import save_model
+    from llmzoo.finetune.registry import own_model
 
+    own = own_model(recipe.task)
+    if own is not None:  # its own layout, read by its own loader (peft is refused for such tasks)
+        return None, own.save(model.eval(), run_dir / "model", recipe)
     adapter_dir = None
     if recipe.peft is not None:
         from llmzoo import peft

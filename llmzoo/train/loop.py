@@ -219,7 +219,11 @@ class Trainer:
         self.n_params = sum(p.numel() for p in unique)
         self.n_trainable = sum(p.numel() for p in unique if p.requires_grad)
         self.engine = Engine(model, recipe, self.env, self.task)
-        self.flops_per_token = flops_per_token(self.config, recipe.seq_len).training
+        from llmzoo.models.retro_config import RetroConfig
+
+        # RETRO (a task's own model): its decoder's FLOPs; the neighbour encoder's are left out (MFU reads low)
+        counted = self.config.decoder if isinstance(self.config, RetroConfig) else self.config
+        self.flops_per_token = flops_per_token(counted, recipe.seq_len).training
         self.tokens_per_step = recipe.batch_size * recipe.seq_len  # a pretraining step's; fine-tuning counts them
         self.step = 0
         self.tokens = 0

@@ -170,6 +170,10 @@ class Recipe:
              f"`data` of a fine-tuning recipe is a mapping the task reads (data.train, data.val, ...), got {self.data!r}")
         need(self.prepare is None, "`prepare` builds pretraining token data; a fine-tuning task reads `data` itself")
         need(self.parallel != "pp", "parallel=pp pipelines next-token pretraining only; use ddp, zero1, zero2, fsdp or tp")
+        if self.trains_from_scratch:  # the task's own model (registry.OwnModel): its build() reads `model:`
+            need(isinstance(self.model, dict), f"task {self.task!r} builds its own model from a `model:` mapping")
+            need(self.peft is None, f"task {self.task!r} trains a new model from scratch; `peft` adapts a pretrained base")
+            return
         if self.peft is not None:
             need(isinstance(self.peft, dict) and isinstance(self.peft.get("method"), str),
                  "`peft` must be a mapping with a `method` (e.g. peft.method=lora peft.r=8)")
@@ -183,6 +187,13 @@ class Recipe:
     @property
     def is_finetune(self) -> bool:
         return self.task is not None
+
+    @property
+    def trains_from_scratch(self) -> bool:
+        """A task with a model of its own (RETRO): built from `model:`, not loaded from `model.from`."""
+        from llmzoo.finetune.registry import own_model
+
+        return self.task is not None and own_model(self.task) is not None
 
     @property
     def total_decay_steps(self) -> int:
@@ -290,7 +301,9 @@ def builtin_finetune_recipes() -> list[str]:
             data = yaml.safe_load((folder / f"{name}.yaml").read_text(encoding="utf-8")) or {}
         except yaml.YAMLError:
             continue
-        if isinstance(data, dict) and data.get("task"):
+        # a task's own from-scratch model (RETRO) is a `model:` mapping without `from`: a pretraining recipe
+        model = data.get("model") if isinstance(data, dict) else None
+        if isinstance(data, dict) and data.get("task") and not (isinstance(model, dict) and "from" not in model):
             names.append(name)
     return names
 
