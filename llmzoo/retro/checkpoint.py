@@ -1,5 +1,5 @@
 """A RETRO model on disk: `config.json` (RetroConfig.to_dict) and `model.safetensors` (never pickle), so a
-model trained with llmzoo.retro.train can be reloaded with its neighbour database beside it."""
+model trained by the loop's `task: retro` (llmzoo.retro.task) can be reloaded with its neighbour database."""
 
 from __future__ import annotations
 

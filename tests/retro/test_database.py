@@ -1,7 +1,7 @@
 """RETRO's neighbour database and frozen retriever (Borgeaud et al. 2022, section 2.3), with the real
 all-MiniLM-L6-v2 and GPT-2 tokenizer: `llmzoo retro index` through the CLI, the files it writes (safetensors +
 JSON, no pickle), retrieval of a planted passage with its continuation, a training row never retrieving its
-own text, the wrong-embedder refusal, and a short training run on Shakespeare with retrieval."""
+own text, and the wrong-embedder refusal (training through the loop: test_task.py)."""
 
 from __future__ import annotations
 
@@ -102,25 +102,6 @@ def test_another_embedder_is_refused_in_one_line_exit_2(db_dir, tmp_path, capsys
 def test_search_prints_the_planted_passage_first(db_dir, capsys):
     assert main(["retro", "search", str(db_dir), "What is the secret launch code of the Zebra Library?", "--k", "1"]) == 0
     assert "Zebra" in capsys.readouterr().out
-
-
-def test_train_on_shakespeare_with_retrieval(tokenizer):
-    from llmzoo.retro.train import shakespeare_db, train_retro
-
-    try:
-        db = shakespeare_db("macbeth", tokenizer, chunk=M, max_tokens=3000)
-    except AssetMissingError as e:
-        pytest.skip(str(e))
-    V = tokenizer.vocab_size
-    decoder = ModelConfig(vocab_size=V, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=4 * M,
-                          cross_attentions=retro_layers(2, start=2), cca_chunk=M, cca_memory_dim=32)
-    encoder = ModelConfig(arch="encoder", head="none", position="learned", vocab_size=V, d_model=32, n_layers=1,
-                          n_heads=4, d_ff=64, max_seq_len=2 * M)
-    torch.manual_seed(0)
-    losses = train_retro(build_retro(RetroConfig("shakespeare-retro", decoder, encoder)), db, steps=30,
-                         seq_len=4 * M, batch_size=4, lr=3e-3)
-    assert all(math.isfinite(x) for x in losses)
-    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5  # it learns (from ~log V = 10.8 nats)
 
 
 @pytest.mark.parametrize("argv, words", [
