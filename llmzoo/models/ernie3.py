@@ -8,9 +8,10 @@
                backbone's states, projected to its width; its LM head gives the logits
 
 The backbone here is causal for both tasks, so one pass of it serves both modules and the NLG path stays
-causal end to end; the NLU module supplies the bidirectional view. (The paper switches the backbone's own
-attention mask by task, "controlling the attention mask matrices"; llmzoo's Transformer-XL encodes only
-distances >= 0, Dai et al. 2019's causal form, so a bidirectional backbone would need negative distances.)
+causal end to end; the NLU module supplies the bidirectional view. (The paper shares the backbone between
+the task paradigms "while controlling the attention mask matrices", which reads as a bidirectional backbone
+for understanding; llmzoo's Transformer-XL attention encodes only distances >= 0, Dai et al. 2019's causal
+form, so that would need negative distances too.)
 The recurrence memory is the NLG task's only, as in the paper ("the memory module is only valid for
 natural language generation tasks"): `out.mems` holds the backbone's layers, then the NLG module's.
 """
