@@ -1,8 +1,8 @@
 """RETRO through the one training loop (`task: retro`, the built-in recipe retro-shakespeare): a database of
 Macbeth built by `llmzoo retro index` from the offline Shakespeare asset, the recipe run through the CLI for a
 few steps (a model load_retro reads, equal to the last checkpoint), a resumed run equal step for step to an
-uninterrupted one, every row's neighbours sharing no token with the row (over every training row), and recipe
-mistakes as one-line exit-2 errors."""
+uninterrupted one, every row's neighbours sharing no token with the row (over every training row), DDP over
+two processes giving the single process's losses, and recipe mistakes as one-line exit-2 errors."""
 
 from __future__ import annotations
 
@@ -141,3 +141,16 @@ def test_finetune_refuses_the_from_scratch_recipe(db, capsys):
     assert main(["finetune", "--recipe", "retro-shakespeare", f"data.db={db}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "llmzoo pretrain" in err
+
+
+def test_ddp_over_two_processes_gives_the_single_process_losses(db, tmp_path):
+    # Each rank retrieves for its own rows; the mean of the ranks' losses and gradients is the batch's.
+    from tests.train.helpers import cli
+
+    assert pretrain(db, tmp_path / "one", "max_steps=3", "checkpoint_every=0", "eval_every=0") == 0
+    short = [f"data.db={db}", f"run_dir={tmp_path / 'ddp'}", *TINY, "max_steps=3", "checkpoint_every=0", "eval_every=0"]
+    out = cli("pretrain", "--nproc-per-node", "2", "--recipe", "retro-shakespeare", "parallel=ddp", *short)
+    assert out.returncode == 0, out.stderr[-3000:]
+    one, ddp = train_losses(tmp_path / "one"), train_losses(tmp_path / "ddp")
+    assert sorted(ddp) == [1, 2, 3]
+    assert all(abs(ddp[s] - one[s]) <= 1e-5 * abs(one[s]) for s in one)  # summed in another order only
