@@ -76,6 +76,13 @@ def _database(recipe) -> NeighbourDB:
     return load_db(Path(str(_data(recipe)["db"])))
 
 
+def _int(spec: dict, key: str, default: int) -> int:
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"task retro: model.{key} must be an integer, got {value!r}")
+    return value
+
+
 def retro_config(recipe, db: NeighbourDB, vocab_size: int) -> RetroConfig:
     """The recipe's `model:` completed from the database: chunk m, neighbours of 2m tokens, its vocabulary."""
     spec = recipe.model
@@ -87,13 +94,13 @@ def retro_config(recipe, db: NeighbourDB, vocab_size: int) -> RetroConfig:
         raise ConfigError(f"task retro: seq_len {recipe.seq_len} must be a multiple of the database's chunk {m}")
     decoder.setdefault("max_seq_len", recipe.seq_len)
     encoder.setdefault("position", "learned")
-    layers = retro_layers(decoder["n_layers"], int(spec.get("cca_start", 6)), int(spec.get("cca_every", 3)))
+    layers = retro_layers(decoder["n_layers"], _int(spec, "cca_start", 6), _int(spec, "cca_every", 3))
     try:
         enc = ModelConfig(name=f"{recipe.name}-encoder", arch="encoder", head="none", vocab_size=vocab_size,
                           max_seq_len=2 * m, **encoder)
         dec = ModelConfig(name=recipe.name, vocab_size=vocab_size, cross_attentions=layers, cca_chunk=m,
                           cca_memory_dim=enc.d_model, **decoder)
-        return RetroConfig(recipe.name, dec, enc, n_neighbours=int(spec.get("n_neighbours", 2)))
+        return RetroConfig(recipe.name, dec, enc, n_neighbours=_int(spec, "n_neighbours", 2))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"task retro: model: {e}") from None
 

@@ -121,6 +121,8 @@ def test_no_row_retrieves_its_own_text(db):
     (["model.decoder.cca_chunk=8"], "set by the task"),
     (["model.decoder.n_layer=2"], "did you mean 'model.n_layers'"),
     (["model.cca_star=2"], "did you mean 'cca_start'"),
+    (["model.cca_start=two"], "model.cca_start must be an integer"),
+    (["model.n_neighbours=0"], "n_neighbours must be >= 1"),
     (["sample_tokens=10"], "llmzoo.retro.generate"),
     (["peft.method=lora"], "from scratch"),
 ])
