@@ -30,13 +30,37 @@ def attention_params(c: ModelConfig) -> int:
             + _linear(q_dim, d, c.attn_out_bias))
 
 
-def mlp_params(c: ModelConfig, gated: bool | None = None) -> int:
-    """One MLP; gated: override c.mlp_gated (MoE experts, c.expert_mlp_gated)."""
+def mlp_params(c: ModelConfig, gated: bool | None = None, d_ff: int | None = None) -> int:
+    """One MLP; gated: override c.mlp_gated (MoE experts, c.expert_mlp_gated); d_ff: override c.d_ff
+    (Flamingo's gated FFW, c.xattn_d_ff)."""
     gated = c.mlp_gated if gated is None else gated
-    n = 2 * c.d_model * c.d_ff + (c.d_model * c.d_ff if gated else 0)
+    f = d_ff or c.d_ff
+    n = 2 * c.d_model * f + (c.d_model * f if gated else 0)
     if c.mlp_bias:
-        n += c.d_ff * (2 if gated else 1) + c.d_model
+        n += f * (2 if gated else 1) + c.d_model
     return n
+
+
+def cross_params(c: ModelConfig, layer: int = 0) -> int:
+    """Layer `layer`'s cross-attention of the per-layer spec (c.cross_kind), as its module builds it.
+    'chunked': RETRO's CCA (Borgeaud et al. 2022, section 2.4; llmzoo.nn.chunked_cross_attention): its
+    pre-norm, q/o over d_model, k/v over the cca_memory_dim-wide neighbour encodings, the relative
+    encodings' W_R and per-layer u, v biases. 'gated': Flamingo's GATED XATTN-DENSE (Alayrac et al. 2022,
+    section 2.2; llmzoo.nn.gated_cross_attention): two norms, bias-free q/o and k/v over the visual
+    width, optional per-head q/k norms, the LM-kind FFW of xattn_d_ff, and two tanh gates."""
+    kind = c.cross_kind(layer)
+    if kind == "none":
+        return 0
+    d, mem = c.d_model, c.cca_memory_dim or c.d_model
+    if kind == "chunked":
+        inner = c.n_heads * c.hd
+        return _norm(c, d) + 2 * d * inner + 2 * mem * inner + d * inner + 2 * inner
+    heads = c.xattn_heads or c.n_heads
+    hd = d // heads
+    n = 2 * _norm(c, d) + 2 * d * heads * hd + 2 * mem * heads * hd
+    n += 2 * _norm(c, hd) if c.xattn_qk_norm else 0
+    gates = 2 * (1 if c.xattn_gate == "scalar" else d)
+    return n + mlp_params(c, d_ff=c.xattn_d_ff) + gates
 
 
 def ssm_params(c: ModelConfig) -> int:
@@ -71,7 +95,7 @@ def block_params(c: ModelConfig, *, cross_attention: bool = False, active: bool 
         n += _norm(c, c.d_model)  # the second (mlp) norm
     if cross_attention:
         n += _norm(c, c.d_model) + attention_params(c)
-    return n
+    return n + cross_params(c, layer)
 
 
 def _projects_tokens(c: ModelConfig) -> bool:
@@ -186,6 +210,7 @@ def matmul_params(c: ModelConfig) -> int:
     ffns = {"dense": mlp, "moe": moe, "rre": rre, "none": 0}
     layers = sum(mixers[c.mixer_kind(i)] + ffns[c.ffn_kind(i)] for i in range(c.n_layers))
     layers += (attention + mlp) if c.top_query_layer else 0  # PanGu-alpha's query layer (its table is a lookup)
+    layers += sum(_cross_matmuls(c, i) for i in range(c.n_layers))
     if c.arch == "encoder_decoder":
         layers += sum(2 * attention + ffns[c.ffn_kind(i)] for i in range(c.decoder_layers))  # self + cross attention
     E, V = c.emb_dim, c.vocab_size
@@ -194,6 +219,20 @@ def matmul_params(c: ModelConfig) -> int:
         "none": 0, "lm": V * E, "mlm": d * E + V * E, "pretraining": d * E + V * E, "rtd": d * d + d,
     }.get(c.head, V * d)
     return layers + project + head
+
+
+def _cross_matmuls(c: ModelConfig, layer: int) -> int:
+    """The weights a text token meets in layer `layer`'s cross-attention (RETRO's CCA, Flamingo's gated layer):
+    q and o, and the gated layer's FFW. The k/v projections of the memory and the scores against it are left
+    out: how many memory tokens there are per text token (RETRO's k neighbours of r tokens a chunk, Flamingo's
+    64 visual tokens an image) is set by the retrieval or the images, not by the ModelConfig."""
+    kind = c.cross_kind(layer)
+    if kind == "chunked":
+        return 2 * c.d_model * c.n_heads * c.hd
+    if kind == "gated":
+        f = c.xattn_d_ff or c.d_ff
+        return 2 * c.d_model * c.d_model + (3 if c.mlp_gated else 2) * c.d_model * f
+    return 0
 
 
 @dataclass(frozen=True)

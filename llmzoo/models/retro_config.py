@@ -88,10 +88,8 @@ class RetroConfig:
 
         d, e = self.decoder, self.encoder
         norm = lambda c, dim: dim * (1 if c.norm == "rmsnorm" else 2 if c.norm_bias else 1)
-        D, inner, mem = d.d_model, d.n_heads * d.hd, d.cca_memory_dim or d.d_model
-        # CCA: its norm, q, k, v, o, the relative encodings' W_R and the u, v biases (nn.chunked_cross_attention)
-        cca = norm(d, D) + D * inner + 2 * mem * inner + inner * D + D * inner + 2 * inner
-        n = count_params(d.replace(cross_attentions=None)) + len(self.cca_layers) * cca
+        D = d.d_model
+        n = count_params(d)  # the decoder with its CCA layers (llmzoo.flops.cross_params)
         # the encoder: tokens, positions, the chunk states' norm and projection, its blocks, the final norm
         n += e.vocab_size * e.d_model + e.max_seq_len * e.d_model + norm(d, D) + D * e.d_model + norm(e, e.d_model)
         n += sum(block_params(e, cross_attention=True, layer=i) for i in range(e.n_layers))
