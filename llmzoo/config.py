@@ -522,10 +522,7 @@ class ModelConfig:
             raise ConfigError(f"invalid ModelConfig: {e}") from None
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=False)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
+        return config_json(self.to_dict(), path)
 
     @classmethod
     def from_json(cls, path_or_text: str | Path) -> "ModelConfig":
@@ -541,3 +538,11 @@ class ModelConfig:
             raise ConfigError(f"config is not valid JSON ({e.msg} at line {e.lineno})") from None
         return cls.from_dict(data)
 
+
+def config_json(data: dict[str, Any], path: str | Path | None = None) -> str:
+    """A config's dict as indented JSON, also written to `path` if given (ModelConfig and the
+    composite configs, RETRO's and Flamingo's, write their config.json the same way)."""
+    text = json.dumps(data, indent=2, sort_keys=False)
+    if path is not None:
+        Path(path).write_text(text + "\n")
+    return text

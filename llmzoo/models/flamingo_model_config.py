@@ -11,12 +11,11 @@ resampler against meta-device builds). Importing this module never imports torch
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmzoo.config import ModelConfig
+from llmzoo.config import ModelConfig, config_json
 from llmzoo.errors import ConfigError
 from llmzoo.models.flamingo_config import FlamingoConfig
 
@@ -71,10 +70,7 @@ class FlamingoModelConfig:
                 "vision_dim": self.vision_dim, "vision_params": self.vision_params, "vision_name": self.vision_name}
 
     def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
+        return config_json(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FlamingoModelConfig":

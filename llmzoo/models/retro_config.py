@@ -9,12 +9,11 @@ never imports torch (like clip_config), so the zoo stays cheap to list.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmzoo.config import ModelConfig
+from llmzoo.config import ModelConfig, config_json
 from llmzoo.errors import ConfigError
 
 
@@ -70,10 +69,7 @@ class RetroConfig:
 
     def to_json(self, path: str | Path | None = None) -> str:
         """As ModelConfig.to_json: what a training checkpoint keeps (llmzoo/train/checkpoint.py)."""
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
+        return config_json(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RetroConfig":
