@@ -67,8 +67,9 @@ class AttentionState:
     def reorder(self, index: torch.Tensor) -> "AttentionState":
         return AttentionState(self.k.index_select(0, index), self.v.index_select(0, index))
 
-    def rows(self, start: int, end: int) -> "AttentionState":
-        return AttentionState(self.k[start:end], self.v[start:end])
+    def rows(self, start: int, end: int, slots: int | None = None) -> "AttentionState":
+        """Rows start:end (and only the first `slots` slots, if given) as a view: writes reach this state."""
+        return AttentionState(self.k[start:end, :, :slots], self.v[start:end, :, :slots])
 
     def nbytes(self) -> int:
         return self.k.numel() * self.k.element_size() * 2
@@ -273,14 +274,16 @@ class StaticCache(Cache):
         self.write_start[row] = 0
         self.lengths[row] = 0
 
-    def rows(self, start: int, end: int) -> "StaticCache":
+    def rows(self, start: int, end: int, slots: int | None = None) -> "StaticCache":
         """Rows start:end as a StaticCache whose writes and bookkeeping reach this one (prefilling
-        one request of a continuous batch)."""
+        one request of a continuous batch). slots=L: only the first L slots, so attention reads the
+        part of a long cache the rows have filled, not all max_len (the engine's eager steps); every
+        row's next write must fall below L."""
         view = StaticCache.__new__(StaticCache)
-        Cache.__init__(view, end - start, self.max_len, dtype=self.dtype, device=self.device)
-        view._states = {key: state.rows(start, end) for key, state in self._states.items()}
-        view._parent_span = (self, start, end)
-        view.key_mask, view.write_start = self.key_mask[start:end], self.write_start[start:end]
+        Cache.__init__(view, end - start, slots or self.max_len, dtype=self.dtype, device=self.device)
+        view._states = {key: _state_rows(state, start, end, slots) for key, state in self._states.items()}
+        view._parent_span = (self, start, end, slots)
+        view.key_mask, view.write_start = self.key_mask[start:end, :slots], self.write_start[start:end]
         # Rows of a view start at the first row's slot (one row when the engine prefills a request);
         # read on the host by the scheduling code, never inside a forward.
         view.lengths, view.seq_length = self.lengths[start:end], int(self.write_start[start])
@@ -289,9 +292,16 @@ class StaticCache(Cache):
     def state(self, key: Hashable, create: StateFactory) -> LayerState:
         span = getattr(self, "_parent_span", None)
         if span is not None and key not in self._states:  # a row view: the state lives in the parent
-            parent, start, end = span
-            self._states[key] = parent.state(key, create).rows(start, end)
+            parent, start, end, slots = span
+            self._states[key] = _state_rows(parent.state(key, create), start, end, slots)
         return super().state(key, create)
+
+
+def _state_rows(state: LayerState, start: int, end: int, slots: int | None) -> LayerState:
+    """A view of rows start:end; a self-attention state's also cut to its first `slots` slots."""
+    if slots is None or not isinstance(state, AttentionState):
+        return state.rows(start, end)
+    return state.rows(start, end, slots)
 
 
 class _RowView(Cache):

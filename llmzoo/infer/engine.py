@@ -31,6 +31,7 @@ from llmzoo.infer.sampling import check_generation_args, next_tokens
 
 
 DEFAULT_MAX_LEN = 2048
+SLOT_BUCKET = 128  # eager steps attend over the filled cache slots, rounded up to a power of two >= this
 
 
 class EngineFullError(LlmzooError):
@@ -60,7 +61,7 @@ class Engine:
         # The cache length is rounded up as generate_ids rounds it, so engines of nearby lengths share
         # compiled graphs instead of compiling their own (~100 s each on a 2-core CPU).
         self.cache = StaticCache.for_model(model, max_batch, bucket_cache_len(self.max_len))
-        self._views: dict[int, StaticCache] = {}  # first n rows, for decode steps over fewer rows
+        self._views: dict = {}  # (first n rows[, first L slots]) views, for decode steps over fewer rows
         if compile is None:  # a serving engine runs long enough to repay compiling; LLMZOO_COMPILE=0 opts out
             compile = os.environ.get("LLMZOO_COMPILE", "1") != "0"
         self.step_fn = decode_step_for(model) if compile and can_compile(model) else None
@@ -214,6 +215,7 @@ class Engine:
                 request.finish("cancelled")
                 self.rows[row] = None
                 self.pending.pop(row, None)
+                self.cache.reset_row(row)  # an idle row's old length no longer widens the others' window
         with self._wake:
             while self.waiting and None in self.rows:
                 row = self.rows.index(None)
@@ -231,7 +233,7 @@ class Engine:
         request, rest = self.rows[row], self.pending[row]
         start = len(request.prompt_ids) - len(rest)
         chunk, self.pending[row] = rest[:self.prefill_chunk], rest[self.prefill_chunk:]
-        view = self.cache.rows(row, row + 1)
+        view = self.cache.rows(row, row + 1, self._slots(start + len(chunk)))
         scoring = request.prompt_logprobs is not None
         logits = self.model(torch.tensor([chunk]), cache=view, logits_to_keep=0 if scoring else 1).logits[0]
         view.advance(len(chunk))
@@ -263,7 +265,11 @@ class Engine:
         # Requests take the lowest free rows, so the live ones sit at the front: decode only the first
         # n rows (n a power of two, the compiled step's buckets), not all max_batch every step.
         n = min(bucket_batch(max(rows) + 1), self.max_batch)
-        cache = self.cache if n == self.max_batch else self._views.setdefault(n, self.cache.rows(0, n))
+        if self.step_fn is None:  # eager: attend over the filled slots only (a compiled step keeps its shapes)
+            slots = self._slots(int(self.cache.write_start[:n].max()) + 1)
+            cache = self._views.setdefault((n, slots), self.cache.rows(0, n, slots))
+        else:
+            cache = self.cache if n == self.max_batch else self._views.setdefault(n, self.cache.rows(0, n))
         active = torch.zeros(n, dtype=torch.bool)
         active[rows] = True
         tokens = self.next_input[:n].masked_fill(~active, 0)[:, None]
@@ -274,6 +280,13 @@ class Engine:
         cache.advance_rows(active)
         for row in rows:
             self._sample_or_fail(row, logits[row])
+
+    def _slots(self, needed: int) -> int | None:
+        """The cache slots an eager forward attends over: `needed` rounded up to a power of two (at
+        least SLOT_BUCKET), so a short request in a long engine (max_len 4096) reads its few hundred
+        filled slots, not all of them: decode time no longer grows with max_len. None: all of them."""
+        size = max(SLOT_BUCKET, 1 << (needed - 1).bit_length())
+        return None if size >= self.cache.max_len else size
 
     def _sample_or_fail(self, row: int, logits: torch.Tensor) -> None:
         """Sample for one request; its own bad settings (e.g. a temperature so small the probabilities

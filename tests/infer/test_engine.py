@@ -49,6 +49,34 @@ def test_continuous_batching_equals_each_request_alone(model, tokenizer, compile
         assert result.finish_reason == "length"
 
 
+def test_eager_steps_read_only_the_filled_slots_and_decode_the_same(tokenizer):
+    """An engine with a long context (1024 slots) attends over the filled slots only, rounded up to a
+    power of two from SLOT_BUCKET: requests whose lengths cross 128 and 256 mid-generation, rows
+    freed and reused, still decode exactly as alone."""
+    from llmzoo.infer import engine as engine_module
+
+    model = _model(BASE.replace(max_seq_len=1024, sliding_window=None))
+    prompts = [[t % 90 + 3 for t in range(120)], [20, 21], list(range(3, 60)) * 4, [7, 8, 9]]
+    lengths = [40, 150, 30, 12]
+    seen = []
+    real_rows = engine_module.StaticCache.rows
+
+    def recording_rows(cache, start, end, slots=None):
+        seen.append(slots)
+        return real_rows(cache, start, end, slots)
+
+    with llmzoo.Engine(model, tokenizer, max_batch=2, prefill_chunk=64, max_len=1024, compile=False) as engine:
+        engine.eos = set()
+        engine_module.StaticCache.rows = recording_rows
+        try:
+            results = [r.result() for r in [engine.submit(p, max_tokens=n) for p, n in zip(prompts, lengths)]]
+        finally:
+            engine_module.StaticCache.rows = real_rows
+    for prompt, n, result in zip(prompts, lengths, results):
+        assert result.token_ids == alone(model, prompt, n)
+    assert {128, 256, 512} <= set(seen) and None not in seen  # windows grew with the rows, never all 1024
+
+
 def test_requests_arriving_while_others_decode(model, tokenizer):
     with llmzoo.Engine(model, tokenizer, max_batch=4, prefill_chunk=4, compile=False) as engine:
         engine.eos = set()
