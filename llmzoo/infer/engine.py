@@ -265,11 +265,9 @@ class Engine:
         # Requests take the lowest free rows, so the live ones sit at the front: decode only the first
         # n rows (n a power of two, the compiled step's buckets), not all max_batch every step.
         n = min(bucket_batch(max(rows) + 1), self.max_batch)
-        if self.step_fn is None:  # eager: attend over the filled slots only (a compiled step keeps its shapes)
-            slots = self._slots(int(self.cache.write_start[:n].max()) + 1)
-            cache = self._views.setdefault((n, slots), self.cache.rows(0, n, slots))
-        else:
-            cache = self.cache if n == self.max_batch else self._views.setdefault(n, self.cache.rows(0, n))
+        # eager: attend over the filled slots only (a compiled step keeps its shapes)
+        slots = self._slots(int(self.cache.write_start[:n].max()) + 1) if self.step_fn is None else None
+        cache = self.cache if (n, slots) == (self.max_batch, None) else self._view(n, slots)
         active = torch.zeros(n, dtype=torch.bool)
         active[rows] = True
         tokens = self.next_input[:n].masked_fill(~active, 0)[:, None]
@@ -280,6 +278,13 @@ class Engine:
         cache.advance_rows(active)
         for row in rows:
             self._sample_or_fail(row, logits[row])
+
+    def _view(self, n: int, slots: int | None) -> StaticCache:
+        """The first n rows (and first `slots` slots), made once per shape: not rebuilt every step."""
+        view = self._views.get((n, slots))
+        if view is None:
+            view = self._views[(n, slots)] = self.cache.rows(0, n, slots)
+        return view
 
     def _slots(self, needed: int) -> int | None:
         """The cache slots an eager forward attends over: `needed` rounded up to a power of two (at
