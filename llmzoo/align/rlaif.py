@@ -110,10 +110,10 @@ def label_pairs(model: nn.Module, tokenizer, rows: list[dict], labeller: RubricJ
             p = labeller.prefer_first(row["prompt"], a, b)
         else:
             sa, sb = labeller(row["prompt"], a, row), labeller(row["prompt"], b, row)
-            p = 0.5 if sa == sb else float(sa > sb)
-        if p == 0.5 and not isinstance(labeller, RubricJudge):
-            dropped["tie"] += 1
-            continue
+            if sa == sb:
+                dropped["tie"] += 1
+                continue
+            p = float(sa > sb)
         if abs(p - 0.5) <= min_confidence:
             dropped["unsure"] += 1
             continue
